@@ -1,0 +1,283 @@
+"""The feature cache: one HDF5 file per dataset.
+
+Layout (``format = "cafe-feature-cache"``, ``format_version = 1``)::
+
+    /                      attrs: dataset, cache_name, root, reader_options (JSON), fingerprint (JSON),
+                                  random_weights, cafe_version, complete
+    /splits/<split>/features   (N, V, D) float16|float32   V = number of views, in fingerprint order
+    /splits/<split>/labels     (N,) int8                     target ids (cafe_cache.classes)
+    /splits/<split>/paths      (N,) str                      image source relative to the root
+    /splits/<split>/error      (N,) str                      "" or why the image could not be read
+                                  attrs: n_done               rows written so far (resume point)
+    /skipped/where, /skipped/reason  (K,) str                 entries the reader dropped (label rules, --skip-bad)
+
+Rows are written in dataset order, a batch at a time, each batch followed by a flush and an
+update of ``n_done``; rerunning the same extraction continues at ``n_done``. An exclusive lock file
+(``<cache>.h5.lock``) keeps a second process out.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+from filelock import FileLock, Timeout
+
+from .. import __version__
+from ..datasets.base import Sample
+from ..errors import CafeError
+
+FORMAT = "cafe-feature-cache"
+FORMAT_VERSION = 1
+STR = h5py.string_dtype()
+
+
+@dataclass(frozen=True)
+class Fingerprint:
+    """Everything that changes the stored features. Two caches agree when their fingerprints are equal."""
+
+    model: str
+    weights: str  # "pretrained:<tag>", "file:<name>" or "random"
+    weights_sha256: str | None
+    random_weights: bool
+    seed: int | None
+    preprocess: str
+    views: tuple[str, ...]
+    image_size: int
+    dtype: str
+    precision: str
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> "Fingerprint":
+        d = json.loads(text)
+        d["views"] = tuple(d["views"])
+        return cls(**d)
+
+    def differences(self, other: "Fingerprint") -> list[str]:
+        return [f"{f.name}: cache has {getattr(self, f.name)!r}, asked for {getattr(other, f.name)!r}"
+                for f in fields(self) if getattr(self, f.name) != getattr(other, f.name)]
+
+    @property
+    def weights_label(self) -> str:
+        return f"{self.model} RANDOM WEIGHTS (seed {self.seed})" if self.random_weights else f"{self.model} {self.weights}"
+
+    def same_weights(self, other: "Fingerprint") -> bool:
+        return (self.model, self.weights, self.weights_sha256, self.random_weights, self.seed) == \
+               (other.model, other.weights, other.weights_sha256, other.random_weights, other.seed)
+
+
+def cache_path(cache_dir: str | Path, cache_name: str) -> Path:
+    return Path(cache_dir) / f"{cache_name}.h5"
+
+
+def _lock(path: Path) -> FileLock:
+    lock = FileLock(str(path) + ".lock", timeout=0)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise CafeError(f"{path} is being written by another cafe process (lock {path}.lock is held). "
+                        "Wait for it to finish; two processes must not write one cache.") from None
+    return lock
+
+
+class CacheWriter:
+    """Creates or resumes a cache file; holds its lock until closed."""
+
+    def __init__(self, path: Path, fingerprint: Fingerprint, *, dataset: str, cache_name: str, root: Path,
+                 reader_options: dict[str, Any], splits: dict[str, list[Sample]],
+                 skipped: list[tuple[str, str]], feature_dim: int, force: bool = False):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.fingerprint = fingerprint
+        self._lock = _lock(self.path)
+        try:
+            if self.path.exists() and force:
+                self.path.unlink()
+            if self.path.exists():
+                self.file = self._resume(splits)
+            else:
+                self.file = self._create(dataset, cache_name, root, reader_options, splits, skipped, feature_dim)
+        except BaseException:
+            self._lock.release()
+            raise
+
+    # -- opening ------------------------------------------------------------------------
+    def _create(self, dataset, cache_name, root, reader_options, splits, skipped, dim) -> h5py.File:
+        tmp = self.path.with_suffix(".h5.partial")
+        f = h5py.File(tmp, "w")
+        f.attrs.update(format=FORMAT, format_version=FORMAT_VERSION, dataset=dataset, cache_name=cache_name,
+                       root=str(Path(root).resolve()), reader_options=json.dumps(reader_options, sort_keys=True),
+                       fingerprint=self.fingerprint.to_json(), random_weights=self.fingerprint.random_weights,
+                       cafe_version=__version__, complete=False)
+        dtype = np.float16 if self.fingerprint.dtype == "float16" else np.float32
+        views = len(self.fingerprint.views)
+        for name, samples in splits.items():
+            g = f.create_group(f"splits/{name}")
+            n = len(samples)
+            g.create_dataset("features", shape=(n, views, dim), dtype=dtype,
+                             chunks=(max(1, min(n, 1024)), views, dim) if n else None)
+            g.create_dataset("labels", data=np.array([s.label for s in samples], dtype=np.int8))
+            g.create_dataset("paths", data=[s.path for s in samples], dtype=STR)
+            g.create_dataset("error", shape=(n,), dtype=STR)
+            g.attrs["n_done"] = 0
+        sk = f.create_group("skipped")
+        sk.create_dataset("where", data=[w for w, _ in skipped], dtype=STR)
+        sk.create_dataset("reason", data=[r for _, r in skipped], dtype=STR)
+        f.close()
+        tmp.rename(self.path)  # the file appears only once its layout is whole
+        return h5py.File(self.path, "r+")
+
+    def _resume(self, splits: dict[str, list[Sample]]) -> h5py.File:
+        f = _open_checked(self.path, "r+")
+        have = Fingerprint.from_json(f.attrs["fingerprint"])
+        diff = have.differences(self.fingerprint)
+        if diff:
+            f.close()
+            raise CafeError(f"{self.path} was made with other settings ({'; '.join(diff)}). Pass --force to "
+                            "replace it, or --cache-dir DIR to keep both.")
+        for name, samples in splits.items():
+            g = f.get(f"splits/{name}")
+            same = g is not None and len(g["paths"]) == len(samples) and \
+                [p.decode() if isinstance(p, bytes) else p for p in g["paths"][:]] == [s.path for s in samples] and \
+                np.array_equal(g["labels"][:], np.array([s.label for s in samples], dtype=np.int8))
+            if not same:
+                f.close()
+                raise CafeError(f"{self.path}: split {name!r} lists other images or labels than the dataset now "
+                                "does (the dataset or reader options changed). Pass --force to re-extract it.")
+        return f
+
+    # -- writing ------------------------------------------------------------------------
+    def n_done(self, split: str) -> int:
+        return int(self.file[f"splits/{split}"].attrs["n_done"])
+
+    def write(self, split: str, start: int, features: np.ndarray, errors: list[str]) -> None:
+        """Rows [start, start + len(features)); then flush, so a kill loses at most this batch."""
+        g = self.file[f"splits/{split}"]
+        end = start + len(features)
+        g["features"][start:end] = features
+        if any(errors):
+            g["error"][start:end] = errors
+        g.attrs["n_done"] = end
+        self.file.flush()
+
+    def finish(self) -> None:
+        self.file.attrs["complete"] = True
+        self.file.flush()
+
+    def close(self) -> None:
+        try:
+            self.file.close()
+        finally:
+            self._lock.release()
+
+    def __enter__(self) -> "CacheWriter":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _check_not_locked(path: Path) -> None:
+    lock = FileLock(str(path) + ".lock", timeout=0)
+    try:
+        lock.acquire()
+        lock.release()
+    except Timeout:
+        raise CafeError(f"{path} is being written by a running `cafe extract`; wait for it to finish.") from None
+    except OSError:
+        pass  # a read-only cache folder: nobody can be writing there
+
+
+def _open_checked(path: Path, mode: str = "r") -> h5py.File:
+    try:
+        f = h5py.File(path, mode)
+    except OSError as e:
+        raise CafeError(f"{path}: cannot be opened as HDF5 ({e}). If an extraction was killed while writing, "
+                        "rerun it with --force to start that dataset again.") from e
+    if f.attrs.get("format") != FORMAT:
+        f.close()
+        raise CafeError(f"{path} is not a cafe feature cache (no format attribute); use another --cache-dir.")
+    if int(f.attrs.get("format_version", -1)) != FORMAT_VERSION:
+        f.close()
+        raise CafeError(f"{path} has cache format {f.attrs.get('format_version')}, this cafe reads "
+                        f"{FORMAT_VERSION}; re-extract with --force.")
+    return f
+
+
+@dataclass
+class SplitData:
+    """One split's readable rows (images that failed to load are left out)."""
+
+    features: np.ndarray  # (n, V, D) float32
+    labels: np.ndarray  # (n,) int64
+    paths: list[str]
+    rows: np.ndarray  # row indices in the file
+
+
+class FeatureCache:
+    """Read access to a finished cache file."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise CafeError(f"no feature cache at {self.path}; run `cafe extract` for that dataset first.")
+        _check_not_locked(self.path)
+        with _open_checked(self.path) as f:
+            a = f.attrs
+            self.fingerprint = Fingerprint.from_json(a["fingerprint"])
+            self.dataset = str(a["dataset"])
+            self.cache_name = str(a["cache_name"])
+            self.root = Path(str(a["root"]))
+            self.reader_options = json.loads(a["reader_options"])
+            self.cafe_version = str(a["cafe_version"])
+            self.complete = bool(a["complete"])
+            self.splits = {name: (int(g.attrs["n_done"]), len(g["labels"])) for name, g in f["splits"].items()}
+
+    @property
+    def random_weights(self) -> bool:
+        return self.fingerprint.random_weights
+
+    def require_complete(self) -> None:
+        if not self.complete:
+            todo = ", ".join(f"{s} {d}/{n}" for s, (d, n) in self.splits.items())
+            raise CafeError(f"{self.path} is unfinished ({todo}); rerun the same `cafe extract` to complete it.")
+
+    def load(self, split: str, views: list[str] | None = None) -> SplitData:
+        """Features of the images that were read, as float32, in dataset order."""
+        self.require_complete()
+        if split not in self.splits:
+            raise CafeError(f"{self.path} has no split {split!r} (it has {', '.join(self.splits)}).")
+        idx = [self.fingerprint.views.index(v) for v in (views or self.fingerprint.views)]
+        with h5py.File(self.path, "r") as f:
+            g = f[f"splits/{split}"]
+            err = g["error"].asstr()[:]
+            rows = np.flatnonzero(err == "")
+            feats = g["features"][:][rows][:, idx].astype(np.float32)
+            labels = g["labels"][:][rows].astype(np.int64)
+            paths = list(g["paths"].asstr()[:][rows])
+        return SplitData(feats, labels, paths, rows)
+
+    def errors(self) -> list[tuple[str, str, str]]:
+        """(split, path, reason) of every image that could not be read."""
+        out = []
+        with h5py.File(self.path, "r") as f:
+            for name, g in f["splits"].items():
+                err = g["error"].asstr()[:]
+                paths = g["paths"].asstr()
+                out += [(name, paths[i], err[i]) for i in np.flatnonzero(err != "")]
+        return out
+
+    def skipped(self) -> list[tuple[str, str]]:
+        with h5py.File(self.path, "r") as f:
+            return list(zip(f["skipped/where"].asstr()[:], f["skipped/reason"].asstr()[:]))
+
+
+def find_caches(cache_dir: str | Path) -> list[Path]:
+    return sorted(p for p in Path(cache_dir).glob("*.h5"))

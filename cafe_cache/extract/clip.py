@@ -1,0 +1,146 @@
+"""Load the frozen CLIP image tower through open_clip, never falling back to random weights.
+
+open_clip quietly builds a randomly initialised model when ``pretrained`` is neither a known tag
+nor an existing file; :func:`load_clip` checks both first, so random weights only ever come from
+an explicit ``random_weights=True``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import open_clip
+import torch
+
+from ..errors import CafeError
+
+CONFIG_DIR = Path(__file__).parent / "model_configs"  # cafe's own configs (e.g. the tiny test model)
+open_clip.add_model_config(CONFIG_DIR)
+
+DEFAULT_MODEL = "ViT-B-32"
+DEFAULT_PRETRAINED = "openai"
+RANDOM_SEED = 0
+
+
+@dataclass(frozen=True)
+class ClipSpec:
+    """Which CLIP to load: a named config plus exactly one source of weights."""
+
+    model: str = DEFAULT_MODEL
+    pretrained: str | None = DEFAULT_PRETRAINED  # open_clip tag, used when weights is None
+    weights: str | None = None  # local checkpoint file
+    random_weights: bool = False
+    seed: int = RANDOM_SEED  # random-weights seed
+
+
+@dataclass(frozen=True)
+class WeightsInfo:
+    """Where the weights came from; stored in every cache and checkpoint."""
+
+    model: str
+    source: str  # "pretrained:<tag>", "file:<name>" or "random"
+    sha256: str | None  # of the checkpoint file, when one was read
+    random_weights: bool
+    seed: int | None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @property
+    def label(self) -> str:
+        if self.random_weights:
+            return f"{self.model} RANDOM WEIGHTS (seed {self.seed})"
+        return f"{self.model} {self.source}"
+
+
+@dataclass
+class LoadedClip:
+    model: torch.nn.Module  # the full open_clip model (image tower used for features)
+    info: WeightsInfo
+    image_size: int
+    embed_dim: int
+    mean: tuple[float, float, float]  # CLIP's own normalisation (for --preprocess clip)
+    std: tuple[float, float, float]
+    interpolation: str
+    resize_mode: str
+
+    @torch.inference_mode()
+    def encode(self, images: torch.Tensor) -> torch.Tensor:
+        """Raw (not L2-normalised) image features, as CAFE uses them."""
+        return self.model.encode_image(images, normalize=False)
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _check_model_name(model: str) -> None:
+    if model not in open_clip.list_models():
+        raise CafeError(f"unknown CLIP model {model!r}. open_clip knows e.g. ViT-B-32, ViT-B-16, ViT-L-14 "
+                        "(full list: python -c 'import open_clip; print(open_clip.list_models())').")
+
+
+def _how_to_get_weights(model: str) -> str:
+    tags = open_clip.list_pretrained_tags_by_model(model)
+    shown = ", ".join(tags[:5]) + (", ..." if len(tags) > 5 else "") if tags else "none"
+    return (f"Give weights one of three ways: --pretrained TAG with internet or a filled HF/open_clip cache "
+            f"(tags for {model}: {shown}), "
+            f"--weights FILE with a local checkpoint (e.g. the open_clip/OpenAI ViT-B-32 .pt or .bin), or "
+            f"--random-weights for a smoke test only (features are then meaningless).")
+
+
+def load_clip(spec: ClipSpec, device: str | torch.device = "cpu") -> LoadedClip:
+    """Build the CLIP model named by ``spec`` with its weights, frozen and in eval mode."""
+    _check_model_name(spec.model)
+    if spec.random_weights:
+        if spec.weights:
+            raise CafeError("--random-weights and --weights exclude each other; pass one.")
+        with torch.random.fork_rng(devices=[]):  # seeded, without disturbing the caller's RNG
+            torch.manual_seed(spec.seed)
+            model = open_clip.create_model(spec.model, pretrained=None)
+        info = WeightsInfo(spec.model, "random", None, True, spec.seed)
+    elif spec.weights:
+        path = Path(spec.weights).expanduser()
+        if not path.is_file():
+            raise CafeError(f"weights file not found: {path}. " + _how_to_get_weights(spec.model))
+        model = open_clip.create_model(spec.model, pretrained=None)
+        try:
+            open_clip.load_checkpoint(model, str(path), strict=True)
+        except Exception as e:  # open_clip raises RuntimeError/KeyError/pickle errors for a wrong file
+            raise CafeError(f"{path}: not a checkpoint of {spec.model} ({type(e).__name__}: {str(e)[:300]}). "
+                            "Check --model matches the file.") from e
+        info = WeightsInfo(spec.model, f"file:{path.name}", sha256_file(path), False, None)
+    elif spec.pretrained:
+        if not open_clip.get_pretrained_cfg(spec.model, spec.pretrained):
+            raise CafeError(f"{spec.model} has no pretrained tag {spec.pretrained!r}. " + _how_to_get_weights(spec.model))
+        try:
+            model = open_clip.create_model(spec.model, pretrained=spec.pretrained)
+        except Exception as e:  # download failures surface as RuntimeError/OSError/HF errors
+            raise CafeError(f"could not load {spec.model} weights {spec.pretrained!r} ({type(e).__name__}: "
+                            f"{str(e)[:300]}). " + _how_to_get_weights(spec.model)) from e
+        info = WeightsInfo(spec.model, f"pretrained:{spec.pretrained}", None, False, None)
+    else:
+        raise CafeError("no CLIP weights given. " + _how_to_get_weights(spec.model))
+
+    model = model.to(device).eval().requires_grad_(False)
+    cfg = open_clip.get_model_preprocess_cfg(model)
+    size = cfg.get("size", model.visual.image_size)
+    size = size[0] if isinstance(size, (tuple, list)) else size
+    return LoadedClip(
+        model=model, info=info, image_size=int(size), embed_dim=_embed_dim(model, int(size), device),
+        mean=tuple(cfg["mean"]), std=tuple(cfg["std"]),
+        interpolation=cfg.get("interpolation", "bicubic"), resize_mode=cfg.get("resize_mode", "shortest"))
+
+
+def _embed_dim(model: torch.nn.Module, size: int, device) -> int:
+    dim = getattr(model.visual, "output_dim", None)
+    if dim:
+        return int(dim)
+    with torch.inference_mode():
+        return int(model.encode_image(torch.zeros(1, 3, size, size, device=device)).shape[-1])

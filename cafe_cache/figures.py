@@ -1,0 +1,398 @@
+"""Figures for runs and reports (PNG), plus the Grad-CAM used for the paper's Fig. 4.
+
+Every plotting function builds a standalone :class:`matplotlib.figure.Figure` (rendered by
+Agg when saved; pyplot and its global state are never touched, so this works headless and
+from worker threads), writes one PNG of a fixed pixel size (figure size x ``dpi``; no
+"tight" bounding box, so sizes are predictable) and returns its path.
+
+``random_weights=True`` puts "(RANDOM WEIGHTS — not a real result)" under the title: demo
+and test runs use untrained CLIP towers, and a picture of one must never pass for a result.
+"""
+
+from __future__ import annotations
+
+import math
+import textwrap
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
+
+from .classes import CLASSES
+from .paper import DATASET_NAMES, DATASETS, paper_mean, unseen_mean
+
+RANDOM_WEIGHTS_NOTE = "(RANDOM WEIGHTS — not a real result)"
+DPI = 100
+
+
+def _title(text: str, random_weights: bool) -> str:
+    """The figure title, with the random-weights warning on its own line when needed."""
+    return f"{text}\n{RANDOM_WEIGHTS_NOTE}" if random_weights else text
+
+
+def _save(fig: Figure, path: str | Path, dpi: int) -> Path:
+    """Write the figure as PNG (creating the folder) and return the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, format="png", dpi=dpi)
+    return path
+
+
+def _new_figure(width: float, height: float) -> Figure:
+    """A figure with constrained layout, which keeps labels from overlapping at a fixed size."""
+    return Figure(figsize=(width, height), layout="constrained")
+
+
+def _text_colour(value: float, vmin: float, vmax: float) -> str:
+    """Black on light cells, white on dark ones (for sequential colour maps dark at low end)."""
+    if not math.isfinite(value) or vmax <= vmin:
+        return "black"
+    return "black" if (value - vmin) / (vmax - vmin) > 0.55 else "white"
+
+
+# --------------------------------------------------------------------------- class masks
+
+
+def plot_class_masks(mean_masks: np.ndarray, path: str | Path, *,
+                     class_names: Sequence[str] = CLASSES,
+                     title: str = "Mean sigmoid mask per class (CAFE Fig. 5)",
+                     random_weights: bool = False, dpi: int = DPI) -> Path:
+    """Heat map of the mean mask per true class: classes down, feature channels across.
+
+    The dashed lines mark the channel-separation groups (width ``D // num_classes``; group j
+    is pooled into class j's separation logit, so the group's class is named on the top axis).
+    Channels past the last full group (511 for D = 512) are never pooled.
+    """
+    masks = np.asarray(mean_masks, dtype=float)
+    if masks.ndim != 2 or masks.shape[0] != len(class_names):
+        raise ValueError(f"mean_masks must be ({len(class_names)}, D); got {masks.shape}")
+    n_cls, dim = masks.shape
+    group = dim // n_cls
+
+    fig = _new_figure(13, 4.2)
+    ax = fig.add_subplot()
+    im = ax.imshow(masks, aspect="auto", cmap="magma", interpolation="nearest")
+    ax.set_yticks(range(n_cls), class_names, fontsize=11)
+    ax.set_ylabel("true class", fontsize=11)
+    ax.set_xlabel("CLIP feature channel", fontsize=11)
+    for k in range(1, n_cls + 1):
+        ax.axvline(k * group - 0.5, color="white", linestyle="--", linewidth=1.0, alpha=0.8)
+
+    top = ax.secondary_xaxis("top")
+    top.set_xticks([(k + 0.5) * group - 0.5 for k in range(n_cls)], class_names, fontsize=9)
+    top.set_xlabel(f"separation group ({group} channels each)", fontsize=10)
+    top.tick_params(length=0)
+
+    cbar = fig.colorbar(im, ax=ax, fraction=0.03, pad=0.01)
+    cbar.set_label("mean sigmoid(mask)", fontsize=10)
+    fig.suptitle(_title(title, random_weights), fontsize=13)
+    return _save(fig, path, dpi)
+
+
+# --------------------------------------------------------------------------- confusion
+
+
+def plot_confusion(confusion: np.ndarray, path: str | Path, title: str = "Confusion matrix", *,
+                   class_names: Sequence[str] = CLASSES, random_weights: bool = False,
+                   dpi: int = DPI) -> Path:
+    """Confusion matrix of counts, shown as % of each true class (rows sum to 100).
+
+    The number of samples per true class is given next to its name; a class with no
+    samples gets an empty row marked "no samples" rather than NaNs.
+    """
+    counts = np.asarray(confusion, dtype=float)
+    n = len(class_names)
+    if counts.shape != (n, n):
+        raise ValueError(f"confusion must be ({n}, {n}); got {counts.shape}")
+    totals = counts.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        pct = np.where(totals[:, None] > 0, 100.0 * counts / totals[:, None], np.nan)
+
+    fig = _new_figure(7.5, 6.8)
+    ax = fig.add_subplot()
+    im = ax.imshow(np.ma.masked_invalid(pct), cmap="Blues", vmin=0, vmax=100)
+    ax.set_facecolor("#eeeeee")
+    for i in range(n):
+        if totals[i] == 0:
+            ax.text((n - 1) / 2, i, "no samples", ha="center", va="center", color="#666666",
+                    fontsize=10, style="italic")
+            continue
+        for j in range(n):
+            colour = "white" if pct[i, j] > 55 else "black"
+            ax.text(j, i, f"{pct[i, j]:.1f}", ha="center", va="center", fontsize=10,
+                    color=colour)
+    ax.set_xticks(range(n), class_names, rotation=35, ha="right", fontsize=10)
+    ax.set_yticks(range(n), [f"{c} (n={int(t)})" for c, t in zip(class_names, totals)],
+                  fontsize=10)
+    ax.set_xlabel("predicted", fontsize=11)
+    ax.set_ylabel("true", fontsize=11)
+    cbar = fig.colorbar(im, ax=ax, fraction=0.046, pad=0.03)
+    cbar.set_label("% of true class", fontsize=10)
+    fig.suptitle(_title(title, random_weights), fontsize=13)
+    return _save(fig, path, dpi)
+
+
+# --------------------------------------------------------------------------- cross-domain
+
+
+def _ordered_keys(keys: set[str]) -> list[str]:
+    """Known datasets in the paper's order, then anything else alphabetically."""
+    return [d for d in DATASETS if d in keys] + sorted(keys - set(DATASETS))
+
+
+def _grid(acc: Mapping[str, Mapping[str, float]], rows: list[str],
+          cols: list[str]) -> np.ndarray:
+    """Sources x targets array, NaN where a pair was not measured."""
+    return np.array([[float(acc.get(r, {}).get(c, np.nan)) for c in cols] for r in rows])
+
+
+def _means(acc: Mapping[str, Mapping[str, float]], rows: list[str]) -> np.ndarray:
+    """Per source: [mean of all five incl. source, mean of the four unseen]; NaN if incomplete."""
+    out = np.full((len(rows), 2), np.nan)
+    for i, src in enumerate(rows):
+        row = acc.get(src, {})
+        if src in DATASETS and all(d in row for d in DATASETS):
+            out[i] = paper_mean(row), unseen_mean(row, src)
+    return out
+
+
+def _draw_accuracy_panel(ax: Axes, values: np.ndarray, rows: list[str], cols: list[str],
+                         title: str, cmap: str, vmin: float, vmax: float, fmt: str,
+                         show_ylabels: bool):
+    """One heat-map panel; the in-domain cells (source == target) are outlined."""
+    im = ax.imshow(np.ma.masked_invalid(values), cmap=cmap, vmin=vmin, vmax=vmax,
+                   aspect="auto")
+    ax.set_facecolor("#eeeeee")
+    n_targets = len(cols) - 2  # the last two columns are the means
+    centred = cmap == "RdBu"
+    for i in range(values.shape[0]):
+        for j in range(values.shape[1]):
+            v = values[i, j]
+            if not math.isfinite(v):
+                continue
+            colour = ("black" if abs(v) < 0.6 * vmax else "white") if centred else \
+                _text_colour(v, vmin, vmax)
+            ax.text(j, i, format(v, fmt), ha="center", va="center", fontsize=10, color=colour)
+    for i, src in enumerate(rows):
+        if src in cols[:n_targets]:
+            j = cols.index(src)
+            ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, edgecolor="black",
+                                   linewidth=2.5))
+    ax.axvline(n_targets - 0.5, color="white", linewidth=4)
+    labels = [DATASET_NAMES.get(c, c) for c in cols[:n_targets]] + ["mean\n(all 5)", "mean\n(unseen)"]
+    ax.set_xticks(range(len(cols)), labels, rotation=30, ha="right", fontsize=10)
+    ax.set_yticks(range(len(rows)), [DATASET_NAMES.get(r, r) for r in rows] if show_ylabels
+                  else [""] * len(rows), fontsize=10)
+    ax.set_xlabel("test set (target)", fontsize=11)
+    if show_ylabels:
+        ax.set_ylabel("training set (source)", fontsize=11)
+    ax.set_title(title, fontsize=12)
+    return im
+
+
+def plot_cross_domain(acc: Mapping[str, Mapping[str, float]], path: str | Path,
+                      paper: Mapping[str, Mapping[str, float]] | None = None, *,
+                      title: str = "Cross-domain accuracy (%)", random_weights: bool = False,
+                      dpi: int = DPI) -> Path:
+    """Sources x targets accuracy (%) heat map, Table 1 style, in-domain cells outlined.
+
+    Two extra columns give the mean over all five test sets (the paper's "Mean") and over
+    the four unseen ones, when a row is complete.  With ``paper`` (same shape, e.g.
+    :data:`cafe_cache.paper.CAFE_CROSS_DOMAIN`) two more panels show the paper's numbers
+    for the same sources and ours minus the paper's.
+    """
+    rows = _ordered_keys(set(acc))
+    cols = _ordered_keys({t for r in acc.values() for t in r})
+    ours = np.hstack([_grid(acc, rows, cols), _means(acc, rows)])
+    all_cols = cols + ["mean_all", "mean_unseen"]
+
+    panels = 1 if paper is None else 3
+    fig = _new_figure(6.5 * panels, 1.3 + 0.62 * len(rows) + 1.4)
+    axes = fig.subplots(1, panels, squeeze=False)[0]
+    if paper is None:
+        vmin, vmax = np.nanmin(ours), np.nanmax(ours)
+        im = _draw_accuracy_panel(axes[0], ours, rows, all_cols, "ours", "viridis", vmin, vmax,
+                                  ".1f", True)
+        fig.colorbar(im, ax=axes[0], fraction=0.05, pad=0.02).set_label("accuracy (%)")
+    else:
+        theirs = np.hstack([_grid(paper, rows, cols), _means(paper, rows)])
+        both = np.concatenate([ours, theirs])
+        vmin, vmax = np.nanmin(both), np.nanmax(both)
+        _draw_accuracy_panel(axes[0], ours, rows, all_cols, "ours", "viridis", vmin, vmax,
+                             ".1f", True)
+        im = _draw_accuracy_panel(axes[1], theirs, rows, all_cols, "paper (CAFE Table 1)",
+                                  "viridis", vmin, vmax, ".1f", False)
+        fig.colorbar(im, ax=axes[:2].tolist(), fraction=0.025, pad=0.02).set_label(
+            "accuracy (%)")
+        diff = ours - theirs
+        span = max(1.0, float(np.nanmax(np.abs(diff)))) if np.isfinite(diff).any() else 1.0
+        im = _draw_accuracy_panel(axes[2], diff, rows, all_cols, "ours − paper", "RdBu",
+                                  -span, span, "+.1f", False)
+        fig.colorbar(im, ax=axes[2], fraction=0.05, pad=0.02).set_label(
+            "difference (points)")
+    fig.suptitle(_title(title, random_weights), fontsize=13)
+    return _save(fig, path, dpi)
+
+
+# --------------------------------------------------------------------------- training curves
+
+
+def _series(history: Sequence[Mapping[str, float]], key: str) -> tuple[list[float], list[float]]:
+    """(epochs, values) for the epochs that recorded ``key``; epoch defaults to 1-based index."""
+    xs, ys = [], []
+    for i, entry in enumerate(history):
+        value = entry.get(key)
+        if value is not None and math.isfinite(float(value)):
+            xs.append(float(entry.get("epoch", i + 1)))
+            ys.append(float(value))
+    return xs, ys
+
+
+_LOSS_KEYS = (("loss", "total"), ("ce", "CE (FC)"), ("sep", "separation"),
+              ("div", "diverse"))
+_ACC_KEYS = (("train_acc", "train"), ("source_test_acc", "source test"))
+
+
+def plot_training_curves(history: Sequence[Mapping[str, float]], path: str | Path, *,
+                         title: str = "Training", random_weights: bool = False,
+                         dpi: int = DPI) -> Path:
+    """Loss parts (left) and accuracy with the learning rate (right) per epoch.
+
+    Any key may be missing from any entry; that series just skips the epoch.  Accuracies
+    all at or below 1 are taken as fractions and shown in percent.  The loss parts are the
+    unweighted terms as logged.
+    """
+    fig = _new_figure(13, 4.8)
+    ax_loss, ax_acc = fig.subplots(1, 2)
+
+    for key, label in _LOSS_KEYS:
+        xs, ys = _series(history, key)
+        if xs:
+            ax_loss.plot(xs, ys, marker="o" if len(xs) < 30 else None, markersize=3,
+                         linewidth=2.2 if key == "loss" else 1.4, label=label)
+    ax_loss.set_title("loss", fontsize=12)
+    ax_loss.set_xlabel("epoch", fontsize=11)
+    ax_loss.set_ylabel("loss", fontsize=11)
+
+    for key, label in _ACC_KEYS:
+        xs, ys = _series(history, key)
+        if xs:
+            scale = 100.0 if max(ys) <= 1.0 else 1.0
+            ax_acc.plot(xs, [y * scale for y in ys], marker="o" if len(xs) < 30 else None,
+                        markersize=3, label=label)
+    ax_acc.set_title("accuracy", fontsize=12)
+    ax_acc.set_xlabel("epoch", fontsize=11)
+    ax_acc.set_ylabel("accuracy (%)", fontsize=11)
+
+    # The lr shares the accuracy panel on a log right axis; the legend goes on the top-most
+    # axes so no line is drawn over it.
+    handles, legend_ax = list(ax_acc.lines), ax_acc
+    xs, ys = _series(history, "lr")
+    if xs and min(ys) > 0:
+        legend_ax = ax_acc.twinx()
+        handles += legend_ax.plot(xs, ys, color="grey", linestyle=":", linewidth=1.5,
+                                  label="learning rate (right axis)")
+        legend_ax.set_yscale("log")
+        legend_ax.set_ylabel("learning rate", fontsize=11, color="grey")
+        legend_ax.tick_params(axis="y", colors="grey")
+
+    for ax, ax_handles, where, loc in ((ax_loss, list(ax_loss.lines), ax_loss, "upper right"),
+                                       (ax_acc, handles, legend_ax, "center right")):
+        ax.grid(alpha=0.3)
+        if ax.lines:
+            where.legend(handles=ax_handles, fontsize=9, loc=loc)
+        else:
+            ax.text(0.5, 0.5, "not recorded", transform=ax.transAxes, ha="center",
+                    va="center", color="grey", fontsize=12)
+    fig.suptitle(_title(title, random_weights), fontsize=13)
+    return _save(fig, path, dpi)
+
+
+# --------------------------------------------------------------------------- Grad-CAM
+
+
+def _resize(cam: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Bilinear resize of a 2-D map (used when a CAM and its image differ in size)."""
+    t = torch.as_tensor(np.asarray(cam, dtype=np.float32))[None, None]
+    return torch.nn.functional.interpolate(t, size=(height, width), mode="bilinear",
+                                           align_corners=False)[0, 0].numpy()
+
+
+def plot_gradcam_grid(images: Sequence[np.ndarray], cams: Sequence[np.ndarray],
+                      titles: Sequence[str], path: str | Path, ncols: int = 4, *,
+                      title: str = "Grad-CAM of the mask branch (CAFE Fig. 4)",
+                      random_weights: bool = False, dpi: int = DPI) -> Path:
+    """Grid of images with their Grad-CAM maps overlaid (jet, semi-transparent).
+
+    ``images`` are HxWx3 uint8; ``cams`` are 2-D in [0, 1], resized to their image if needed;
+    ``titles`` label each cell (e.g. "true Happy / pred Sad").
+    """
+    if not (len(images) == len(cams) == len(titles)) or not images:
+        raise ValueError(f"need equally many images, cams and titles (got {len(images)}, "
+                         f"{len(cams)}, {len(titles)}), at least one")
+    ncols = max(1, min(ncols, len(images)))
+    nrows = math.ceil(len(images) / ncols)
+    fig = _new_figure(2.6 * ncols, 2.9 * nrows + 0.7)
+    axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
+    for ax in axes:
+        ax.set_axis_off()
+    for ax, image, cam, label in zip(axes, images, cams, titles):
+        image = np.asarray(image)
+        cam = np.asarray(cam, dtype=np.float32)
+        if cam.shape != image.shape[:2]:
+            cam = _resize(cam, *image.shape[:2])
+        ax.imshow(image)
+        ax.imshow(np.clip(cam, 0, 1), cmap="jet", alpha=0.45, vmin=0, vmax=1)
+        ax.set_title("\n".join(textwrap.wrap(label, 32)), fontsize=10)
+    fig.suptitle(_title(title, random_weights), fontsize=13)
+    return _save(fig, path, dpi)
+
+
+def grad_cam(model: torch.nn.Module, target_layer: torch.nn.Module,
+             forward: Callable[[], torch.Tensor], class_idx: torch.Tensor,
+             size: tuple[int, int]) -> np.ndarray:
+    """Grad-CAM maps (B, H, W) in [0, 1] for ``class_idx`` at ``target_layer``'s output.
+
+    ``forward()`` runs the model on the batch and returns logits (B, C); it is a closure so
+    any wiring (CAFE feeds cached CLIP features and images to different branches) works.
+    The map is ReLU(sum_k w_k A_k) with w_k the spatial mean of d logit / d A_k, upsampled
+    bilinearly to ``size`` and divided by its maximum per image (all zeros stays zeros).
+    Put the model in eval mode first: in train mode batch norm couples the images.
+    Parameter gradients are left untouched (gradients are taken w.r.t. the activation only).
+    """
+    if not any(m is target_layer for m in model.modules()):
+        raise ValueError("target_layer is not a submodule of model")
+    captured: list[torch.Tensor] = []
+
+    def keep_output(_module, _inputs, output):
+        # A frozen branch gives an output without a graph; a leaf copy makes it differentiable.
+        if not output.requires_grad:
+            output = output.detach().requires_grad_(True)
+        captured.append(output)
+        return output
+
+    handle = target_layer.register_forward_hook(keep_output)
+    try:
+        with torch.enable_grad():
+            logits = forward()
+    finally:
+        handle.remove()
+    if len(captured) != 1:
+        raise ValueError(f"target_layer ran {len(captured)} times in forward(); expected once")
+    activation = captured[0]
+    if activation.ndim != 4:
+        raise ValueError(f"target_layer output must be (B, C, h, w); got {tuple(activation.shape)}")
+
+    idx = torch.as_tensor(class_idx, device=logits.device).long().reshape(-1, 1)
+    score = logits.gather(1, idx).sum()
+    (grads,) = torch.autograd.grad(score, activation)
+    weights = grads.mean(dim=(2, 3), keepdim=True)
+    cam = torch.relu((weights * activation).sum(dim=1, keepdim=True)).detach()
+    cam = torch.nn.functional.interpolate(cam.float(), size=tuple(size), mode="bilinear",
+                                          align_corners=False)[:, 0]
+    peak = cam.flatten(1).amax(dim=1).clamp_min(1e-12)[:, None, None]
+    return (cam / peak).cpu().numpy()

@@ -1,0 +1,1 @@
+"""Inputs for ``cafe predict``: reading photos and videos, finding and aligning faces."""

@@ -1,0 +1,1 @@
+"""The ``cafe`` command line (Typer). The library lives in :mod:`cafe_cache`."""

@@ -1,0 +1,52 @@
+"""``cafe cache info|list``: what a feature cache holds."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from cafe_cache.extract.cache import FeatureCache, find_caches
+
+from .common import out
+
+app = typer.Typer(help="Inspect feature caches made by `cafe extract`.", no_args_is_help=True)
+
+
+@app.command("info")
+def info(path: Path = typer.Argument(..., help="A cache file (cache/NAME.h5)."),
+         show: int = typer.Option(10, help="How many unreadable/skipped entries to list.")) -> None:
+    """Splits, counts, fingerprint and unreadable images of one cache file."""
+    c = FeatureCache(path)
+    fp = c.fingerprint
+    weights = f"[bold yellow]{fp.weights_label}[/]" if fp.random_weights else fp.weights_label
+    out.print(f"[bold]{path}[/]  dataset {c.dataset} ({c.cache_name}), root {c.root}")
+    out.print(f"CLIP {weights}" + (f", sha256 {fp.weights_sha256[:16]}" if fp.weights_sha256 else ""))
+    out.print(f"preprocess {fp.preprocess} at {fp.image_size}px, views {', '.join(fp.views)}, "
+              f"{fp.dtype} ({fp.precision}), made by cafe {c.cafe_version}; "
+              + ("[green]complete[/]" if c.complete else "[yellow]UNFINISHED: rerun `cafe extract` to finish[/]"))
+    table = Table("split", "images", "written")
+    for name, (done, n) in c.splits.items():
+        table.add_row(name, f"{n:,}", f"{done:,}")
+    out.print(table)
+    errors = c.errors()
+    out.print(f"{len(errors):,} unreadable images" + (":" if errors else ""))
+    for split, p, reason in errors[:show]:
+        out.print(f"  {split} {p}: {reason}")
+    skipped = c.skipped()
+    out.print(f"{len(skipped):,} label entries skipped by the reader" + (":" if skipped else ""))
+    for where, reason in skipped[:show]:
+        out.print(f"  {where}: {reason}")
+
+
+@app.command("list")
+def list_caches(cache_dir: Path = typer.Argument(Path("cache"), help="Folder of caches.")) -> None:
+    """One line per cache in a folder."""
+    table = Table("cache", "dataset", "CLIP weights", "splits", "state")
+    for p in find_caches(cache_dir):
+        c = FeatureCache(p)
+        table.add_row(p.name, c.dataset, c.fingerprint.weights_label,
+                      ", ".join(f"{s} {n:,}" for s, (_, n) in c.splits.items()),
+                      "complete" if c.complete else "unfinished")
+    out.print(table)

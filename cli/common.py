@@ -1,0 +1,44 @@
+"""Console, error printing and progress bars shared by the sub-commands."""
+
+from __future__ import annotations
+
+import sys
+from typing import NoReturn
+
+from rich.console import Console
+from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn,
+                           TimeElapsedColumn, TimeRemainingColumn)
+
+console = Console(stderr=True, highlight=False)
+out = Console(highlight=False)  # results (tables) go to stdout
+
+
+def fail(message: str, code: int = 2) -> NoReturn:
+    console.print(f"[bold red]error:[/] {message}")
+    sys.exit(code)
+
+
+def progress(unit: str = "img") -> Progress:
+    """A rich progress bar showing count, rate in ``unit``/s, elapsed and remaining time."""
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TaskProgressColumn(),
+        TextColumn("{task.fields[rate]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=False,
+    )
+
+
+def rate_text(done: int, seconds: float, unit: str = "img") -> str:
+    return f"{done / seconds:,.1f} {unit}/s" if seconds > 0 and done else f"- {unit}/s"
+
+
+def split_list(text: str | None) -> list[str] | None:
+    """'a, b,c' -> ['a', 'b', 'c']; None or '' -> None."""
+    if not text:
+        return None
+    return [t.strip() for t in text.split(",") if t.strip()]

@@ -1,0 +1,114 @@
+"""``cafe extract``: stage one, frozen CLIP features of a dataset into the HDF5 cache."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import typer
+
+from cafe_cache.datasets import build_reader
+from cafe_cache.errors import CafeError
+from cafe_cache.extract.cache import CacheWriter, Fingerprint, cache_path
+from cafe_cache.extract.clip import DEFAULT_MODEL, DEFAULT_PRETRAINED, ClipSpec, load_clip
+from cafe_cache.extract.preprocess import PREPROCESS, VIEWS
+from cafe_cache.extract.run import PRECISIONS, extract as run_extract, pick_device, resolve_precision
+
+from .common import console, progress, rate_text, split_list
+from .datasets import reader_options
+
+RANDOM_BANNER = "[bold yellow]RANDOM WEIGHTS[/]: features are meaningless except for testing the pipeline."
+
+
+def extract(
+    dataset: str = typer.Option(..., "--dataset", "-d", help="Reader name: rafdb, ferplus, affectnet, sfew, mma, folder."),
+    root: Path | None = typer.Option(None, help="Dataset root. Default: $CAFE_<NAME>_ROOT or cafe.toml [datasets]."),
+    name: str | None = typer.Option(None, help="Cache name (file stem). Default: the dataset name; for `folder`, the root folder's name."),
+    class_map: str | None = typer.Option(None, help="folder reader: explicit class map 'folder=id,...' (ids 0..6, -1 = skip)."),
+    skip_bad: bool = typer.Option(False, "--skip-bad", help="Skip malformed label lines / missing images (counted) instead of stopping."),
+    model: str = typer.Option(DEFAULT_MODEL, help="open_clip model name."),
+    pretrained: str = typer.Option(DEFAULT_PRETRAINED, help="open_clip pretrained tag (downloads, or uses your HF cache)."),
+    weights: Path | None = typer.Option(None, help="Local CLIP checkpoint file (overrides --pretrained)."),
+    random_weights: bool = typer.Option(False, "--random-weights", help="Randomly initialised CLIP (seeded). For smoke tests only; recorded in the cache."),
+    seed: int = typer.Option(0, help="Seed of --random-weights."),
+    views: str = typer.Option("clean,hflip", help=f"Views to store per image, from {', '.join(VIEWS)}."),
+    preprocess: str = typer.Option("official", help="official: resize 224x224 + ImageNet mean/std (the CAFE code); clip: CLIP's own transform."),
+    dtype: str = typer.Option("float16", help="Stored feature dtype: float16 or float32."),
+    precision: str = typer.Option("auto", help=f"Compute precision {'/'.join(PRECISIONS)}; auto = fp16 on CUDA (as the official code), fp32 on CPU."),
+    batch_size: int = typer.Option(64, min=1, help="Images per CLIP forward pass (each view adds a pass's worth)."),
+    device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:1, ..."),
+    workers: int = typer.Option(min(8, os.cpu_count() or 1), min=0, help="Image-decoding worker processes."),
+    cache_dir: Path = typer.Option(Path("cache"), help="Folder of the feature caches (one .h5 per dataset)."),
+    force: bool = typer.Option(False, "--force", help="Recompute even if a finished or different cache exists."),
+) -> None:
+    """Run frozen CLIP over a dataset once and store its features (stage one).
+
+    Resumable: rerun the same command after an interruption and it continues where it stopped.
+    """
+    view_list = tuple(split_list(views) or ())
+    bad = [v for v in view_list if v not in VIEWS]
+    if bad or not view_list:
+        raise CafeError(f"--views {views!r}: unknown view(s) {bad}; choose from {', '.join(VIEWS)}.")
+    if preprocess not in PREPROCESS:
+        raise CafeError(f"--preprocess {preprocess!r}: choose official or clip.")
+    if dtype not in ("float16", "float32"):
+        raise CafeError(f"--dtype {dtype!r}: choose float16 or float32.")
+    if precision not in PRECISIONS:
+        raise CafeError(f"--precision {precision!r}: choose from {', '.join(PRECISIONS)}.")
+
+    reader = build_reader(dataset, root, strict=not skip_bad, **reader_options(dataset, class_map, name))
+    cache_name = name or reader.cache_name
+    path = cache_path(cache_dir, cache_name)
+    console.print(f"reading [bold]{dataset}[/] labels from {reader.root}")
+    result = reader.read()
+    splits = {s: result.split(s) for s in result.splits()}
+    if not splits:
+        raise CafeError(f"{reader.root}: the {dataset} reader found no labelled images ({reader.layout}).")
+
+    dev = pick_device(device)
+    prec = resolve_precision(precision, dev)
+    spec = ClipSpec(model=model, pretrained=pretrained, weights=str(weights) if weights else None,
+                    random_weights=random_weights, seed=seed)
+    clip = load_clip(spec, dev)
+    fp = Fingerprint(model=model, weights=clip.info.source, weights_sha256=clip.info.sha256,
+                     random_weights=random_weights, seed=seed if random_weights else None,
+                     preprocess=preprocess, views=view_list, image_size=clip.image_size, dtype=dtype, precision=prec)
+    console.print(f"CLIP {clip.info.label} on {dev} ({prec}), {preprocess} preprocessing at {clip.image_size}px, "
+                  f"views {', '.join(view_list)} -> {path}")
+    if random_weights:
+        console.print(RANDOM_BANNER)
+
+    with CacheWriter(path, fp, dataset=dataset, cache_name=cache_name, root=reader.root,
+                     reader_options=reader.options(), splits=splits, skipped=result.skipped,
+                     feature_dim=clip.embed_dim, force=force) as writer:
+        todo = {s: len(v) - writer.n_done(s) for s, v in splits.items()}
+        if not any(todo.values()) and not force:
+            writer.finish()
+            console.print(f"{path} is complete; nothing to do (--force recomputes).")
+            return
+        for s, n in todo.items():
+            if 0 < writer.n_done(s):
+                console.print(f"resuming {s} at image {writer.n_done(s):,} of {len(splits[s]):,}")
+        with progress() as bar:
+            tasks = {s: bar.add_task(s, total=n, rate="") for s, n in todo.items() if n}
+            started = {}
+
+            def on_batch(split: str, n: int) -> None:
+                import time
+                started.setdefault(split, time.perf_counter())
+                bar.advance(tasks[split], n)
+                done = bar.tasks[tasks[split]].completed
+                bar.update(tasks[split], rate=rate_text(done, time.perf_counter() - started[split]))
+
+            report = run_extract(reader, splits, clip, writer, batch_size=batch_size, workers=workers,
+                                 device=dev, precision=prec, on_batch=on_batch)
+
+    console.print(f"[green]done[/]: {report.images:,} images in {report.seconds:.1f} s "
+                  f"({report.rate:,.1f} img/s, {len(view_list)} views each) -> {path}")
+    if result.skipped:
+        console.print(f"{len(result.skipped):,} label entries skipped by the reader (see `cafe cache info {path}`)")
+    if report.errors:
+        console.print(f"[yellow]{len(report.errors):,} images could not be read[/] and are recorded in the cache; first: "
+                      f"{report.errors[0][1]}: {report.errors[0][2]}")
+    if random_weights:
+        console.print(RANDOM_BANNER)

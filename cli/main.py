@@ -1,0 +1,60 @@
+"""``cafe``: generalizable facial expression recognition on a frozen-CLIP feature cache.
+
+Each sub-command lives in its own module of this package; this file only lists them.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from cafe_cache import __version__
+from cafe_cache.errors import CafeError
+
+from . import cache as cache_cmd
+from . import datasets as datasets_cmd
+from . import extract as extract_cmd
+from . import synth as synth_cmd
+from .common import fail
+
+app = typer.Typer(
+    name="cafe",
+    help="Generalizable facial expression recognition (CAFE, ECCV 2024).\n\n"
+         "Stage one: [bold]cafe extract[/] runs frozen CLIP once per dataset into an HDF5 cache.\n"
+         "Stage two: [bold]cafe train[/] learns the ResNet-18 mask branch on the cached features, "
+         "then [bold]cafe eval[/] tests it on every cached dataset.",
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"cafe {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(version: bool = typer.Option(False, "--version", help="Print the version and exit.",
+                                       callback=_version, is_eager=True)) -> None:
+    pass
+
+
+# -- the commands, in the order a user meets them --------------------------------------------
+app.command("synth")(synth_cmd.synth)
+app.command("datasets")(datasets_cmd.datasets)
+app.command("extract")(extract_cmd.extract)
+app.add_typer(cache_cmd.app, name="cache")
+
+
+def main() -> None:
+    """Console-script entry point: user errors become one red line and exit status 2."""
+    try:
+        app()
+    except CafeError as e:
+        fail(str(e))
+
+
+if __name__ == "__main__":
+    main()
