@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.image import AxesImage
 from matplotlib.patches import Rectangle
 
 from .classes import CLASSES
@@ -48,7 +49,7 @@ def _new_figure(width: float, height: float) -> Figure:
 
 
 def _text_colour(value: float, vmin: float, vmax: float) -> str:
-    """Black on light cells, white on dark ones (for sequential colour maps dark at low end)."""
+    """Black on light cells, white on dark ones (for viridis, which is dark at the low end)."""
     if not math.isfinite(value) or vmax <= vmin:
         return "black"
     return "black" if (value - vmin) / (vmax - vmin) > 0.55 else "white"
@@ -61,7 +62,7 @@ def plot_class_masks(mean_masks: np.ndarray, path: str | Path, *,
                      class_names: Sequence[str] = CLASSES,
                      title: str = "Mean sigmoid mask per class (CAFE Fig. 5)",
                      random_weights: bool = False, dpi: int = DPI) -> Path:
-    """Heat map of the mean mask per true class: classes down, feature channels across.
+    """Heat map of the mean mask over each class's images: classes down, channels across.
 
     The dashed lines mark the channel-separation groups (width ``D // num_classes``; group j
     is pooled into class j's separation logit, so the group's class is named on the top axis).
@@ -77,7 +78,7 @@ def plot_class_masks(mean_masks: np.ndarray, path: str | Path, *,
     ax = fig.add_subplot()
     im = ax.imshow(masks, aspect="auto", cmap="magma", interpolation="nearest")
     ax.set_yticks(range(n_cls), class_names, fontsize=11)
-    ax.set_ylabel("true class", fontsize=11)
+    ax.set_ylabel("expression class", fontsize=11)
     ax.set_xlabel("CLIP feature channel", fontsize=11)
     for k in range(1, n_cls + 1):
         ax.axvline(k * group - 0.5, color="white", linestyle="--", linewidth=1.0, alpha=0.8)
@@ -161,29 +162,38 @@ def _means(acc: Mapping[str, Mapping[str, float]], rows: list[str]) -> np.ndarra
 
 
 def _draw_accuracy_panel(ax: Axes, values: np.ndarray, rows: list[str], cols: list[str],
-                         title: str, cmap: str, vmin: float, vmax: float, fmt: str,
-                         show_ylabels: bool):
-    """One heat-map panel; the in-domain cells (source == target) are outlined."""
+                         title: str, vmin: float, vmax: float, show_ylabels: bool,
+                         difference: bool = False) -> AxesImage:
+    """One heat-map panel; the in-domain cells (source == target) are outlined.
+
+    ``difference`` switches to a diverging map centred on 0 and signed numbers.
+    """
+    cmap, fmt = ("RdBu", "+.1f") if difference else ("viridis", ".1f")
     im = ax.imshow(np.ma.masked_invalid(values), cmap=cmap, vmin=vmin, vmax=vmax,
                    aspect="auto")
     ax.set_facecolor("#eeeeee")
     n_targets = len(cols) - 2  # the last two columns are the means
-    centred = cmap == "RdBu"
     for i in range(values.shape[0]):
         for j in range(values.shape[1]):
             v = values[i, j]
             if not math.isfinite(v):
                 continue
-            colour = ("black" if abs(v) < 0.6 * vmax else "white") if centred else \
-                _text_colour(v, vmin, vmax)
-            ax.text(j, i, format(v, fmt), ha="center", va="center", fontsize=10, color=colour)
+            if difference:
+                colour = "black" if abs(v) < 0.6 * vmax else "white"
+            else:
+                colour = _text_colour(v, vmin, vmax)
+            text = format(v, fmt)
+            if float(text) == 0:
+                text = format(0.0, fmt)  # not "-0.0"
+            ax.text(j, i, text, ha="center", va="center", fontsize=10, color=colour)
     for i, src in enumerate(rows):
         if src in cols[:n_targets]:
             j = cols.index(src)
             ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, edgecolor="black",
-                                   linewidth=2.5))
+                                   linewidth=2.5, clip_on=False))
     ax.axvline(n_targets - 0.5, color="white", linewidth=4)
-    labels = [DATASET_NAMES.get(c, c) for c in cols[:n_targets]] + ["mean\n(all 5)", "mean\n(unseen)"]
+    labels = [DATASET_NAMES.get(c, c) for c in cols[:n_targets]]
+    labels += ["mean\n(all 5)", "mean\n(unseen)"]
     ax.set_xticks(range(len(cols)), labels, rotation=30, ha="right", fontsize=10)
     ax.set_yticks(range(len(rows)), [DATASET_NAMES.get(r, r) for r in rows] if show_ylabels
                   else [""] * len(rows), fontsize=10)
@@ -203,7 +213,8 @@ def plot_cross_domain(acc: Mapping[str, Mapping[str, float]], path: str | Path,
     Two extra columns give the mean over all five test sets (the paper's "Mean") and over
     the four unseen ones, when a row is complete.  With ``paper`` (same shape, e.g.
     :data:`cafe_cache.paper.CAFE_CROSS_DOMAIN`) two more panels show the paper's numbers
-    for the same sources and ours minus the paper's.
+    for the same sources and ours minus the paper's.  Means are always computed from the
+    cells shown (for AffectNet-trained CAFE that gives 61.67, not the printed 60.27).
     """
     rows = _ordered_keys(set(acc))
     cols = _ordered_keys({t for r in acc.values() for t in r})
@@ -211,27 +222,26 @@ def plot_cross_domain(acc: Mapping[str, Mapping[str, float]], path: str | Path,
     all_cols = cols + ["mean_all", "mean_unseen"]
 
     panels = 1 if paper is None else 3
-    fig = _new_figure(6.5 * panels, 1.3 + 0.62 * len(rows) + 1.4)
+    fig = _new_figure(6.5 * panels, 2.6 + 0.6 * len(rows))
     axes = fig.subplots(1, panels, squeeze=False)[0]
     if paper is None:
         vmin, vmax = np.nanmin(ours), np.nanmax(ours)
-        im = _draw_accuracy_panel(axes[0], ours, rows, all_cols, "ours", "viridis", vmin, vmax,
-                                  ".1f", True)
+        im = _draw_accuracy_panel(axes[0], ours, rows, all_cols, "ours", vmin, vmax, True)
         fig.colorbar(im, ax=axes[0], fraction=0.05, pad=0.02).set_label("accuracy (%)")
     else:
         theirs = np.hstack([_grid(paper, rows, cols), _means(paper, rows)])
         both = np.concatenate([ours, theirs])
         vmin, vmax = np.nanmin(both), np.nanmax(both)
-        _draw_accuracy_panel(axes[0], ours, rows, all_cols, "ours", "viridis", vmin, vmax,
-                             ".1f", True)
+        _draw_accuracy_panel(axes[0], ours, rows, all_cols, "ours", vmin, vmax, True)
         im = _draw_accuracy_panel(axes[1], theirs, rows, all_cols, "paper (CAFE Table 1)",
-                                  "viridis", vmin, vmax, ".1f", False)
+                                  vmin, vmax, False)
         fig.colorbar(im, ax=axes[:2].tolist(), fraction=0.025, pad=0.02).set_label(
             "accuracy (%)")
         diff = ours - theirs
-        span = max(1.0, float(np.nanmax(np.abs(diff)))) if np.isfinite(diff).any() else 1.0
-        im = _draw_accuracy_panel(axes[2], diff, rows, all_cols, "ours − paper", "RdBu",
-                                  -span, span, "+.1f", False)
+        # At least +-5 points of range, so a difference of a point or two looks pale.
+        span = max(5.0, float(np.nanmax(np.abs(diff)))) if np.isfinite(diff).any() else 5.0
+        im = _draw_accuracy_panel(axes[2], diff, rows, all_cols, "ours − paper", -span, span,
+                                  False, difference=True)
         fig.colorbar(im, ax=axes[2], fraction=0.05, pad=0.02).set_label(
             "difference (points)")
     fig.suptitle(_title(title, random_weights), fontsize=13)

@@ -160,6 +160,8 @@ CAFE_CROSS_DOMAIN: dict[str, dict[str, float]] = cross_domain("CAFE")
 
 # Zero-shot baselines with ViT-B/32 (Exp-CLIP paper, via CAFE-NOTES.md): UAR and WAR (%).
 # AffectNet-7 is listed with one number: its validation set is class-balanced, so UAR = WAR.
+# Exp-CLIP's test.py scores FERPlus with 8 classes (contempt included) and feeds CLIP
+# images without mean/std normalisation, so our 7-class numbers compare only loosely.
 ZERO_SHOT: dict[str, dict[str, dict[str, float]]] = {
     "Exp-CLIP": {
         "rafdb": {"uar": 39.56, "war": 42.14},

@@ -43,8 +43,10 @@ class Domain:
 
 DOMAINS: dict[str, Domain] = {
     "line": Domain("line", "black line drawing on white, RGB", 100, "rafdb", "jpg"),
-    "color": Domain("color", "shaded colour faces, random skin tones, cluttered backgrounds", 100, "folder", "jpg"),
-    "lowres": Domain("lowres", "greyscale 48x48 with blur and Gaussian noise, like FERPlus", 48, "folder", "png"),
+    "color": Domain("color", "shaded colour faces, random skin tones, cluttered backgrounds",
+                    100, "folder", "jpg"),
+    "lowres": Domain("lowres", "greyscale, blurred, Gaussian noise, small like FERPlus",
+                     48, "folder", "png"),
 }
 DOMAIN_IDS = {name: i for i, name in enumerate(DOMAINS)}
 
@@ -171,7 +173,8 @@ def _background(domain: str, side: int, rng: np.random.Generator) -> Image.Image
         width = int(rng.integers(side // 20, side // 6))
         colour = tuple(int(c) for c in rng.integers(0, 256, 3))
         for x in range(-side, 2 * side, 2 * width):
-            draw.polygon([(x, 0), (x + width, 0), (x + width + side // 2, side), (x + side // 2, side)], fill=colour)
+            slant = side // 2
+            draw.polygon([(x, 0), (x + width, 0), (x + width + slant, side), (x + slant, side)], fill=colour)
     for _ in range(int(rng.integers(3, 9))):
         x0, y0 = rng.integers(-side // 4, side, 2)
         w, h = rng.integers(side // 8, side // 2, 2)
@@ -197,7 +200,8 @@ def _lip(face: FaceBox, p: dict[str, float], mid: float, n: int = 24) -> list[tu
     y0, w = 0.55, p["mouth_w"]
     t = np.linspace(-1.0, 1.0, n)
     bump = np.clip(1 - t ** 2, 0.0, 1.0) ** max(p["mouth_round"], 0.2)
-    v = y0 - p["mouth_corner"] + (mid + p["mouth_corner"]) * bump - p["mouth_asym"] * np.clip(t, 0, 1) * bump * 2
+    lift = p["mouth_asym"] * np.clip(t, 0, 1) * bump * 2
+    v = y0 - p["mouth_corner"] + (mid + p["mouth_corner"]) * bump - lift
     return [face.xy(float(u), float(y)) for u, y in zip(t * w, v)]
 
 
@@ -230,7 +234,8 @@ def _draw_nose(draw: ImageDraw.ImageDraw, face: FaceBox, p: dict[str, float], st
         for side in (-1, 1):
             for k in range(3):
                 v = -0.04 + 0.07 * k
-                draw.line([face.xy(side * 0.10, v), face.xy(side * 0.18, v - 0.04)], fill=style.ink, width=max(1, lw - 1))
+                draw.line([face.xy(side * 0.10, v), face.xy(side * 0.18, v - 0.04)], fill=style.ink,
+                          width=max(1, lw - 1))
 
 
 def _draw_mouth(draw: ImageDraw.ImageDraw, face: FaceBox, p: dict[str, float], style: Style, lw: int) -> None:
@@ -277,7 +282,8 @@ def _face_layer(side: int, face: FaceBox, p: dict[str, float], style: Style, lw:
     if style.hair is not None:  # a hair cap over the top of the head, its lower edge above the brows
         top = face.cy - face.b * rng.uniform(1.12, 1.22)
         edge = face.cy - face.a * rng.uniform(0.98, 1.08)
-        draw.chord([face.cx - face.a * 1.06, top, face.cx + face.a * 1.06, 2 * edge - top], 180, 360, fill=style.hair)
+        box = [face.cx - face.a * 1.06, top, face.cx + face.a * 1.06, 2 * edge - top]
+        draw.chord(box, 180, 360, fill=style.hair)
     _draw_brows(draw, face, p, style, lw)
     _draw_eyes(draw, face, p, style, lw)
     _draw_nose(draw, face, p, style, lw)
@@ -285,10 +291,13 @@ def _face_layer(side: int, face: FaceBox, p: dict[str, float], style: Style, lw:
     return layer
 
 
-def render(label: int, domain: str, size: int | None = None, rng: np.random.Generator | None = None) -> Image.Image:
+def render(label: int, domain: str, size: int | None = None,
+           rng: np.random.Generator | None = None) -> Image.Image:
     """One synthetic face of class ``label`` (cafe_cache.classes order) in ``domain``.
 
-    Returns an RGB image for ``line``/``color`` and a greyscale ("L") one for ``lowres``.
+    Returns an RGB image for ``line``/``color`` and a greyscale ("L") one for ``lowres``.  The
+    generator draws the same numbers whatever the label, so one generator state gives the same
+    pose, colours and background for every class: only the expression changes.
     """
     if domain not in DOMAINS:
         raise CafeError(f"unknown synthetic domain {domain!r}; known: {', '.join(DOMAINS)}")
@@ -296,8 +305,9 @@ def render(label: int, domain: str, size: int | None = None, rng: np.random.Gene
     size = size or DOMAINS[domain].size
     side = size * SUPERSAMPLE if domain != "lowres" else max(size, 48) * SUPERSAMPLE
     a = side * rng.uniform(0.27, 0.32)
-    face = FaceBox(cx=side / 2 + rng.normal(0, 0.03 * side), cy=side / 2 + rng.normal(0.02 * side, 0.03 * side),
-                   a=a, b=a * rng.uniform(1.18, 1.3), angle=rng.uniform(-8.0, 8.0))
+    face = FaceBox(cx=side / 2 + rng.normal(0, 0.03 * side),
+                   cy=side / 2 + rng.normal(0.02 * side, 0.03 * side), a=a,
+                   b=a * rng.uniform(1.18, 1.3), angle=rng.uniform(-8.0, 8.0))
     style = _style(domain, rng)
     params = expression_params(label, rng)
     lw = max(1, round(side * rng.uniform(0.014, 0.02) * (1.6 if domain == "lowres" else 1.0)))
@@ -312,7 +322,8 @@ def render(label: int, domain: str, size: int | None = None, rng: np.random.Gene
 
 def _degrade(img: Image.Image, size: int, rng: np.random.Generator) -> Image.Image:
     """FERPlus-like: blur, shrink, random contrast and Gaussian noise."""
-    img = img.filter(ImageFilter.GaussianBlur(radius=rng.uniform(0.6, 1.2))).resize((size, size), Image.BILINEAR)
+    img = img.filter(ImageFilter.GaussianBlur(radius=rng.uniform(0.6, 1.2)))
+    img = img.resize((size, size), Image.BILINEAR)
     x = np.asarray(img, np.float32)
     x = (x - x.mean()) * rng.uniform(0.7, 1.1) + x.mean() + rng.normal(0, rng.uniform(3.0, 8.0), x.shape)
     return Image.fromarray(x.clip(0, 255).astype(np.uint8), "L")
@@ -330,7 +341,8 @@ Progress = Callable[[int], None]
 def _labels(seed: int, domain: str, split: str, per_class: int) -> list[int]:
     """``per_class`` of each label, shuffled deterministically so classes are interleaved."""
     labels = np.repeat(np.arange(NUM_CLASSES), per_class)
-    return [int(x) for x in np.random.default_rng([seed, DOMAIN_IDS[domain], 99, SPLIT_NAMES.index(split)]).permutation(labels)]
+    rng = np.random.default_rng([seed, DOMAIN_IDS[domain], 99, SPLIT_NAMES.index(split)])
+    return [int(x) for x in rng.permutation(labels)]
 
 
 def _prepare(root: Path, overwrite: bool) -> None:
@@ -426,7 +438,8 @@ def _counts(written: list[tuple[str, int, str]]) -> dict[str, int]:
 def contact_sheet(rows: dict[str, list[tuple[Path, int]]], cell: int = 112) -> Image.Image:
     """A labelled grid: one row per domain, one column per class, from (image file, label) pairs."""
     pad, head, left = 4, 18, 56
-    sheet = Image.new("RGB", (left + NUM_CLASSES * (cell + pad), head + len(rows) * (cell + pad)), (255, 255, 255))
+    width, height = left + NUM_CLASSES * (cell + pad), head + len(rows) * (cell + pad)
+    sheet = Image.new("RGB", (width, height), (255, 255, 255))
     draw = ImageDraw.Draw(sheet)
     font = ImageFont.load_default()
     for c, name in enumerate(CLASSES):
@@ -443,9 +456,10 @@ def contact_sheet(rows: dict[str, list[tuple[Path, int]]], cell: int = 112) -> I
     return sheet
 
 
-def make_demo_sample(root: str | Path, seed: int = 0, n_train_per_class: int = 24, n_test_per_class: int = 8,
-                     size: int | None = None, domains: tuple[str, ...] | list[str] = tuple(DOMAINS), *,
-                     overwrite: bool = False, on_image: Progress | None = None) -> list[tuple[str, Path, str]]:
+def make_demo_sample(root: str | Path, seed: int = 0, n_train_per_class: int = 24,
+                     n_test_per_class: int = 8, size: int | None = None,
+                     domains: tuple[str, ...] | list[str] = tuple(DOMAINS), *, overwrite: bool = False,
+                     on_image: Progress | None = None) -> list[tuple[str, Path, str]]:
     """Write the demo set: ``root/synth-<domain>`` per domain, plus ``root/preview.png``.
 
     ``line`` goes in the RAF-DB layout, the others in the class-folder layout.  ``size`` None

@@ -82,7 +82,7 @@ def readers_table() -> Table:
     """Every registered reader: what it reads, its layout, and its default root if configured."""
     table = Table.grid(padding=(0, 2))
     table.add_column(style="bold")
-    table.add_column()
+    table.add_column(overflow="fold")
     for name in sorted(READERS):
         reader, root = READERS[name], default_root(name)
         where = escape(str(root)) if root else f"not set (--root, {root_env_var(name)} or cafe.toml)"

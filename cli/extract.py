@@ -56,7 +56,8 @@ def extract(
     if precision not in PRECISIONS:
         raise CafeError(f"--precision {precision!r}: choose from {', '.join(PRECISIONS)}.")
 
-    reader = build_reader(dataset, root, strict=not skip_bad, **reader_options(dataset, class_map, name))
+    folder_name = name if dataset == "folder" else None  # other readers: --name only renames the cache
+    reader = build_reader(dataset, root, strict=not skip_bad, **reader_options(dataset, class_map, folder_name))
     cache_name = name or reader.cache_name
     path = cache_path(cache_dir, cache_name)
     console.print(f"reading [bold]{dataset}[/] labels from {reader.root}")

@@ -12,8 +12,10 @@ from cafe_cache.errors import CafeError
 
 from . import cache as cache_cmd
 from . import datasets as datasets_cmd
+from . import evaluate as evaluate_cmd
 from . import extract as extract_cmd
 from . import synth as synth_cmd
+from . import train as train_cmd
 from .common import fail
 
 app = typer.Typer(
@@ -46,6 +48,8 @@ app.command("synth")(synth_cmd.synth)
 app.command("datasets")(datasets_cmd.datasets)
 app.command("extract")(extract_cmd.extract)
 app.add_typer(cache_cmd.app, name="cache")
+app.command("train")(train_cmd.train)
+app.command("eval")(evaluate_cmd.evaluate)
 
 
 def main() -> None:

@@ -19,15 +19,18 @@ from .common import out as results
 
 def synth(
     out: Path = typer.Argument(Path("demo/data"), metavar="OUT",
-                                   help="Folder to write into; gets one dataset root per domain and preview.png."),
-    seed: int = typer.Option(0, "--seed", help="Random seed; the same seed and options give identical files."),
-    train_per_class: int = typer.Option(24, "--train-per-class", min=1, help="Training images per class and domain."),
-    test_per_class: int = typer.Option(8, "--test-per-class", min=1, help="Test images per class and domain."),
+                                   help="Folder to write into: one dataset root per domain, and preview.png."),
+    seed: int = typer.Option(0, "--seed", help="Random seed; same seed and options, identical files."),
+    train_per_class: int = typer.Option(24, "--train-per-class", min=1,
+                                        help="Training images per class and domain."),
+    test_per_class: int = typer.Option(8, "--test-per-class", min=1,
+                                       help="Test images per class and domain."),
     size: Optional[int] = typer.Option(None, "--size", min=16, max=1024,
                                        help="Image side in pixels (default: 100, and 48 for lowres)."),
     domains: str = typer.Option(",".join(DOMAINS), "--domains",
                                 help=f"Comma-separated domains to write, from: {', '.join(DOMAINS)}."),
-    force: bool = typer.Option(False, "--force", help="Write into a non-empty OUT, replacing earlier synth folders."),
+    force: bool = typer.Option(False, "--force",
+                               help="Write into a non-empty OUT, replacing earlier synth folders."),
 ) -> None:
     """Generate synthetic cartoon faces of the 7 expressions in several visual domains.
 
@@ -78,5 +81,6 @@ def _report(out: Path, datasets: list[tuple[str, Path, str]], total: int, second
     results.print(f"  {escape(str(out / 'preview.png'))}  (one face per class and domain: have a look)")
     results.print("\nNext, cache the CLIP features of each domain:")
     for reader, root, name in datasets:
-        results.print(f"  cafe extract --dataset {reader} --root {escape(str(root))} --name {name} --random-weights", soft_wrap=True)
+        command = f"cafe extract --dataset {reader} --root {escape(str(root))} --name {name} --random-weights"
+        results.print("  " + command, soft_wrap=True)
     results.print("then train on one domain and evaluate on the others (see [bold]cafe train --help[/]).")

@@ -31,6 +31,10 @@ def pixels(path: Path) -> np.ndarray:
         return np.asarray(im)
 
 
+def grey(img: Image.Image) -> np.ndarray:
+    return np.asarray(img.convert("L"), np.float32)
+
+
 def parse_rafdb(root: Path) -> list[tuple[str, int]]:
     """Our own reading of the RAF-DB list, independent of the project's reader."""
     raw = (root / LIST).read_bytes()
@@ -49,9 +53,10 @@ def test_same_seed_gives_identical_files(tmp_path: Path) -> None:
         b = writer(tmp_path / f"b-{domain}", domain, 2, 1, 32, seed=5)
         c = writer(tmp_path / f"c-{domain}", domain, 2, 1, 32, seed=6)
         assert a == b
+        first, same, other = (tmp_path / f"{k}-{domain}" for k in "abc")
         for rel, _, _ in a:
-            assert np.array_equal(pixels(tmp_path / f"a-{domain}" / rel), pixels(tmp_path / f"b-{domain}" / rel))
-        assert any(not np.array_equal(pixels(tmp_path / f"a-{domain}" / r1), pixels(tmp_path / f"c-{domain}" / r2))
+            assert np.array_equal(pixels(first / rel), pixels(same / rel))
+        assert any(not np.array_equal(pixels(first / r1), pixels(other / r2))
                    for (r1, _, _), (r2, _, _) in zip(a, c))
     assert (tmp_path / "a-line" / LIST).read_bytes() == (tmp_path / "b-line" / LIST).read_bytes()
 
@@ -88,7 +93,8 @@ def test_folder_layout(demo: tuple[Path, list], domain: str, size: int, mode: st
 
 def test_demo_return_value_and_preview(demo: tuple[Path, list]) -> None:
     root, datasets = demo
-    assert datasets == [("rafdb", root / "synth-line", "synth-line"), ("folder", root / "synth-color", "synth-color"),
+    assert datasets == [("rafdb", root / "synth-line", "synth-line"),
+                        ("folder", root / "synth-color", "synth-color"),
                         ("folder", root / "synth-lowres", "synth-lowres")]
     with Image.open(root / "preview.png") as im:
         assert im.width > im.height > 0
@@ -125,9 +131,8 @@ def test_classes_differ_with_nuisance_held_fixed() -> None:
     """Same generator state = same pose, colours and background: only the expression changes."""
     for domain in DOMAINS:
         for seed in range(3):
-            imgs = [np.asarray(render(c, domain, 48, np.random.default_rng(seed)).convert("L"), np.float32)
-                    for c in range(NUM_CLASSES)]
-            assert np.array_equal(imgs[0], np.asarray(render(0, domain, 48, np.random.default_rng(seed)).convert("L")))
+            imgs = [grey(render(c, domain, 48, np.random.default_rng(seed))) for c in range(NUM_CLASSES)]
+            assert np.array_equal(imgs[0], grey(render(0, domain, 48, np.random.default_rng(seed))))
             gaps = [np.abs(imgs[a] - imgs[b]).mean() for a in range(NUM_CLASSES) for b in range(a)]
             assert min(gaps) > 0.3, (domain, seed)  # mean |difference| in 0-255 grey levels
 
@@ -136,8 +141,8 @@ def test_classes_are_learnable_but_not_by_one_pixel() -> None:
     """A ridge classifier on 32x32 line-domain pixels clearly beats chance (1/7) on held-out faces,
     yet no single pixel threshold splits any two classes: the jitter makes each class a distribution."""
     n = 16
-    x = np.stack([np.asarray(render(c, "line", 32, sample_rng(0, "line", "train", c * 100 + i)).convert("L"),
-                             np.float32).ravel() / 255 for c in range(NUM_CLASSES) for i in range(2 * n)])
+    x = np.stack([grey(render(c, "line", 32, sample_rng(0, "line", "train", c * 100 + i))).ravel() / 255
+                  for c in range(NUM_CLASSES) for i in range(2 * n)])
     y = np.repeat(np.arange(NUM_CLASSES), 2 * n)
     train = np.arange(len(y)) % (2 * n) < n
     centred = x - x[train].mean(0)

@@ -42,8 +42,11 @@ def default_root(name: str) -> Path | None:
     return None
 
 
-def build_reader(name: str, root: str | Path | None = None, *, strict: bool = True, **options: Any) -> Reader:
-    """The reader for ``--dataset name [--root root]``, with the root looked up when not given."""
+def build_reader(name: str, /, root: str | Path | None = None, *, strict: bool = True, **options: Any) -> Reader:
+    """The reader for ``--dataset name [--root root]``, with the root looked up when not given.
+
+    ``name`` is positional-only so that the folder reader's own ``name`` option can pass through.
+    """
     if name not in READERS:
         raise DatasetError(f"unknown dataset {name!r}; known: {', '.join(sorted(READERS))} "
                            "(use --dataset folder --root PATH for any class-folder dataset)")

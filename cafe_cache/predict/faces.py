@@ -58,8 +58,8 @@ def _raf_template() -> np.ndarray:
 
     Defined here: the ArcFace template divided by 112, shrunk by ``_ZOOM_OUT`` about the
     crop centre, then moved up so the eye line sits at ``_EYE_LINE``.  Result, rounded:
-    eyes (0.358, 0.400) and (0.641, 0.398), nose (0.500, 0.561), mouth corners
-    (0.384, 0.727) and (0.619, 0.725): inter-eye distance 0.28 of the width, which frames
+    eyes (0.358, 0.401) and (0.641, 0.399), nose (0.500, 0.562), mouth corners
+    (0.384, 0.728) and (0.618, 0.726): inter-eye distance 0.28 of the width, which frames
     forehead to chin like RAF-DB's 100x100 aligned images.
     """
     unit = 0.5 + _ZOOM_OUT * (_ARCFACE_112 / 112.0 - 0.5)
@@ -114,7 +114,8 @@ class _Detector:
         if self.max_side is None or side <= self.max_side:
             return image, 1.0
         k = side / self.max_side
-        small = image.resize((round(image.width / k), round(image.height / k)), Image.Resampling.BILINEAR, reducing_gap=2.0)
+        small_size = (round(image.width / k), round(image.height / k))
+        small = image.resize(small_size, Image.Resampling.BILINEAR, reducing_gap=2.0)
         return small, image.width / small.width
 
     def _detect_rgb(self, images: list[Image.Image]) -> list[list[Face]]:
@@ -234,7 +235,9 @@ class LbpDetector(_Detector):
         ]
 
 
-def get_detector(name: str = "mtcnn", device: str = "cpu", min_score: float = 0.9, min_size: int = 20) -> FaceDetector:
+def get_detector(
+    name: str = "mtcnn", device: str = "cpu", min_score: float = 0.9, min_size: int = 20
+) -> FaceDetector:
     """Build a detector by name (``auto``, ``mtcnn``, ``lbp``); see the module docstring.
 
     ``min_size`` is the smallest face side in pixels (after big images are shrunk to
@@ -303,7 +306,8 @@ def align_face(image: Image.Image, face: Face, size: int = 100, margin: float = 
         image = image.reduce(factor)
         forward = forward @ np.diag([factor, factor, 1.0])  # reduced pixel x' covers x = factor * x'
     inverse = np.linalg.inv(np.vstack([forward, [0.0, 0.0, 1.0]]))[:2]
-    return image.transform((size, size), Image.Transform.AFFINE, tuple(inverse.ravel()), Image.Resampling.BICUBIC)
+    affine = tuple(inverse.ravel())
+    return image.transform((size, size), Image.Transform.AFFINE, affine, Image.Resampling.BICUBIC)
 
 
 def crop_faces(image: Image.Image, faces: list[Face], size: int = 100) -> list[Image.Image]:

@@ -1,0 +1,188 @@
+"""Stage two: train the CAFE mask branch against cached CLIP features.
+
+Read top to bottom: data -> model -> optimiser -> (resume) -> epochs -> checkpoints.
+Paper defaults: Adam 2e-4, weight decay 1e-4, ExponentialLR 0.9 per epoch, batch 32, 60 epochs,
+seed 3407, input 224, loss = CE + 1.5 l_sep + 5 l_div. ``best`` is chosen on the source's own test
+set, as the official code does.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from torch.utils.data import DataLoader
+
+from .. import __version__
+from ..errors import CafeError
+from ..evaluate import clip_for, online_features, predict_split
+from ..extract.cache import FeatureCache, cache_path
+from ..extract.run import pick_device
+from .checkpoint import load_resume, save_resume, save_weights, write_json
+from .data import Augment, PairedSamples, limit_split, reader_for
+from .losses import channel_drop_mask, total_loss
+from .model import CAFEModel, ModelConfig
+
+
+@dataclass
+class TrainConfig:
+    source: str
+    cache_dir: str = "cache"
+    root: str | None = None  # where the source images are now, if they moved since extraction
+    backbone: str = "resnet18"
+    backbone_weights: str = "imagenet"  # a file (MS-Celeb ResNet-18 as the paper), "imagenet", or "none"
+    variant: str = "cafe"
+    w_sep: float = 1.5
+    w_div: float = 5.0
+    epochs: int = 60
+    batch_size: int = 32
+    lr: float = 2e-4
+    weight_decay: float = 1e-4
+    gamma: float = 0.9
+    seed: int = 3407
+    image_size: int = 224
+    augment: Augment = field(default_factory=Augment)
+    online_clip: bool = False  # the official behaviour: CLIP on every augmented batch
+    clip_weights: str | None = None  # the CLIP file, for --online-clip when the cache came from a file
+    limit: int | None = None  # at most this many training images (test: a quarter), for quick runs
+    workers: int = 2
+    device: str = "auto"
+
+    @property
+    def clip_input(self) -> str:
+        return "online" if self.online_clip else "cached-views"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self) | {"clip_input": self.clip_input}
+
+
+@dataclass
+class EpochLog:
+    epoch: int
+    loss: float
+    ce: float
+    sep: float | None
+    div: float | None
+    train_acc: float
+    source_test_acc: float
+    lr: float
+    seconds: float
+    images_per_s: float
+
+
+class NonFiniteLoss(CafeError):
+    pass
+
+
+def train(cfg: TrainConfig, run: Path, *, resume: bool = False, log: Callable[[str], None] = print,
+          on_step: Callable[[int, int], None] | None = None) -> list[dict[str, Any]]:
+    """Train into the run folder ``run``; returns the per-epoch history."""
+    run.mkdir(parents=True, exist_ok=True)
+    device = pick_device(cfg.device)
+
+    # -- data: the source's cached CLIP features, paired with the images they came from ----------
+    cache = FeatureCache(cache_path(cfg.cache_dir, cfg.source))
+    cache.require_complete()
+    reader = reader_for(cache, cfg.root)
+    views = cache.fingerprint.views
+    train_data = limit_split(cache.load("train"), cfg.limit, cfg.seed)
+    test_data = limit_split(cache.load("test"), cfg.limit and max(1, cfg.limit // 4), cfg.seed)
+    train_set = PairedSamples(train_data, reader, views, cfg.image_size, cfg.augment, cfg.seed)
+    test_set = PairedSamples(test_data, reader, views, cfg.image_size)
+    clip = clip_for(cache.fingerprint, cfg.clip_weights, device) if cfg.online_clip else None
+    clip_dim = train_data.features.shape[-1]
+
+    # -- model and optimiser ---------------------------------------------------------------------
+    use_mask = cfg.variant in ("cafe", "no_sigmoid")
+    w_sep, w_div = (cfg.w_sep, cfg.w_div) if use_mask else (0.0, 0.0)
+    torch.manual_seed(cfg.seed)
+    model = CAFEModel(ModelConfig(cfg.backbone, clip_dim=clip_dim, variant=cfg.variant))
+    init = model.load_backbone(cfg.backbone_weights)
+    log(init.summary())
+    model.to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=cfg.gamma)
+
+    # -- resume where the last finished epoch left off -------------------------------------------
+    history: list[dict[str, Any]] = []
+    best = -1.0
+    state = load_resume(run) if resume else None
+    if state:
+        from safetensors.torch import load_file
+        model.load_state_dict(load_file(str(run / "last.safetensors")))
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        history, best = state["history"], state["best"]
+        log(f"resuming after epoch {len(history)} of {cfg.epochs} (best source test accuracy {best:.2f})")
+    elif resume:
+        log("nothing to resume in this run folder; starting from epoch 1")
+    write_json(run / "config.json", {
+        "cafe_version": __version__, "model": model.config.to_dict(), "train": cfg.to_dict(),
+        "clip": {"fingerprint": cache.fingerprint.to_json(), "label": cache.fingerprint.weights_label,
+                 "random_weights": cache.random_weights},
+        "backbone_init": {"source": init.source, "loaded": len(init.loaded), "missing": init.missing,
+                          "random_init": cfg.backbone_weights == "none"},
+        "source_cache": str(cache.path), "samples": {"train": len(train_set), "test": len(test_set)},
+    })
+
+    # -- epochs ----------------------------------------------------------------------------------
+    for epoch in range(len(history), cfg.epochs):
+        t0 = time.perf_counter()
+        train_set.set_epoch(epoch)
+        loader = DataLoader(train_set, batch_size=cfg.batch_size, shuffle=True, num_workers=cfg.workers,
+                            generator=torch.Generator().manual_seed(cfg.seed + epoch),
+                            pin_memory=device.type == "cuda", persistent_workers=False)
+        drops = torch.Generator().manual_seed(cfg.seed * 1000 + epoch)  # one drop mask per step (eq. 4)
+        model.train()
+        sums = {"loss": 0.0, "ce": 0.0, "sep": 0.0, "div": 0.0}
+        correct = seen = 0
+        for step, (images, feats, labels) in enumerate(loader):
+            images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
+            feats = online_features(clip, images) if clip else feats.to(device, non_blocking=True)
+            out = model(images, feats)
+            drop = channel_drop_mask(clip_dim, generator=drops, device=device) if w_sep else None
+            losses = total_loss(out["logits"], labels, out["masked"], drop, w_sep=w_sep, w_div=w_div)
+            if not math.isfinite(losses["total"].item()):
+                raise NonFiniteLoss(
+                    f"loss became {losses['total'].item()} at epoch {epoch + 1}, step {step + 1}; stopped. The last "
+                    f"good weights are {run / 'last.safetensors'} (epoch {len(history)}). Try a lower --lr.")
+            optimizer.zero_grad(set_to_none=True)
+            losses["total"].backward()
+            optimizer.step()
+            n = len(labels)
+            for k, v in losses.items():
+                sums["loss" if k == "total" else k] += v.item() * n
+            correct += (out["logits"].argmax(1) == labels).sum().item()
+            seen += n
+            if on_step:
+                on_step(epoch, n)
+        lr = optimizer.param_groups[0]["lr"]
+        scheduler.step()  # ExponentialLR, once per epoch
+        train_seconds = time.perf_counter() - t0
+
+        pred = predict_split(model, test_set, batch_size=max(64, cfg.batch_size), workers=cfg.workers,
+                             device=device, clip=clip)
+        test_acc = 100.0 * float((pred.y_true == pred.y_pred).mean())
+        entry = EpochLog(epoch + 1, sums["loss"] / seen, sums["ce"] / seen,
+                         sums["sep"] / seen if w_sep else None, sums["div"] / seen if w_div else None,
+                         100.0 * correct / seen, test_acc, lr, train_seconds, seen / train_seconds)
+        history.append(asdict(entry))
+
+        # -- checkpoints: weights first, then the resume state that points at them ----------------
+        save_weights(run, "last", model)
+        if test_acc > best:
+            best = test_acc
+            save_weights(run, "best", model)
+        save_resume(run, {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                          "history": history, "best": best})
+        write_json(run / "metrics.json", history)
+        log(f"epoch {epoch + 1}/{cfg.epochs}  loss {entry.loss:.4f} (ce {entry.ce:.4f}"
+            + (f", sep {entry.sep:.4f}" if entry.sep is not None else "")
+            + (f", div {entry.div:.4f}" if entry.div is not None else "")
+            + f")  train {entry.train_acc:.1f}%  source test {test_acc:.1f}%  lr {lr:.2e}  "
+            f"{entry.images_per_s:.1f} img/s")
+    return history

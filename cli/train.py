@@ -1,0 +1,88 @@
+"""``cafe train``: stage two, the CAFE mask branch on cached CLIP features, then evaluation."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime
+from pathlib import Path
+
+import typer
+
+from cafe_cache.errors import CafeError
+from cafe_cache.train.checkpoint import read_config
+from cafe_cache.train.data import Augment
+from cafe_cache.train.loop import TrainConfig, train as run_training
+from cafe_cache.train.model import VARIANTS
+
+from .common import console, progress, rate_text, split_list
+from .evaluate import evaluate_run
+
+
+def train(
+    source: str | None = typer.Option(None, "--source", "-s", help="Cache name of the training dataset (cache/NAME.h5)."),
+    cache_dir: Path = typer.Option(Path("cache"), help="Folder of the feature caches."),
+    out: Path | None = typer.Option(None, help="Run folder. Default: runs/<source>-<time>."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last finished epoch, with its saved settings."),
+    root: str | None = typer.Option(None, help="Where the source images are now, if they moved since extraction."),
+    backbone: str = typer.Option("resnet18", help="Mask-branch backbone: resnet18, resnet50, mobilenet_v2, mobilenet_v3_small."),
+    backbone_weights: str = typer.Option("imagenet", help="FILE (e.g. resnet18_msceleb.pth, as the paper), 'imagenet' (torchvision download) or 'none' (random init)."),
+    variant: str = typer.Option("cafe", help=f"Model: {', '.join(VARIANTS)} (the paper's ablations)."),
+    w_sep: float = typer.Option(1.5, help="Weight of the separation loss (0 = without separation)."),
+    w_div: float = typer.Option(5.0, help="Weight of the channel-diverse loss (0 = without diverse loss)."),
+    epochs: int = typer.Option(60, min=1),
+    batch_size: int = typer.Option(32, min=1),
+    lr: float = typer.Option(2e-4, help="Adam learning rate."),
+    weight_decay: float = typer.Option(1e-4),
+    gamma: float = typer.Option(0.9, help="ExponentialLR decay per epoch."),
+    seed: int = typer.Option(3407),
+    image_size: int = typer.Option(224, min=16, help="Mask-branch input size (the paper: 224)."),
+    flip: bool = typer.Option(True, "--flip/--no-flip", help="Random horizontal flip (paired with the flipped CLIP view)."),
+    noise: bool = typer.Option(True, "--noise/--no-noise", help="Gaussian noise, variance 30 (official)."),
+    erase: bool = typer.Option(True, "--erase/--no-erase", help="Random erasing, scale 0.02-0.25 (official)."),
+    online_clip: bool = typer.Option(False, "--online-clip", help="Run CLIP on every augmented batch as the official code (slower)."),
+    clip_weights: str | None = typer.Option(None, help="CLIP file for --online-clip / --bgr-targets when the cache came from --weights."),
+    limit: int | None = typer.Option(None, min=7, help="Use at most N training images (a quarter as many test images): quick CPU runs."),
+    targets: str | None = typer.Option(None, help="Caches to evaluate at the end; default: all in --cache-dir."),
+    evaluate: bool = typer.Option(True, "--eval/--no-eval", help="Evaluate on the targets when training ends."),
+    workers: int = typer.Option(2, min=0, help="Image-loading worker processes."),
+    device: str = typer.Option("auto"),
+) -> None:
+    """Train CAFE's mask branch on a cached source dataset, then test it on every cached target."""
+    if resume:
+        if out is None:
+            raise CafeError("--resume needs --out RUN, the run folder to continue.")
+        saved = read_config(out)["train"]
+        saved.pop("clip_input")
+        saved["augment"] = Augment(**saved["augment"])
+        cfg = TrainConfig(**saved)
+    else:
+        if source is None:
+            raise CafeError("--source NAME is required (a cache in --cache-dir; see `cafe cache list`).")
+        cfg = TrainConfig(source=source, cache_dir=str(cache_dir), root=root, backbone=backbone,
+                          backbone_weights=backbone_weights, variant=variant, w_sep=w_sep, w_div=w_div,
+                          epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, gamma=gamma,
+                          seed=seed, image_size=image_size, augment=Augment(flip, noise, erase),
+                          online_clip=online_clip, clip_weights=clip_weights, limit=limit, workers=workers,
+                          device=device)
+        out = out or Path("runs") / f"{source}-{datetime.now():%Y%m%d-%H%M%S}"
+        if (out / "resume.pt").exists():
+            raise CafeError(f"{out} already holds a run; pass --resume to continue it or another --out.")
+    console.print(f"training on [bold]{cfg.source}[/] -> {out}  (CLIP input: {cfg.clip_input}, variant {cfg.variant})")
+
+    with progress() as bar:
+        tasks: dict[int, tuple[int, float]] = {}
+
+        def on_step(epoch: int, n: int) -> None:
+            if epoch not in tasks:
+                tasks[epoch] = (bar.add_task(f"epoch {epoch + 1}/{cfg.epochs}", total=None, rate=""), time.perf_counter())
+            task, t0 = tasks[epoch]
+            bar.advance(task, n)
+            bar.update(task, rate=rate_text(bar.tasks[task].completed, time.perf_counter() - t0))
+
+        history = run_training(cfg, out, resume=resume, log=console.print, on_step=on_step)
+    best = max(history, key=lambda h: h["source_test_acc"])
+    console.print(f"[green]trained[/]: best source test accuracy {best['source_test_acc']:.2f}% at epoch {best['epoch']}; "
+                  f"weights in {out}/best.safetensors and last.safetensors")
+    if evaluate:
+        evaluate_run(out, "best", cache_dir=Path(cfg.cache_dir), targets=split_list(targets),
+                     clip_weights=cfg.clip_weights, workers=cfg.workers, device=cfg.device)
