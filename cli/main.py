@@ -14,8 +14,11 @@ from . import cache as cache_cmd
 from . import datasets as datasets_cmd
 from . import evaluate as evaluate_cmd
 from . import extract as extract_cmd
+from . import plot as plot_cmd
+from . import reproduce as reproduce_cmd
 from . import synth as synth_cmd
 from . import train as train_cmd
+from . import zeroshot as zeroshot_cmd
 from .common import fail
 
 app = typer.Typer(
@@ -50,6 +53,9 @@ app.command("extract")(extract_cmd.extract)
 app.add_typer(cache_cmd.app, name="cache")
 app.command("train")(train_cmd.train)
 app.command("eval")(evaluate_cmd.evaluate)
+app.command("reproduce")(reproduce_cmd.reproduce)
+app.command("zeroshot")(zeroshot_cmd.zeroshot)
+app.command("plot")(plot_cmd.plot)
 
 
 def main() -> None:

@@ -9,6 +9,8 @@ from pathlib import Path
 import typer
 
 from cafe_cache.errors import CafeError
+from cafe_cache.extract.run import pick_device
+from cafe_cache.report import FIGURES, make_run_figures
 from cafe_cache.train.checkpoint import read_config
 from cafe_cache.train.data import Augment
 from cafe_cache.train.loop import TrainConfig, train as run_training
@@ -44,6 +46,7 @@ def train(
     limit: int | None = typer.Option(None, min=7, help="Use at most N training images (a quarter as many test images): quick CPU runs."),
     targets: str | None = typer.Option(None, help="Caches to evaluate at the end; default: all in --cache-dir."),
     evaluate: bool = typer.Option(True, "--eval/--no-eval", help="Evaluate on the targets when training ends."),
+    plots: bool = typer.Option(True, "--plots/--no-plots", help="Write the run's figures (as `cafe plot`) at the end."),
     workers: int = typer.Option(2, min=0, help="Image-loading worker processes."),
     device: str = typer.Option("auto"),
 ) -> None:
@@ -86,3 +89,7 @@ def train(
     if evaluate:
         evaluate_run(out, "best", cache_dir=Path(cfg.cache_dir), targets=split_list(targets),
                      clip_weights=cfg.clip_weights, workers=cfg.workers, device=cfg.device)
+    if plots:
+        written = make_run_figures(out, device=pick_device(cfg.device),
+                                   log=lambda m: console.print(f"[yellow]{m}[/]"))
+        console.print(f"{len(written)} figures in {out / FIGURES}")

@@ -66,7 +66,7 @@ class LoadedClip:
     interpolation: str
     resize_mode: str
 
-    @torch.inference_mode()
+    @torch.no_grad()  # not inference_mode: --online-clip feeds these features into autograd
     def encode(self, images: torch.Tensor) -> torch.Tensor:
         """Raw (not L2-normalised) image features, as CAFE uses them."""
         return self.model.encode_image(images, normalize=False)

@@ -1,0 +1,245 @@
+"""Expressions of faces in photos and videos with a trained CAFE run (``cafe predict``).
+
+The model sees faces exactly as it did in training and evaluation (the official
+preprocessing): a face crop framed like RAF-DB's 100x100 aligned images is resized
+(PIL bilinear, aspect ratio not kept) to CLIP's input size for the frozen CLIP tower
+and, separately, to the run's ``image_size`` for the mask branch; both are scaled to
+[0, 1] and standardised with the ImageNet mean/std, colours in RGB order.
+
+Two backends share :class:`FacePredictor`'s interface: :class:`Predictor` (PyTorch, from
+a run folder) here and ``OnnxPredictor`` (onnxruntime, from ``cafe export``'s file) in
+:mod:`cafe_cache.predict.onnx_export`.  :func:`predict_inputs` turns files into
+per-face rows with either one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw
+from torch import Tensor, nn
+
+from ..classes import CLASSES
+from ..errors import CafeError
+from ..evaluate import clip_for
+from ..extract.cache import Fingerprint
+from ..extract.preprocess import IMAGENET_MEAN, IMAGENET_STD, load_uint8, normalize
+from ..extract.run import pick_device
+from ..train.checkpoint import load_model
+from ..train.model import CAFEModel
+from .faces import FaceDetector, align_face
+from .media import InputItem, iter_video_frames, read_image
+
+CROP_SIZE = 100  # RAF-DB's aligned faces are 100x100; detected faces are cut the same way
+NO_FACE = "no face found"
+COLUMNS = ("file", "frame", "time_s", "face", "x1", "y1", "x2", "y2", "score", *CLASSES, "label", "error")
+
+
+def random_warning(random_clip: bool, random_backbone: bool) -> str | None:
+    """The warning every prediction run prints for a model that is not a real result."""
+    if random_clip:
+        return ("this model was trained on RANDOM CLIP WEIGHTS (a smoke test): its predictions mean nothing.")
+    if random_backbone:
+        return ("this model's ResNet mask branch started from random weights (--backbone-weights none), not "
+                "face-pretrained ones: expect weak predictions.")
+    return None
+
+
+def face_tensor(crops: list[Image.Image], size: int, mean: tuple = IMAGENET_MEAN, std: tuple = IMAGENET_STD,
+                device: torch.device | str = "cpu") -> Tensor:
+    """(N, 3, size, size) float32 of RGB crops, preprocessed as the cache and the training were."""
+    batch = torch.stack([load_uint8(c.convert("RGB"), size, "official") for c in crops])
+    return normalize(batch.to(device), mean, std)
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    return torch.softmax(torch.from_numpy(np.asarray(logits, dtype=np.float32)), dim=1).numpy()
+
+
+class InferenceGraph(nn.Module):
+    """CLIP image tower + CAFE: (CLIP input, mask-branch input) -> logits.
+
+    Two inputs rather than one resized inside the graph: training resized each face
+    separately to both sizes with PIL, which an in-graph resize would not reproduce.
+    This module is what ``cafe export`` writes to ONNX, so both backends run the same graph.
+    """
+
+    def __init__(self, clip_visual: nn.Module, model: CAFEModel):
+        super().__init__()
+        self.clip_visual = clip_visual
+        self.model = model
+
+    def forward(self, clip_image: Tensor, mask_image: Tensor) -> Tensor:
+        clip_features = self.clip_visual(clip_image).float()  # raw features: encode_image(normalize=False)
+        return self.model(mask_image, clip_features)["logits"]
+
+
+class FacePredictor:
+    """Shared front: batching and softmax; a backend supplies ``_logits`` of one batch."""
+
+    clip_size: int
+    mask_size: int
+    batch_size: int
+    warning: str | None  # printed on every run (random weights), None for a real model
+    description: str
+
+    def predict_faces(self, crops: list[Image.Image]) -> np.ndarray:
+        """(N, classes) probabilities of aligned face crops, in ``CLASSES`` order."""
+        if not crops:
+            return np.zeros((0, len(CLASSES)), dtype=np.float32)
+        chunks = [crops[i:i + self.batch_size] for i in range(0, len(crops), self.batch_size)]
+        return softmax(np.concatenate([self._logits(c) for c in chunks]))
+
+    def _logits(self, crops: list[Image.Image]) -> np.ndarray:
+        raise NotImplementedError
+
+
+class Predictor(FacePredictor):
+    """A trained run (its CAFE weights and the CLIP its cache was made with) on CPU or CUDA."""
+
+    def __init__(self, graph: InferenceGraph, clip_size: int, mask_size: int, device: torch.device,
+                 batch_size: int = 32, warning: str | None = None, description: str = ""):
+        self.graph = graph.to(device).eval()
+        self.clip_size, self.mask_size, self.device = clip_size, mask_size, device
+        self.batch_size, self.warning, self.description = batch_size, warning, description
+
+    @classmethod
+    def from_run(cls, checkpoint: str | Path, *, which: str | None = None, clip_weights: str | None = None,
+                 device: str = "auto", batch_size: int = 32) -> Predictor:
+        """Load ``checkpoint`` (a run folder or one of its .safetensors) and its CLIP.
+
+        CLIP is rebuilt from the run's cache fingerprint (random-weights runs from their
+        seed); a run whose cache came from a CLIP file needs that file as ``clip_weights``.
+        """
+        dev = pick_device(device)
+        model, config = load_model(checkpoint, which)
+        fingerprint = Fingerprint.from_json(config["clip"]["fingerprint"])
+        clip = clip_for(fingerprint, clip_weights, dev)
+        warning = random_warning(config["clip"]["random_weights"], config["backbone_init"]["random_init"])
+        description = f"{checkpoint} ({config['model']['variant']}, CLIP {config['clip']['label']}) on {dev}"
+        return cls(InferenceGraph(clip.model.visual, model), clip.image_size, config["train"]["image_size"],
+                   dev, batch_size, warning, description)
+
+    @torch.inference_mode()
+    def logits(self, clip_image: Tensor, mask_image: Tensor) -> Tensor:
+        """The graph on already-preprocessed tensors (the ONNX export's parity reference)."""
+        return self.graph(clip_image.to(self.device), mask_image.to(self.device)).float().cpu()
+
+    def _logits(self, crops: list[Image.Image]) -> np.ndarray:
+        return self.logits(face_tensor(crops, self.clip_size), face_tensor(crops, self.mask_size)).numpy()
+
+
+@dataclass
+class PictureResult:
+    """One photo or video frame, or one input that could not be used (``image`` None, an error row)."""
+
+    index: int  # the input file's position among all inputs
+    path: Path
+    frame: int | None
+    seconds: float | None
+    image: Image.Image | None
+    rows: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _row(path: Path, frame: int | None, seconds: float | None, **values: Any) -> dict[str, Any]:
+    row: dict[str, Any] = dict.fromkeys(COLUMNS)
+    row.update(file=str(path), frame=frame, time_s=None if seconds is None else round(seconds, 4), **values)
+    return row
+
+
+def _pictures(items: Iterable[InputItem], every: int) -> Iterator[PictureResult]:
+    """Every photo and sampled video frame; a bad input becomes a result holding its error row."""
+    for index, item in enumerate(items):
+        if item.error:
+            yield PictureResult(index, item.path, None, None, None, [_row(item.path, None, None, error=item.error)])
+            continue
+        try:
+            if item.kind == "video":
+                for frame, seconds, image in iter_video_frames(item.path, every):
+                    yield PictureResult(index, item.path, frame, seconds, image)
+            else:
+                yield PictureResult(index, item.path, None, None, read_image(item.path))
+        except CafeError as e:
+            yield PictureResult(index, item.path, None, None, None, [_row(item.path, None, None, error=str(e))])
+
+
+def _predict_chunk(chunk: list[PictureResult], predictor: FacePredictor, detector: FaceDetector | None) -> None:
+    """Fill the rows of ``chunk``: detect, align, predict every face of the chunk in one go."""
+    if detector is None:  # inputs are face crops already, as the datasets store them
+        found = [[None] for _ in chunk]
+        crops = [p.image for p in chunk]
+    else:
+        found = detector.detect([p.image for p in chunk])
+        crops = [align_face(p.image, face, CROP_SIZE) for p, faces in zip(chunk, found) for face in faces]
+    probs = iter(predictor.predict_faces(crops))
+    for picture, faces in zip(chunk, found):
+        for k, face in enumerate(faces):
+            p = next(probs)
+            box = (0.0, 0.0, float(picture.image.width), float(picture.image.height)) if face is None else face.box
+            picture.rows.append(_row(
+                picture.path, picture.frame, picture.seconds, face=k,
+                **dict(zip(("x1", "y1", "x2", "y2"), (round(v, 1) for v in box))),
+                score=None if face is None else round(face.score, 4),
+                **{c: float(v) for c, v in zip(CLASSES, p)}, label=CLASSES[int(p.argmax())]))
+        if not faces:
+            picture.rows.append(_row(picture.path, picture.frame, picture.seconds, error=NO_FACE))
+
+
+def predict_inputs(items: Iterable[InputItem], predictor: FacePredictor, detector: FaceDetector | None, *,
+                   every: int = 1, chunk_size: int = 16) -> Iterator[PictureResult]:
+    """Per picture, in input order, its rows: one per face, or one with an ``error``.
+
+    ``detector`` None treats every input as one face crop.  Pictures are detected and
+    predicted ``chunk_size`` at a time (frames of a video, or photos of several files), so
+    at most that many decoded pictures are held in memory.
+    """
+    pending: list[PictureResult] = []
+    for picture in _pictures(items, every):
+        if picture.image is not None:
+            pending.append(picture)
+            if len(pending) < chunk_size:
+                continue
+        if pending:
+            _predict_chunk(pending, predictor, detector)
+            yield from pending
+            pending = []
+        if picture.image is None:
+            yield picture
+    if pending:
+        _predict_chunk(pending, predictor, detector)
+        yield from pending
+
+
+def summary(rows: list[dict[str, Any]]) -> dict[str, int]:
+    """Counts for the closing line: faces, pictures without a face, inputs that failed."""
+    pictures = {(r["file"], r["frame"]) for r in rows if r["error"] is None or r["error"] == NO_FACE}
+    return {
+        "files": len({r["file"] for r in rows}),
+        "pictures": len(pictures),
+        "faces": sum(r["error"] is None for r in rows),
+        "no_face": sum(r["error"] == NO_FACE for r in rows),
+        "failed": sum(r["error"] not in (None, NO_FACE) for r in rows),
+    }
+
+
+def draw_faces(image: Image.Image, rows: list[dict[str, Any]]) -> Image.Image:
+    """A copy of ``image`` with each face's box and top label (probability) drawn on it."""
+    canvas = image.convert("RGB")
+    draw = ImageDraw.Draw(canvas)
+    width = max(2, round(max(image.size) / 300))
+    for r in rows:
+        if r["error"] is not None:
+            continue
+        box = (r["x1"], r["y1"], r["x2"], r["y2"])
+        draw.rectangle(box, outline=(255, 210, 0), width=width)
+        text = f"{r['label']} {r[r['label']]:.2f}"
+        left, top, right, bottom = draw.textbbox((box[0], box[1]), text)
+        y = max(0.0, box[1] - (bottom - top) - 2 * width)
+        draw.rectangle((box[0], y, box[0] + right - left + 2 * width, y + bottom - top + 2 * width), fill=(255, 210, 0))
+        draw.text((box[0] + width, y + width - (top - box[1])), text, fill=(0, 0, 0))
+    return canvas

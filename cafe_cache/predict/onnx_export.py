@@ -1,0 +1,154 @@
+"""``cafe export``: a trained run as one ONNX graph, and ``cafe predict --onnx`` from that file.
+
+The graph is :class:`~cafe_cache.predict.infer.InferenceGraph`: CLIP image tower + ResNet
+mask branch + FC, from two preprocessed face tensors to logits:
+
+``clip_image``  (batch, 3, S, S)  S = CLIP's input size
+``mask_image``  (batch, 3, s, s)  s = the run's ``image_size`` (the same picture, resized separately)
+``logits``      (batch, 7)        classes in ``CLASSES`` order; softmax gives probabilities
+
+Both inputs are the same face crop (RAF-DB-style aligned, 100x100 for detected faces)
+resized with PIL bilinear, aspect ratio not kept, to S and to s, scaled to [0, 1], then
+standardised with the ImageNet mean/std, colours in RGB order; the batch axis is dynamic.
+All of this is stored in the model's metadata (``metadata_props``, each value JSON) so the
+file alone is enough: :class:`OnnxPredictor` needs onnxruntime and no CAFE model code.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .. import __version__
+from ..classes import CLASSES
+from ..errors import CafeError
+from ..extract.preprocess import IMAGENET_MEAN, IMAGENET_STD
+from .infer import CROP_SIZE, FacePredictor, Predictor, face_tensor
+
+INPUTS = ("clip_image", "mask_image")
+PARITY_TOLERANCE = 1e-3  # fp32 logits, onnxruntime vs PyTorch
+PARITY_BATCHES = (1, 3)  # two batch sizes: proves the batch axis is really dynamic
+FORMAT = "cafe-onnx-1"
+
+
+@dataclass(frozen=True)
+class ExportReport:
+    path: Path
+    max_abs_diff: float  # largest |logit difference| onnxruntime vs PyTorch over the parity batches
+    opset: int
+    metadata: dict[str, Any]
+
+
+def metadata(predictor: Predictor, checkpoint: str | Path) -> dict[str, Any]:
+    """What a user of the file needs besides the graph (see the module docstring)."""
+    return {
+        "format": FORMAT,
+        "cafe_version": __version__,
+        "checkpoint": str(checkpoint),
+        "classes": list(CLASSES),
+        "inputs": {"clip_image": predictor.clip_size, "mask_image": predictor.mask_size},
+        "preprocessing": {
+            "face_crop": f"RAF-DB-style aligned face, {CROP_SIZE}x{CROP_SIZE} (cafe_cache.predict.faces.align_face)",
+            "resize": "PIL bilinear to each input's size, aspect ratio not kept",
+            "colour_order": "RGB", "scale": "pixel / 255", "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD),
+        },
+        "output": "logits (batch, classes); softmax gives probabilities",
+        "model": predictor.description,
+        "random_weights": predictor.warning is not None,
+        "warning": predictor.warning,
+    }
+
+
+def export_onnx(checkpoint: str | Path, out: str | Path, *, which: str | None = None,
+                clip_weights: str | None = None, opset: int = 17, seed: int = 0) -> ExportReport:
+    """Write ``out`` and check it against PyTorch; a file that fails the check is not kept.
+
+    Uses the TorchScript exporter (``dynamo=False``): it needs nothing beyond torch and onnx,
+    whereas the newer exporter needs the ``onnxscript`` package.
+    """
+    import onnx
+
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    predictor = Predictor.from_run(checkpoint, which=which, clip_weights=clip_weights, device="cpu")
+    meta = metadata(predictor, checkpoint)
+    generator = torch.Generator().manual_seed(seed)
+    examples = [_random_inputs(predictor, b, generator) for b in PARITY_BATCHES]
+    tmp = out.with_name(out.name + ".tmp")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the exporter's deprecation and tracer notes are not the user's concern
+        torch.onnx.export(predictor.graph, examples[0], str(tmp), dynamo=False, opset_version=opset,
+                          input_names=list(INPUTS), output_names=["logits"],
+                          dynamic_axes={name: {0: "batch"} for name in (*INPUTS, "logits")})
+    model = onnx.load(str(tmp))
+    onnx.helper.set_model_props(model, {k: json.dumps(v) for k, v in meta.items()})
+    model.doc_string = (f"CAFE facial expression recognition: {INPUTS[0]} (batch, 3, {predictor.clip_size}, "
+                        f"{predictor.clip_size}) and {INPUTS[1]} (batch, 3, {predictor.mask_size}, {predictor.mask_size}), "
+                        "the same face preprocessed as metadata_props['preprocessing'] says -> logits (batch, 7).")
+    onnx.save(model, str(tmp))
+    diff = max(_parity(predictor, tmp, x) for x in examples)
+    if not diff <= PARITY_TOLERANCE:
+        tmp.unlink()
+        raise CafeError(f"the ONNX graph's logits differ from PyTorch's by up to {diff:.2e} (> {PARITY_TOLERANCE:g}); "
+                        f"nothing was written. Try another --opset (used {opset}).")
+    os.replace(tmp, out)
+    return ExportReport(out, diff, opset, meta)
+
+
+def _random_inputs(predictor: Predictor, batch: int, generator: torch.Generator) -> tuple[torch.Tensor, ...]:
+    """Normalised-image-like inputs (roughly unit Gaussian, as standardised pixels are)."""
+    return tuple(torch.randn(batch, 3, s, s, generator=generator) for s in (predictor.clip_size, predictor.mask_size))
+
+
+def _parity(predictor: Predictor, path: Path, inputs: tuple[torch.Tensor, ...]) -> float:
+    reference = predictor.logits(*inputs).numpy()
+    got = _session(path, "cpu").run(["logits"], dict(zip(INPUTS, (x.numpy() for x in inputs))))[0]
+    return float(np.abs(got - reference).max())
+
+
+def _session(path: str | Path, device: str):
+    import onnxruntime as ort
+
+    available = ort.get_available_providers()
+    wants_cuda = device == "cuda" or (device == "auto" and "CUDAExecutionProvider" in available)
+    providers = (["CUDAExecutionProvider"] if wants_cuda and "CUDAExecutionProvider" in available else [])
+    try:
+        return ort.InferenceSession(str(path), providers=providers + ["CPUExecutionProvider"])
+    except Exception as e:  # onnxruntime raises its own Fail/InvalidGraph/NoSuchFile types
+        raise CafeError(f"{path}: onnxruntime cannot load it ({type(e).__name__}: {str(e)[:300]}). "
+                        "Pass a file written by `cafe export`.") from e
+
+
+def _metadata_of(session, path: str | Path) -> dict[str, Any]:
+    props = session.get_modelmeta().custom_metadata_map
+    if props.get("format") != json.dumps(FORMAT):
+        raise CafeError(f"{path} was not written by `cafe export` (no cafe metadata); export the run with it.")
+    return {k: json.loads(v) for k, v in props.items()}
+
+
+class OnnxPredictor(FacePredictor):
+    """Predictions from an exported file with onnxruntime; preprocessing read from its metadata."""
+
+    def __init__(self, path: str | Path, device: str = "auto", batch_size: int = 32):
+        self.session = _session(path, device)
+        self.meta = _metadata_of(self.session, path)
+        if self.meta["classes"] != list(CLASSES):
+            raise CafeError(f"{path} predicts classes {self.meta['classes']}, this cafe expects {list(CLASSES)}.")
+        self.clip_size, self.mask_size = self.meta["inputs"]["clip_image"], self.meta["inputs"]["mask_image"]
+        self.batch_size, self.warning = batch_size, self.meta["warning"]
+        provider = self.session.get_providers()[0].replace("ExecutionProvider", "")
+        self.description = f"{path} (ONNX of {self.meta['model']}) on onnxruntime {provider}"
+
+    def _logits(self, crops: list[Image.Image]) -> np.ndarray:
+        pre = self.meta["preprocessing"]
+        feeds = {name: face_tensor(crops, self.meta["inputs"][name], tuple(pre["mean"]), tuple(pre["std"])).numpy()
+                 for name in INPUTS}
+        return self.session.run(["logits"], feeds)[0]

@@ -1,0 +1,35 @@
+"""``cafe plot``: the figures of a finished run, or of a folder of runs with their cross-domain matrix."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from cafe_cache.errors import CafeError
+from cafe_cache.extract.run import pick_device
+from cafe_cache.report import FIGURES, GRADCAM_IMAGES, find_runs, make_run_figures, plot_runs_cross_domain
+
+from .common import console
+
+
+def plot(
+    path: Path = typer.Argument(..., help="A run folder, or a folder of run folders (adds the cross-domain matrix)."),
+    which: str = typer.Option("best", help="Which evaluation to plot: best or last (RUN/eval-<which>/)."),
+    cache_dir: Path | None = typer.Option(None, help="Feature caches for Grad-CAM; default: the run's own --cache-dir."),
+    gradcam: int = typer.Option(GRADCAM_IMAGES, min=0, help="Grad-CAM images per target (0: none)."),
+    device: str = typer.Option("auto", help="Where the model runs for Grad-CAM."),
+) -> None:
+    """Training curves, class masks (Fig. 5), confusion matrices and Grad-CAM (Fig. 4) into RUN/figures/."""
+    single = (path / "config.json").is_file()
+    runs = [path] if single else find_runs(path)
+    if not runs:
+        raise CafeError(f"{path} is neither a run folder (no config.json) nor a folder of runs.")
+    dev = pick_device(device)
+    for run in runs:
+        written = make_run_figures(run, which=which, cache_dir=cache_dir, n_gradcam=gradcam, device=dev,
+                                   log=lambda m: console.print(f"[yellow]{m}[/]"))
+        console.print(f"{run}: {len(written)} figures in {run / FIGURES}")
+    if not single:
+        out = plot_runs_cross_domain(runs, path / FIGURES / "cross-domain.png", which)
+        console.print(f"cross-domain matrix of {len(runs)} runs: {out}")

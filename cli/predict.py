@@ -1,0 +1,137 @@
+"""``cafe predict``: expressions of the faces in photos, folders and videos, fully offline."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import cv2
+import typer
+from rich.table import Table
+
+from cafe_cache.errors import CafeError
+from cafe_cache.extract.run import pick_device
+from cafe_cache.predict.faces import DETECTOR_NAMES, get_detector
+from cafe_cache.predict.infer import (COLUMNS, FacePredictor, PictureResult, Predictor, draw_faces,
+                                      predict_inputs, summary)
+from cafe_cache.predict.media import iter_inputs
+
+from .common import console, out, progress
+
+OUT_SUFFIXES = (".csv", ".json")
+SHOWN_ROWS = 50  # the screen table stops here; --out has every row
+
+
+def load_predictor(checkpoint: Path | None, onnx: Path | None, clip_weights: str | None, device: str,
+                   batch_size: int) -> FacePredictor:
+    """The PyTorch run or the exported ONNX file, whichever was given (exactly one)."""
+    if (checkpoint is None) == (onnx is None):
+        raise CafeError("pass either --checkpoint RUN (a `cafe train` run folder) or --onnx FILE (from `cafe export`).")
+    if onnx is not None:
+        from cafe_cache.predict.onnx_export import OnnxPredictor
+
+        return OnnxPredictor(onnx, device, batch_size)
+    return Predictor.from_run(checkpoint, clip_weights=clip_weights, device=device, batch_size=batch_size)
+
+
+def write_rows(path: Path, rows: list[dict[str, Any]], predictor: FacePredictor) -> None:
+    """All rows as CSV (one line per face or error) or JSON (rows plus the model and a summary)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix.lower() == ".csv":
+        with path.open("w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=COLUMNS)
+            writer.writeheader()
+            writer.writerows(rows)
+    else:
+        data = {"model": predictor.description, "warning": predictor.warning, "summary": summary(rows), "rows": rows}
+        path.write_text(json.dumps(data, indent=2))
+
+
+def annotated_name(picture: PictureResult) -> str:
+    """Unique per picture: input position, file stem, frame for videos."""
+    frame = "" if picture.frame is None else f"_f{picture.frame:06d}"
+    return f"{picture.index:04d}_{picture.path.stem}{frame}.jpg"
+
+
+def sampled_frames(path: Path, every: int) -> int | None:
+    """How many frames ``--every`` will visit, from the container's frame count (None if unknown)."""
+    capture = cv2.VideoCapture(str(path))
+    count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) if capture.isOpened() else 0
+    capture.release()
+    return math.ceil(count / every) if count > 0 else None
+
+
+def show(rows: list[dict[str, Any]], saved_to: Path | None) -> None:
+    table = Table("file", "frame", "time s", "face", "box x1,y1,x2,y2", "score", "expression", "error")
+    for r in rows[:SHOWN_ROWS]:
+        ok = r["error"] is None
+        table.add_row(
+            Path(r["file"]).name, "" if r["frame"] is None else str(r["frame"]),
+            "" if r["time_s"] is None else f"{r['time_s']:.2f}", "" if r["face"] is None else str(r["face"]),
+            ",".join(f"{r[k]:.0f}" for k in ("x1", "y1", "x2", "y2")) if ok else "",
+            "" if r["score"] is None else f"{r['score']:.3f}",
+            f"{r['label']} {r[r['label']]:.2f}" if ok else "", r["error"] or "")
+    out.print(table)
+    if len(rows) > SHOWN_ROWS:
+        where = f"all in {saved_to}" if saved_to else "pass --out FILE to keep them all"
+        out.print(f"(first {SHOWN_ROWS} of {len(rows)} rows shown; {where})")
+
+
+def summary_line(rows: list[dict[str, Any]]) -> str:
+    s = summary(rows)
+    return (f"{s['faces']} faces in {s['pictures']} images/frames from {s['files']} inputs; "
+            f"no face in {s['no_face']} images/frames; {s['failed']} inputs failed (see the error column)")
+
+
+def predict(
+    inputs: list[Path] = typer.Argument(..., help="Image files, folders (searched recursively) and video files."),
+    checkpoint: Path | None = typer.Option(None, "--checkpoint", "-c", help="Run folder of `cafe train` (or RUN/best.safetensors, RUN/last.safetensors)."),
+    onnx: Path | None = typer.Option(None, "--onnx", help="Predict with a `cafe export` file via onnxruntime instead of --checkpoint."),
+    out_file: Path | None = typer.Option(None, "--out", "-o", help="Write every row to FILE.csv or FILE.json."),
+    save_annotated: Path | None = typer.Option(None, "--save-annotated", help="Write each image/frame with boxes and labels drawn into this folder."),
+    detector: str = typer.Option("auto", help=f"Face detector: {', '.join(DETECTOR_NAMES)} (auto: MTCNN if facenet-pytorch is installed, else LBP)."),
+    no_detect: bool = typer.Option(False, "--no-detect", help="Inputs are face crops already (as datasets store them): no detection or alignment."),
+    every: int = typer.Option(1, min=1, help="Videos: use every N-th frame."),
+    batch_size: int = typer.Option(32, min=1, help="Faces per model batch, and images/frames per detection chunk."),
+    device: str = typer.Option("auto", help="auto (CUDA when present), cpu or cuda."),
+    clip_weights: str | None = typer.Option(None, help="The CLIP file the run's cache was made from, if it was made from a file."),
+) -> None:
+    """Facial expression of every face in photos and videos: a table, and --out CSV/JSON."""
+    if out_file is not None and out_file.suffix.lower() not in OUT_SUFFIXES:
+        raise CafeError(f"--out {out_file}: name a .csv or .json file.")
+    predictor = load_predictor(checkpoint, onnx, clip_weights, device, batch_size)
+    face_detector = None if no_detect else get_detector(detector, device=str(pick_device(device)))
+    for warning in (predictor.warning, face_detector and face_detector.fallback_reason):
+        if warning:
+            console.print(f"[bold yellow]warning:[/] {warning}")
+    console.print(f"model: {predictor.description}; faces: "
+                  + ("inputs used as face crops" if face_detector is None else f"{face_detector.name} detector"))
+    if save_annotated is not None:
+        save_annotated.mkdir(parents=True, exist_ok=True)
+    items = list(iter_inputs(inputs))
+    rows: list[dict[str, Any]] = []
+    try:
+        with progress("file") as bar:
+            files = bar.add_task("files", total=len(items), rate="")
+            frames, video = None, None
+            for picture in predict_inputs(items, predictor, face_detector, every=every, chunk_size=batch_size):
+                rows.extend(picture.rows)
+                bar.update(files, completed=picture.index)
+                if picture.frame is not None:
+                    if video != picture.index:
+                        video = picture.index
+                        frames = bar.add_task(picture.path.name, total=sampled_frames(picture.path, every), rate="")
+                    bar.update(frames, completed=picture.frame // every + 1)
+                if save_annotated is not None and picture.image is not None:
+                    draw_faces(picture.image, picture.rows).save(save_annotated / annotated_name(picture), quality=95)
+            bar.update(files, completed=len(items))
+    finally:  # an interrupted or failing run still keeps every row computed so far
+        if out_file is not None:
+            write_rows(out_file, rows, predictor)
+    show(rows, out_file)
+    console.print(summary_line(rows))
+    if out_file is not None:
+        console.print(f"written: {out_file}")

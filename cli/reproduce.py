@@ -1,0 +1,73 @@
+"""``cafe reproduce``: the paper's tables, by running ``cafe extract`` and ``cafe train`` per experiment."""
+
+from __future__ import annotations
+
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import typer
+
+from cafe_cache import paper
+from cafe_cache.errors import CafeError
+from cafe_cache.reproduce import TABLES, available_datasets, plan, write_tables
+
+from .common import console, split_list
+
+
+def _run(cmd: list[str], dry_run: bool) -> None:
+    console.print(f"[bold cyan]$ cafe {shlex.join(cmd)}[/]")
+    if dry_run:
+        return
+    proc = subprocess.run([sys.executable, "-m", "cli.main", *cmd])
+    if proc.returncode != 0:
+        raise CafeError(f"`cafe {shlex.join(cmd)}` failed (exit {proc.returncode}); fix the cause above and rerun "
+                        "`cafe reproduce`: finished steps are not repeated.")
+
+
+def reproduce(
+    datasets: str | None = typer.Option(None, help="Subset of rafdb,ferplus,affectnet,sfew,mma; default: every one with a configured root or cache."),
+    tables: str = typer.Option(",".join(TABLES), help="Tables to make: 1 (cross-domain), 2 (ablation), 4 (CLIP+finetune), 5 (no sigmoid)."),
+    sweep: bool = typer.Option(False, "--sweep", help="Also the loss-weight sweep (the paper's Fig. 3)."),
+    cache_dir: Path = typer.Option(Path("cache"), help="Feature caches (made here if missing)."),
+    runs: Path = typer.Option(Path("runs/reproduce"), help="Run folders, one per experiment."),
+    results: Path = typer.Option(Path("results"), help="Where the tables go."),
+    extract_args: str = typer.Option("", help="Extra `cafe extract` flags, e.g. '--weights ViT-B-32.pt' or '--random-weights'."),
+    train_args: str = typer.Option("", help="Extra `cafe train` flags, e.g. '--backbone-weights resnet18_msceleb.pth'."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the commands without running them."),
+) -> None:
+    """Reproduce the paper's tables for every dataset whose root is configured (resumable: rerun to continue)."""
+    usable, missing = available_datasets(cache_dir)
+    if datasets:
+        wanted = split_list(datasets) or []
+        unknown = [d for d in wanted if d not in paper.DATASETS]
+        if unknown:
+            raise CafeError(f"--datasets: unknown {unknown}; choose from {', '.join(paper.DATASETS)}.")
+        usable = [d for d in usable if d in wanted]
+    for m in missing:
+        console.print(f"[yellow]skipping[/] {m}")
+    if not usable:
+        raise CafeError("no dataset to run: configure at least one root (README, 'Dataset roots').")
+    wanted_tables = tuple(split_list(tables) or ())
+    if bad := [t for t in wanted_tables if t not in TABLES]:
+        raise CafeError(f"--tables: unknown {bad}; choose from {', '.join(TABLES)}.")
+
+    for d in usable:  # stage one: finished caches are checked and skipped by cafe extract itself
+        _run(["extract", "--dataset", d, "--cache-dir", str(cache_dir), *shlex.split(extract_args)], dry_run)
+    experiments = plan(usable, runs, wanted_tables, sweep)
+    targets = ",".join(usable)
+    for e in {e.run: e for e in experiments}.values():  # stage two, once per run folder
+        if e.results():
+            console.print(f"done already: {e.run}")
+            continue
+        common = ["--cache-dir", str(cache_dir), "--targets", targets, "--out", str(e.run)]
+        if (e.run / "resume.pt").is_file():
+            _run(["train", "--resume", *common], dry_run)
+        else:
+            _run(["train", "--source", e.source, *common, *e.flags, *shlex.split(train_args)], dry_run)
+    if dry_run:
+        return
+    for path in write_tables(experiments, results):
+        console.print(f"written {path}")
+        console.print(path.read_text())

@@ -1,0 +1,66 @@
+"""make reproduce: the experiment plan, skipping unconfigured datasets, and the tables."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from cafe_cache import paper, synth
+from cafe_cache.reproduce import available_datasets, plan
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def two_datasets(tmp_path, monkeypatch):
+    """RAF-DB and MMA in their native layouts (synthetic), the other three unconfigured."""
+    synth.write_rafdb(tmp_path / "raf", "line", 6, 3, size=40, seed=1)
+    synth.write_folder(tmp_path / "mma", "color", 4, 3, size=40, seed=2)  # train/ test/ <class>/: MMA's layout
+    for d in paper.DATASETS:
+        monkeypatch.delenv(f"CAFE_{d.upper()}_ROOT", raising=False)
+    monkeypatch.setenv("CAFE_RAFDB_ROOT", str(tmp_path / "raf"))
+    monkeypatch.setenv("CAFE_MMA_ROOT", str(tmp_path / "mma"))
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def test_plan_covers_the_tables_and_trains_the_full_model_once(tmp_path):
+    exps = plan(["rafdb", "ferplus", "mma"], tmp_path, ("1", "2", "4", "5"), sweep=True)
+    runs = {e.run for e in exps}
+    assert sum(e.table == "1" for e in exps) == 3
+    assert [e.label for e in exps if e.table == "2"] == ["baseline (no mask)", "mask", "mask + separation",
+                                                          "mask + separation + diverse"]
+    full = [e for e in exps if e.label == "mask + separation + diverse"][0]
+    assert full.run == tmp_path / "table1" / "rafdb"  # Table 2's full model is Table 1's run
+    assert len(runs) == 3 + 3 + 1 + 1 + 10
+    assert {tuple(e.flags) for e in exps if e.table in "245"} >= {("--variant", "no_mask"), ("--w-div", "0"),
+                                                                  ("--variant", "clip_finetune"), ("--variant", "no_sigmoid")}
+
+
+def test_unconfigured_datasets_are_named_with_the_setting_to_fill(two_datasets):
+    usable, missing = available_datasets(two_datasets / "cache")
+    assert usable == ["rafdb", "mma"]
+    assert any("CAFE_SFEW_ROOT" in m and "cafe.toml" in m for m in missing) and len(missing) == 3
+
+
+def test_reproduce_runs_end_to_end_and_writes_tables(two_datasets):
+    cmd = [sys.executable, "-m", "cli.main", "reproduce", "--tables", "1,5",
+           "--extract-args", "--model cafe-tiny --random-weights --workers 0",
+           "--train-args", "--backbone-weights none --epochs 1 --image-size 32 --workers 0 --no-plots"]
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=two_datasets)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    assert "skipping" in proc.stderr and "CAFE_AFFECTNET_ROOT" in proc.stderr
+    t1 = (two_datasets / "results" / "table1.md").read_text()
+    assert "RANDOM WEIGHTS" in t1 and "| CAFE | RAF-DB |" in t1 and "| CAFE (paper) | RAF-DB | 88.72" in t1
+    assert "| CAFE | MMA |" in t1
+    t5 = (two_datasets / "results" / "table5.md").read_text()
+    assert "| No sigmoid | RAF-DB |" in t5 and "58.05" not in t5.split("(paper)")[0]
+    # a rerun repeats nothing
+    again = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=two_datasets)
+    assert again.returncode == 0 and again.stderr.count("done already") == 3
