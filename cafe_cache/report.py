@@ -204,7 +204,7 @@ def _gradcam_figures(run: Path, which: str, targets: list[str], cache_dir: Path 
             continue
         written.append(plot_gradcam_grid(
             images, cams, titles, run / FIGURES / f"gradcam-{target}.png",
-            title=f"Grad-CAM of the mask branch ({train_cfg['backbone']} {layer}, {grid}×{grid} map) on {target}, "
-                  f"trained on {train_cfg['source']} (CAFE Fig. 4)",
+            title=f"Grad-CAM of the mask branch on {target} (CAFE Fig. 4)\n"
+                  f"{train_cfg['backbone']} {layer}, {grid}×{grid} map; trained on {train_cfg['source']}",
             random_weights=clip_is_random(config), dpi=dpi))
     return written

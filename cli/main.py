@@ -13,8 +13,10 @@ from cafe_cache.errors import CafeError
 from . import cache as cache_cmd
 from . import datasets as datasets_cmd
 from . import evaluate as evaluate_cmd
+from . import export as export_cmd
 from . import extract as extract_cmd
 from . import plot as plot_cmd
+from . import predict as predict_cmd
 from . import reproduce as reproduce_cmd
 from . import synth as synth_cmd
 from . import train as train_cmd
@@ -53,6 +55,8 @@ app.command("extract")(extract_cmd.extract)
 app.add_typer(cache_cmd.app, name="cache")
 app.command("train")(train_cmd.train)
 app.command("eval")(evaluate_cmd.evaluate)
+app.command("predict")(predict_cmd.predict)
+app.command("export")(export_cmd.export)
 app.command("reproduce")(reproduce_cmd.reproduce)
 app.command("zeroshot")(zeroshot_cmd.zeroshot)
 app.command("plot")(plot_cmd.plot)

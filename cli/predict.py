@@ -65,7 +65,9 @@ def sampled_frames(path: Path, every: int) -> int | None:
 
 
 def show(rows: list[dict[str, Any]], saved_to: Path | None) -> None:
-    table = Table("file", "frame", "time s", "face", "box x1,y1,x2,y2", "score", "expression", "error")
+    table = Table("file", "frame", "time s", "face")
+    for name in ("box x1,y1,x2,y2", "score", "expression", "error"):
+        table.add_column(name, no_wrap=True, overflow="ellipsis")
     for r in rows[:SHOWN_ROWS]:
         ok = r["error"] is None
         table.add_row(

@@ -206,3 +206,22 @@ def test_eval_refuses_caches_made_with_other_clip_weights(caches, tmp_path, trai
     from cli.evaluate import evaluate_run
     with pytest.raises(CafeError, match="synth-color.h5 was made with CLIP cafe-tiny RANDOM WEIGHTS \\(seed 9\\)"):
         evaluate_run(run, "best", cache_dir=other, workers=0)
+
+
+def test_bgr_targets_swap_channels_for_clip_and_mask_branch(trained, caches):
+    """The official notebooks' colour bug, on request: CLIP runs online on the BGR image."""
+    from cafe_cache.evaluate import evaluate_caches, target_caches
+    model, _ = load_model(trained[0])
+    cs = target_caches(caches, ["synth-color"])
+    rgb = evaluate_caches(model, cs, image_size=32, workers=0)["synth-color"]
+    bgr = evaluate_caches(model, cs, image_size=32, workers=0, bgr_targets=("synth-color",))["synth-color"]
+    assert bgr["bgr"] and not rgb["bgr"] and bgr["n"] == rgb["n"]
+    cache = cs["synth-color"]
+    ds = PairedSamples(cache.load("test"), reader_for(cache), cache.fingerprint.views, 32, bgr=True)
+    plain = PairedSamples(cache.load("test"), reader_for(cache), cache.fingerprint.views, 32)
+    x, _, _ = ds[0]
+    x0, _, _ = plain[0]
+    from cafe_cache.extract.preprocess import IMAGENET_MEAN, IMAGENET_STD
+    mean, std = torch.tensor(IMAGENET_MEAN)[:, None, None], torch.tensor(IMAGENET_STD)[:, None, None]
+    torch.testing.assert_close((x * std + mean), (x0 * std + mean).flip(0))
+    assert rgb["mean_masks"] is not None and rgb["mean_masks"].shape == (7, 32)

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFont
 from torch import Tensor, nn
 
 from ..classes import CLASSES
@@ -232,14 +232,15 @@ def draw_faces(image: Image.Image, rows: list[dict[str, Any]]) -> Image.Image:
     canvas = image.convert("RGB")
     draw = ImageDraw.Draw(canvas)
     width = max(2, round(max(image.size) / 300))
+    font = ImageFont.load_default(size=max(10, round(max(image.size) / 40)))
     for r in rows:
         if r["error"] is not None:
             continue
         box = (r["x1"], r["y1"], r["x2"], r["y2"])
         draw.rectangle(box, outline=(255, 210, 0), width=width)
         text = f"{r['label']} {r[r['label']]:.2f}"
-        left, top, right, bottom = draw.textbbox((box[0], box[1]), text)
+        left, top, right, bottom = draw.textbbox((box[0], box[1]), text, font=font)
         y = max(0.0, box[1] - (bottom - top) - 2 * width)
         draw.rectangle((box[0], y, box[0] + right - left + 2 * width, y + bottom - top + 2 * width), fill=(255, 210, 0))
-        draw.text((box[0] + width, y + width - (top - box[1])), text, fill=(0, 0, 0))
+        draw.text((box[0] + width, y + width - (top - box[1])), text, fill=(0, 0, 0), font=font)
     return canvas

@@ -1,0 +1,32 @@
+"""``cafe export``: a trained run (CLIP image tower + mask branch + FC) as one ONNX file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from cafe_cache.predict.onnx_export import INPUTS, PARITY_BATCHES, PARITY_TOLERANCE, export_onnx
+
+from .common import console, out
+
+
+def export(
+    checkpoint: Path = typer.Option(..., "--checkpoint", "-c", help="Run folder of `cafe train` (or RUN/best.safetensors, RUN/last.safetensors)."),
+    out_file: Path = typer.Option(..., "--out", "-o", help="The .onnx file to write."),
+    clip_weights: str | None = typer.Option(None, help="The CLIP file the run's cache was made from, if it was made from a file."),
+    opset: int = typer.Option(17, min=14, help="ONNX opset version."),
+) -> None:
+    """Export to ONNX (dynamic batch, preprocessing in the metadata) and check it against PyTorch."""
+    report = export_onnx(checkpoint, out_file, clip_weights=clip_weights, opset=opset)
+    meta = report.metadata
+    if meta["warning"]:
+        console.print(f"[bold yellow]warning:[/] {meta['warning']}")
+    sizes = ", ".join(f"{name} (batch, 3, {meta['inputs'][name]}, {meta['inputs'][name]})" for name in INPUTS)
+    pre = meta["preprocessing"]
+    out.print(f"wrote {report.path} (opset {report.opset})\n"
+              f"inputs: {sizes}: the same face crop, {pre['resize']}, {pre['colour_order']}, {pre['scale']}, "
+              f"mean {pre['mean']}, std {pre['std']}\n"
+              f"output: logits (batch, {len(meta['classes'])}): {', '.join(meta['classes'])}\n"
+              f"parity with PyTorch (batches {', '.join(map(str, PARITY_BATCHES))}): max |logit difference| "
+              f"{report.max_abs_diff:.2e} (limit {PARITY_TOLERANCE:g})")
