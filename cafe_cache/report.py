@@ -120,6 +120,8 @@ def gradcam_examples(model: CAFEModel, cache: FeatureCache, *, n: int, image_siz
     data = cache.load("test")
     reader = reader_for(cache, root)
     picks = spread_over_classes(data.labels, n)
+    if not picks:
+        raise CafeError(f"{cache.path} has no readable test images")
     samples = PairedSamples(data, reader, cache.fingerprint.views, image_size)
     images, feats, labels = (t.to(device) for t in default_collate([samples[i] for i in picks]))
     model.eval().to(device)

@@ -38,6 +38,7 @@ def extract(
     batch_size: int = typer.Option(64, min=1, help="Images per CLIP forward pass (each view adds a pass's worth)."),
     device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:1, ..."),
     workers: int = typer.Option(min(8, os.cpu_count() or 1), min=0, help="Image-decoding worker processes."),
+    store_images: int = typer.Option(0, "--store-images", min=0, metavar="SIZE", help="Also store every image resized to SIZExSIZE as uint8 (224 = the paper's training input), so `cafe train`/`cafe eval` read arrays instead of decoding files. 3*SIZE^2 bytes per image (147 KB at 224). 0 = off."),
     cache_dir: Path = typer.Option(Path("cache"), help="Folder of the feature caches (one .h5 per dataset)."),
     force: bool = typer.Option(False, "--force", help="Recompute even if a finished or different cache exists."),
 ) -> None:
@@ -76,12 +77,15 @@ def extract(
                      preprocess=preprocess, views=view_list, image_size=clip.image_size, dtype=dtype, precision=prec)
     console.print(f"CLIP {clip.info.label} on {dev} ({prec}), {preprocess} preprocessing at {clip.image_size}px, "
                   f"views {', '.join(view_list)} -> {path}")
+    if store_images:
+        n = sum(len(v) for v in splits.values())
+        console.print(f"storing images at {store_images}x{store_images} px: {n * 3 * store_images ** 2 / 2 ** 30:.2f} GiB")
     if random_weights:
         console.print(RANDOM_BANNER)
 
     with CacheWriter(path, fp, dataset=dataset, cache_name=cache_name, root=reader.root,
                      reader_options=reader.options(), splits=splits, skipped=result.skipped,
-                     feature_dim=clip.embed_dim, force=force) as writer:
+                     feature_dim=clip.embed_dim, force=force, store_images=store_images) as writer:
         todo = {s: len(v) - writer.n_done(s) for s, v in splits.items()}
         if not any(todo.values()) and not force:
             writer.finish()

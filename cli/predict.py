@@ -65,9 +65,10 @@ def sampled_frames(path: Path, every: int) -> int | None:
 
 
 def show(rows: list[dict[str, Any]], saved_to: Path | None) -> None:
-    table = Table("file", "frame", "time s", "face")
-    for name in ("box x1,y1,x2,y2", "score", "expression", "error"):
-        table.add_column(name, no_wrap=True, overflow="ellipsis")
+    table = Table()
+    for name in ("file", "frame", "time s", "face", "box x1,y1,x2,y2", "score", "expression"):
+        table.add_column(name, no_wrap=True, overflow="ellipsis", max_width=32)
+    table.add_column("error", overflow="ellipsis", max_width=48)
     for r in rows[:SHOWN_ROWS]:
         ok = r["error"] is None
         table.add_row(
@@ -85,7 +86,8 @@ def show(rows: list[dict[str, Any]], saved_to: Path | None) -> None:
 def summary_line(rows: list[dict[str, Any]]) -> str:
     s = summary(rows)
     return (f"{s['faces']} faces in {s['pictures']} images/frames from {s['files']} inputs; "
-            f"no face in {s['no_face']} images/frames; {s['failed']} inputs failed (see the error column)")
+            f"no face in {s['no_face']} images/frames; {s['failed']} inputs failed"
+            + (" (see the error column)" if s["failed"] else ""))
 
 
 def predict(
@@ -104,8 +106,8 @@ def predict(
     """Facial expression of every face in photos and videos: a table, and --out CSV/JSON."""
     if out_file is not None and out_file.suffix.lower() not in OUT_SUFFIXES:
         raise CafeError(f"--out {out_file}: name a .csv or .json file.")
-    predictor = load_predictor(checkpoint, onnx, clip_weights, device, batch_size)
     face_detector = None if no_detect else get_detector(detector, device=str(pick_device(device)))
+    predictor = load_predictor(checkpoint, onnx, clip_weights, device, batch_size)
     for warning in (predictor.warning, face_detector and face_detector.fallback_reason):
         if warning:
             console.print(f"[bold yellow]warning:[/] {warning}")

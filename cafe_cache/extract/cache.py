@@ -3,22 +3,30 @@
 Layout (``format = "cafe-feature-cache"``, ``format_version = 1``)::
 
     /                      attrs: dataset, cache_name, root, reader_options (JSON), fingerprint (JSON),
-                                  random_weights, cafe_version, complete
+                                  random_weights, cafe_version, complete,
+                                  stored_image_size (0 or absent: no stored images)
     /splits/<split>/features   (N, V, D) float16|float32   V = number of views, in fingerprint order
     /splits/<split>/labels     (N,) int8                     target ids (cafe_cache.classes)
     /splits/<split>/paths      (N,) str                      image source relative to the root
     /splits/<split>/error      (N,) str                      "" or why the image could not be read
+    /splits/<split>/images     (N, S, S, 3) uint8            only with stored_image_size S > 0: the image
+                                                             resized to (S, S) bilinear, the mask branch's
+                                                             input, so stage two needs no decoding
                                   attrs: n_done               rows written so far (resume point)
     /skipped/where, /skipped/reason  (K,) str                 entries the reader dropped (label rules, --skip-bad)
 
 Rows are written in dataset order, a batch at a time, each batch followed by a flush and an
 update of ``n_done``; rerunning the same extraction continues at ``n_done``. An exclusive lock file
 (``<cache>.h5.lock``) keeps a second process out.
+
+Stored images (``cafe extract --store-images S``) do not change the features, so they are not part
+of the fingerprint; a cache with them is interchangeable with one without.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -92,10 +100,11 @@ class CacheWriter:
 
     def __init__(self, path: Path, fingerprint: Fingerprint, *, dataset: str, cache_name: str, root: Path,
                  reader_options: dict[str, Any], splits: dict[str, list[Sample]],
-                 skipped: list[tuple[str, str]], feature_dim: int, force: bool = False):
+                 skipped: list[tuple[str, str]], feature_dim: int, force: bool = False, store_images: int = 0):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.fingerprint = fingerprint
+        self.store_images = store_images  # side of the stored uint8 images, 0 = none
         self._lock = _lock(self.path)
         try:
             if self.path.exists() and force:
@@ -115,7 +124,7 @@ class CacheWriter:
         f.attrs.update(format=FORMAT, format_version=FORMAT_VERSION, dataset=dataset, cache_name=cache_name,
                        root=str(Path(root).resolve()), reader_options=json.dumps(reader_options, sort_keys=True),
                        fingerprint=self.fingerprint.to_json(), random_weights=self.fingerprint.random_weights,
-                       cafe_version=__version__, complete=False)
+                       cafe_version=__version__, complete=False, stored_image_size=self.store_images)
         dtype = np.float16 if self.fingerprint.dtype == "float16" else np.float32
         views = len(self.fingerprint.views)
         for name, samples in splits.items():
@@ -126,6 +135,9 @@ class CacheWriter:
             g.create_dataset("labels", data=np.array([s.label for s in samples], dtype=np.int8))
             g.create_dataset("paths", data=[s.path for s in samples], dtype=STR)
             g.create_dataset("error", shape=(n,), dtype=STR)
+            if self.store_images and n:
+                side = self.store_images
+                g.create_dataset("images", shape=(n, side, side, 3), dtype=np.uint8, chunks=(1, side, side, 3))
             g.attrs["n_done"] = 0
         sk = f.create_group("skipped")
         sk.create_dataset("where", data=[w for w, _ in skipped], dtype=STR)
@@ -142,6 +154,11 @@ class CacheWriter:
             f.close()
             raise CafeError(f"{self.path} was made with other settings ({'; '.join(diff)}). Pass --force to "
                             "replace it, or --cache-dir DIR to keep both.")
+        stored = int(f.attrs.get("stored_image_size", 0))
+        if stored != self.store_images:
+            f.close()
+            raise CafeError(f"{self.path} was made with --store-images {stored}, asked for {self.store_images}. "
+                            "Pass the same --store-images to continue it, or --force to re-extract.")
         for name, samples in splits.items():
             g = f.get(f"splits/{name}")
             same = g is not None and len(g["paths"]) == len(samples) and \
@@ -157,11 +174,15 @@ class CacheWriter:
     def n_done(self, split: str) -> int:
         return int(self.file[f"splits/{split}"].attrs["n_done"])
 
-    def write(self, split: str, start: int, features: np.ndarray, errors: list[str]) -> None:
-        """Rows [start, start + len(features)); then flush, so a kill loses at most this batch."""
+    def write(self, split: str, start: int, features: np.ndarray, errors: list[str],
+              images: np.ndarray | None = None) -> None:
+        """Rows [start, start + len(features)) (and their (B, S, S, 3) stored images); then flush, so a
+        kill loses at most this batch."""
         g = self.file[f"splits/{split}"]
         end = start + len(features)
         g["features"][start:end] = features
+        if images is not None:
+            g["images"][start:end] = images
         if any(errors):
             g["error"][start:end] = errors
         g.attrs["n_done"] = end
@@ -211,6 +232,28 @@ def _open_checked(path: Path, mode: str = "r") -> h5py.File:
     return f
 
 
+class StoredImages:
+    """One split's stored images, read a row at a time.
+
+    The file is opened read-only on first use in each process, so every DataLoader worker gets its
+    own handle (HDF5 handles must not cross a fork).
+    """
+
+    def __init__(self, path: Path, split: str, size: int):
+        self.path, self.split, self.size = path, split, size
+        self._file: h5py.File | None = None
+        self._pid: int | None = None
+
+    def __getitem__(self, row: int) -> np.ndarray:
+        """(S, S, 3) uint8 image of file row ``row``."""
+        if self._pid != os.getpid():
+            self._file, self._pid = h5py.File(self.path, "r"), os.getpid()
+        return self._file[f"splits/{self.split}/images"][row]
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"path": self.path, "split": self.split, "size": self.size, "_file": None, "_pid": None}
+
+
 @dataclass
 class SplitData:
     """One split's readable rows (images that failed to load are left out)."""
@@ -219,6 +262,7 @@ class SplitData:
     labels: np.ndarray  # (n,) int64
     paths: list[str]
     rows: np.ndarray  # row indices in the file
+    images: StoredImages | None = None  # present when the cache stores images
 
 
 class FeatureCache:
@@ -238,6 +282,7 @@ class FeatureCache:
             self.reader_options = json.loads(a["reader_options"])
             self.cafe_version = str(a["cafe_version"])
             self.complete = bool(a["complete"])
+            self.stored_image_size = int(a.get("stored_image_size", 0))
             self.splits = {name: (int(g.attrs["n_done"]), len(g["labels"])) for name, g in f["splits"].items()}
 
     @property
@@ -262,7 +307,8 @@ class FeatureCache:
             feats = g["features"][:][rows][:, idx].astype(np.float32)
             labels = g["labels"][:][rows].astype(np.int64)
             paths = list(g["paths"].asstr()[:][rows])
-        return SplitData(feats, labels, paths, rows)
+        images = StoredImages(self.path, split, self.stored_image_size) if self.stored_image_size else None
+        return SplitData(feats, labels, paths, rows, images)
 
     def errors(self) -> list[tuple[str, str, str]]:
         """(split, path, reason) of every image that could not be read."""

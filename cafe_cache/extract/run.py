@@ -14,7 +14,7 @@ from torch.utils.data import DataLoader, Dataset
 from ..datasets.base import ImageReadError, Reader, Sample
 from .cache import CacheWriter
 from .clip import LoadedClip
-from .preprocess import load_uint8, make_view, mean_std, normalize
+from .preprocess import load_uint8, make_view, mean_std, normalize, resize_uint8
 
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")
 
@@ -42,27 +42,40 @@ def autocast(precision: str, device: torch.device):
 class ImageSource(Dataset):
     """Decoded, resized uint8 images of one split, read by DataLoader workers.
 
-    An unreadable image yields ``None`` and the reason instead of raising, so one bad file never
+    Each item is the CLIP input (CHW), the image to store (HWC, resized to ``store_size`` as the
+    mask branch's input is; None when ``store_size`` is 0) and "" or why the image is unreadable:
+    an unreadable image yields ``None`` and the reason instead of raising, so one bad file never
     stops a run.
     """
 
-    def __init__(self, reader: Reader, samples: list[Sample], size: int, preprocess: str):
-        self.reader, self.samples, self.size, self.preprocess = reader, samples, size, preprocess
+    def __init__(self, reader: Reader, samples: list[Sample], size: int, preprocess: str, store_size: int = 0):
+        self.reader, self.samples, self.size, self.preprocess, self.store_size = \
+            reader, samples, size, preprocess, store_size
 
     def __len__(self) -> int:
         return len(self.samples)
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor | None, str]:
+    def __getitem__(self, i: int) -> tuple[torch.Tensor | None, torch.Tensor | None, str]:
         try:
-            return load_uint8(self.reader.open(self.samples[i].path), self.size, self.preprocess), ""
+            image = self.reader.open(self.samples[i].path)
         except ImageReadError as e:
-            return None, str(e)
+            return None, None, str(e)
+        clip_input = load_uint8(image, self.size, self.preprocess)
+        if not self.store_size:
+            return clip_input, None, ""
+        if (self.store_size, self.preprocess) == (self.size, "official"):  # the same resize: reuse it
+            return clip_input, clip_input.permute(1, 2, 0), ""
+        return clip_input, torch.from_numpy(resize_uint8(image, self.store_size, "official")), ""
 
 
-def collate_images(items: list[tuple[torch.Tensor | None, str]]) -> tuple[torch.Tensor | None, list[bool], list[str]]:
-    ok = [img is not None for img, _ in items]
-    imgs = [img for img, _ in items if img is not None]
-    return (torch.stack(imgs) if imgs else None), ok, [err for _, err in items]
+def collate_images(items: list[tuple[torch.Tensor | None, torch.Tensor | None, str]]
+                   ) -> tuple[torch.Tensor | None, torch.Tensor | None, list[bool], list[str]]:
+    """(CLIP inputs, stored images, readable or not, errors); the tensors hold the readable images only."""
+    ok = [img is not None for img, _, _ in items]
+    imgs = [img for img, _, _ in items if img is not None]
+    stored = [s for _, s, _ in items if s is not None]
+    return (torch.stack(imgs) if imgs else None), (torch.stack(stored) if stored else None), ok, \
+        [err for _, _, err in items]
 
 
 @dataclass
@@ -80,9 +93,11 @@ class ExtractReport:
 def extract(reader: Reader, splits: dict[str, list[Sample]], clip: LoadedClip, writer: CacheWriter, *,
             batch_size: int = 64, workers: int = 2, device: torch.device | str = "cpu", precision: str = "fp32",
             on_batch: Callable[[str, int], None] | None = None) -> ExtractReport:
-    """Fill ``writer`` with CLIP features of every split, continuing where it stopped."""
+    """Fill ``writer`` with CLIP features (and stored images, if it keeps them) of every split,
+    continuing where it stopped."""
     device = torch.device(device)
     fp = writer.fingerprint
+    store = writer.store_images
     mean, std = mean_std(fp.preprocess, clip.mean, clip.std)
     out_dtype = np.float16 if fp.dtype == "float16" else np.float32
     report = ExtractReport()
@@ -92,16 +107,19 @@ def extract(reader: Reader, splits: dict[str, list[Sample]], clip: LoadedClip, w
         report.resumed_from[split] = start
         if start >= len(samples):
             continue
-        loader = DataLoader(ImageSource(reader, samples[start:], fp.image_size, fp.preprocess),
+        loader = DataLoader(ImageSource(reader, samples[start:], fp.image_size, fp.preprocess, store),
                             batch_size=batch_size, shuffle=False, num_workers=workers,
                             collate_fn=collate_images, pin_memory=device.type == "cuda",
                             prefetch_factor=4 if workers else None)
-        for images, ok, errors in loader:
+        for images, stored, ok, errors in loader:
             rows = np.zeros((len(ok), len(fp.views), clip.embed_dim), dtype=out_dtype)
+            pixels = np.zeros((len(ok), store, store, 3), dtype=np.uint8) if store else None
             if images is not None:
-                rows[np.asarray(ok)] = _features(clip, images.to(device, non_blocking=True), mean, std,
-                                                 fp.views, precision).astype(out_dtype)
-            writer.write(split, start, rows, errors)
+                rows[np.asarray(ok)] = batch_features(clip, images.to(device, non_blocking=True), mean, std,
+                                                      fp.views, precision).astype(out_dtype)
+                if store:
+                    pixels[np.asarray(ok)] = stored.numpy()
+            writer.write(split, start, rows, errors, pixels)
             report.errors += [(split, samples[start + i].path, e) for i, e in enumerate(errors) if e]
             start += len(ok)
             report.images += len(ok)
@@ -112,7 +130,7 @@ def extract(reader: Reader, splits: dict[str, list[Sample]], clip: LoadedClip, w
     return report
 
 
-def _features(clip: LoadedClip, images: torch.Tensor, mean, std, views, precision: str) -> np.ndarray:
+def batch_features(clip: LoadedClip, images: torch.Tensor, mean, std, views, precision: str) -> np.ndarray:
     """(B, V, D) features: all views of a batch go through CLIP in one forward pass."""
     x = normalize(images, mean, std)
     x = torch.cat([make_view(x, v) for v in views])

@@ -86,7 +86,12 @@ class FacePredictor:
     mask_size: int
     batch_size: int
     warning: str | None  # printed on every run (random weights), None for a real model
-    description: str
+    name: str  # which model: checkpoint or file, variant, CLIP weights
+    runs_on: str  # the device or onnxruntime provider
+
+    @property
+    def description(self) -> str:
+        return f"{self.name} on {self.runs_on}"
 
     def predict_faces(self, crops: list[Image.Image]) -> np.ndarray:
         """(N, classes) probabilities of aligned face crops, in ``CLASSES`` order."""
@@ -103,10 +108,10 @@ class Predictor(FacePredictor):
     """A trained run (its CAFE weights and the CLIP its cache was made with) on CPU or CUDA."""
 
     def __init__(self, graph: InferenceGraph, clip_size: int, mask_size: int, device: torch.device,
-                 batch_size: int = 32, warning: str | None = None, description: str = ""):
+                 batch_size: int = 32, warning: str | None = None, name: str = "CAFE"):
         self.graph = graph.to(device).eval()
-        self.clip_size, self.mask_size, self.device = clip_size, mask_size, device
-        self.batch_size, self.warning, self.description = batch_size, warning, description
+        self.clip_size, self.mask_size, self.device, self.runs_on = clip_size, mask_size, device, str(device)
+        self.batch_size, self.warning, self.name = batch_size, warning, name
 
     @classmethod
     def from_run(cls, checkpoint: str | Path, *, which: str | None = None, clip_weights: str | None = None,
@@ -121,9 +126,9 @@ class Predictor(FacePredictor):
         fingerprint = Fingerprint.from_json(config["clip"]["fingerprint"])
         clip = clip_for(fingerprint, clip_weights, dev)
         warning = random_warning(config["clip"]["random_weights"], config["backbone_init"]["random_init"])
-        description = f"{checkpoint} ({config['model']['variant']}, CLIP {config['clip']['label']}) on {dev}"
+        name = f"{checkpoint} ({config['model']['variant']}, CLIP {config['clip']['label']})"
         return cls(InferenceGraph(clip.model.visual, model), clip.image_size, config["train"]["image_size"],
-                   dev, batch_size, warning, description)
+                   dev, batch_size, warning, name)
 
     @torch.inference_mode()
     def logits(self, clip_image: Tensor, mask_image: Tensor) -> Tensor:

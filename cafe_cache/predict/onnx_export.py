@@ -61,7 +61,7 @@ def metadata(predictor: Predictor, checkpoint: str | Path) -> dict[str, Any]:
             "colour_order": "RGB", "scale": "pixel / 255", "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD),
         },
         "output": "logits (batch, classes); softmax gives probabilities",
-        "model": predictor.description,
+        "model": predictor.name,
         "random_weights": predictor.warning is not None,
         "warning": predictor.warning,
     }
@@ -83,22 +83,27 @@ def export_onnx(checkpoint: str | Path, out: str | Path, *, which: str | None = 
     generator = torch.Generator().manual_seed(seed)
     examples = [_random_inputs(predictor, b, generator) for b in PARITY_BATCHES]
     tmp = out.with_name(out.name + ".tmp")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the exporter's deprecation and tracer notes are not the user's concern
-        torch.onnx.export(predictor.graph, examples[0], str(tmp), dynamo=False, opset_version=opset,
-                          input_names=list(INPUTS), output_names=["logits"],
-                          dynamic_axes={name: {0: "batch"} for name in (*INPUTS, "logits")})
-    model = onnx.load(str(tmp))
-    onnx.helper.set_model_props(model, {k: json.dumps(v) for k, v in meta.items()})
-    model.doc_string = (f"CAFE facial expression recognition: {INPUTS[0]} (batch, 3, {predictor.clip_size}, "
-                        f"{predictor.clip_size}) and {INPUTS[1]} (batch, 3, {predictor.mask_size}, {predictor.mask_size}), "
-                        "the same face preprocessed as metadata_props['preprocessing'] says -> logits (batch, 7).")
-    onnx.save(model, str(tmp))
-    diff = max(_parity(predictor, tmp, x) for x in examples)
-    if not diff <= PARITY_TOLERANCE:
-        tmp.unlink()
-        raise CafeError(f"the ONNX graph's logits differ from PyTorch's by up to {diff:.2e} (> {PARITY_TOLERANCE:g}); "
-                        f"nothing was written. Try another --opset (used {opset}).")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the exporter's deprecation and tracer notes are not the user's concern
+            torch.onnx.export(predictor.graph, examples[-1], str(tmp), dynamo=False, opset_version=opset,
+                              input_names=list(INPUTS), output_names=["logits"],
+                              dynamic_axes={name: {0: "batch"} for name in (*INPUTS, "logits")})
+        model = onnx.load(str(tmp))
+        onnx.helper.set_model_props(model, {k: json.dumps(v) for k, v in meta.items()})
+        model.doc_string = (f"CAFE facial expression recognition: {INPUTS[0]} (batch, 3, {predictor.clip_size}, "
+                            f"{predictor.clip_size}) and {INPUTS[1]} (batch, 3, {predictor.mask_size}, "
+                            f"{predictor.mask_size}), the same face preprocessed as metadata_props['preprocessing'] "
+                            "says -> logits (batch, 7).")
+        onnx.save(model, str(tmp))
+        session = _session(tmp, "cpu")
+        diff = max(_parity(predictor, session, x) for x in examples)
+        if not diff <= PARITY_TOLERANCE:
+            raise CafeError(f"the ONNX graph's logits differ from PyTorch's by up to {diff:.2e} "
+                            f"(> {PARITY_TOLERANCE:g}); nothing was written. Try another --opset (used {opset}).")
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     os.replace(tmp, out)
     return ExportReport(out, diff, opset, meta)
 
@@ -108,10 +113,16 @@ def _random_inputs(predictor: Predictor, batch: int, generator: torch.Generator)
     return tuple(torch.randn(batch, 3, s, s, generator=generator) for s in (predictor.clip_size, predictor.mask_size))
 
 
-def _parity(predictor: Predictor, path: Path, inputs: tuple[torch.Tensor, ...]) -> float:
+def _parity(predictor: Predictor, session, inputs: tuple[torch.Tensor, ...]) -> float:
     reference = predictor.logits(*inputs).numpy()
-    got = _session(path, "cpu").run(["logits"], dict(zip(INPUTS, (x.numpy() for x in inputs))))[0]
+    arrays = dict(zip(INPUTS, (x.numpy() for x in inputs)))
+    got = session.run(["logits"], {name: arrays[name] for name in _input_names(session)})[0]
     return float(np.abs(got - reference).max())
+
+
+def _input_names(session) -> list[str]:
+    """The graph's inputs: ``clip_image`` is absent for the ``no_mask`` variant, which never uses CLIP."""
+    return [i.name for i in session.get_inputs()]
 
 
 def _session(path: str | Path, device: str):
@@ -144,11 +155,11 @@ class OnnxPredictor(FacePredictor):
             raise CafeError(f"{path} predicts classes {self.meta['classes']}, this cafe expects {list(CLASSES)}.")
         self.clip_size, self.mask_size = self.meta["inputs"]["clip_image"], self.meta["inputs"]["mask_image"]
         self.batch_size, self.warning = batch_size, self.meta["warning"]
-        provider = self.session.get_providers()[0].replace("ExecutionProvider", "")
-        self.description = f"{path} (ONNX of {self.meta['model']}) on onnxruntime {provider}"
+        self.name = f"{path} (ONNX export of {self.meta['model']})"
+        self.runs_on = "onnxruntime " + self.session.get_providers()[0].replace("ExecutionProvider", "")
 
     def _logits(self, crops: list[Image.Image]) -> np.ndarray:
         pre = self.meta["preprocessing"]
         feeds = {name: face_tensor(crops, self.meta["inputs"][name], tuple(pre["mean"]), tuple(pre["std"])).numpy()
-                 for name in INPUTS}
+                 for name in _input_names(self.session)}
         return self.session.run(["logits"], feeds)[0]

@@ -9,6 +9,9 @@ behaviour (CLIP runs on every augmented batch).
 
 Every random draw is seeded from (seed, epoch, index), so an epoch is the same whatever the
 number of workers, and a resumed run repeats exactly what an uninterrupted one would do.
+
+When the cache stores images (``cafe extract --store-images S``) they are read from it instead of
+decoding the files: the same pixels when S is the training image size, else resized from S.
 """
 
 from __future__ import annotations
@@ -86,13 +89,7 @@ class PairedSamples(Dataset):
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor, int]:
         g = torch.Generator().manual_seed(hash((self.seed, self.epoch, i)) % (2**63))
-        path = self.data.paths[i]
-        try:
-            image = self.reader.open(path)
-        except ImageReadError as e:
-            raise CafeError(f"{self.reader.root / path}: {e}. The image was readable at extraction; if the "
-                            "dataset moved pass --root, else re-extract.") from e
-        x = to_tensor(image, self.image_size)
+        x = to_tensor(self._image(i), self.image_size)
         if self.bgr:
             x = x.flip(0)
         view = self.clean
@@ -106,6 +103,16 @@ class PairedSamples(Dataset):
                 torch.manual_seed(int(torch.randint(0, 2**31, (1,), generator=g)))
                 x = self._erase(x)
         return x, torch.from_numpy(self.data.features[i, view]), int(self.data.labels[i])
+
+    def _image(self, i: int) -> Image.Image:
+        if self.data.images is not None:
+            return Image.fromarray(self.data.images[int(self.data.rows[i])])
+        path = self.data.paths[i]
+        try:
+            return self.reader.open(path)
+        except ImageReadError as e:
+            raise CafeError(f"{self.reader.root / path}: {e}. The image was readable at extraction; if the "
+                            "dataset moved pass --root, else re-extract.") from e
 
 
 def limit_split(data: SplitData, limit: int | None, seed: int) -> SplitData:
@@ -124,4 +131,5 @@ def limit_split(data: SplitData, limit: int | None, seed: int) -> SplitData:
                 picked.append(idx[k])
         k += 1
     keep = np.sort(np.array(picked))
-    return SplitData(data.features[keep], data.labels[keep], [data.paths[j] for j in keep], data.rows[keep])
+    return SplitData(data.features[keep], data.labels[keep], [data.paths[j] for j in keep], data.rows[keep],
+                     data.images)
