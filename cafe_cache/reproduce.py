@@ -101,6 +101,16 @@ def ours(exp: Experiment) -> dict[str, float]:
     return {t: m["accuracy"] for t, m in res["targets"].items()} if res else {}
 
 
+def zero_shot_rows(results_dir: Path) -> list[tuple[str, str, dict[str, float]]]:
+    """Reference lines with no FER training at all, from `cafe zeroshot` (results/zeroshot/results.json)."""
+    f = results_dir / "zeroshot" / "results.json"
+    if not f.is_file():
+        return []
+    tables = json.loads(f.read_text())["tables"]
+    return [(f"zero-shot {t['method']} (no FER training)", "-", {k: m["accuracy"] for k, m in t["targets"].items()})
+            for t in tables]
+
+
 def write_tables(experiments: list[Experiment], results_dir: Path) -> list[Path]:
     """Markdown per table with the paper's rows beside ours, plus results/summary.json."""
     results_dir.mkdir(parents=True, exist_ok=True)
@@ -126,6 +136,8 @@ def write_tables(experiments: list[Experiment], results_dir: Path) -> list[Path]
     summary = {}
     for table, exps in by_table.items():
         rows = [(e.label, e.source, ours(e)) for e in exps]
+        if table == "1":
+            rows += zero_shot_rows(results_dir)
         if table == "5":
             full = [e for e in experiments if e.table == "1" and e.source == exps[0].source]
             rows += [("CAFE", e.source, ours(e)) for e in full]

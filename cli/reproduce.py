@@ -11,6 +11,7 @@ import typer
 
 from cafe_cache import paper
 from cafe_cache.errors import CafeError
+from cafe_cache.report import plot_runs_cross_domain
 from cafe_cache.reproduce import TABLES, available_datasets, plan, write_tables
 
 from .common import console, split_list
@@ -35,6 +36,7 @@ def reproduce(
     results: Path = typer.Option(Path("results"), help="Where the tables go."),
     extract_args: str = typer.Option("", help="Extra `cafe extract` flags, e.g. '--weights ViT-B-32.pt' or '--random-weights'."),
     train_args: str = typer.Option("", help="Extra `cafe train` flags, e.g. '--backbone-weights resnet18_msceleb.pth'."),
+    expclip: Path | None = typer.Option(None, help="Exp-CLIP head checkpoint: adds its zero-shot rows to Table 1."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the commands without running them."),
 ) -> None:
     """Reproduce the paper's tables for every dataset whose root is configured (resumable: rerun to continue)."""
@@ -66,8 +68,13 @@ def reproduce(
             _run(["train", "--resume", *common], dry_run)
         else:
             _run(["train", "--source", e.source, *common, *e.flags, *shlex.split(train_args)], dry_run)
+    zeroshot = ["zeroshot", "--targets", targets, "--cache-dir", str(cache_dir), "--out", str(results / "zeroshot")]
+    _run(zeroshot + (["--expclip", str(expclip)] if expclip else []), dry_run)  # reference: no FER training
     if dry_run:
         return
+    table1 = [e.run for e in experiments if e.table == "1" and e.results()]
+    if table1:
+        console.print(f"written {plot_runs_cross_domain(table1, results / 'cross-domain.png')}")
     for path in write_tables(experiments, results):
         console.print(f"written {path}")
         console.print(path.read_text())

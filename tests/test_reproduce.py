@@ -58,7 +58,8 @@ def test_reproduce_runs_end_to_end_and_writes_tables(two_datasets):
     assert "skipping" in proc.stderr and "CAFE_AFFECTNET_ROOT" in proc.stderr
     t1 = (two_datasets / "results" / "table1.md").read_text()
     assert "RANDOM WEIGHTS" in t1 and "| CAFE | RAF-DB |" in t1 and "| CAFE (paper) | RAF-DB | 88.72" in t1
-    assert "| CAFE | MMA |" in t1
+    assert "| CAFE | MMA |" in t1 and "| zero-shot CLIP (no FER training) | - |" in t1
+    assert (two_datasets / "results" / "cross-domain.png").stat().st_size > 10_000
     t5 = (two_datasets / "results" / "table5.md").read_text()
     assert "| No sigmoid | RAF-DB |" in t5 and "58.05" not in t5.split("(paper)")[0]
     # a rerun repeats nothing

@@ -1,0 +1,138 @@
+"""What the benchmark times: library calls, each returning how many images it handled per second.
+
+The end-to-end measures call the library's own loops (``extract``, ``train``, ``evaluate_caches``);
+the model-only measures run the same model code on tensors made beforehand, which is the ceiling
+the loops approach when loading costs nothing.
+"""
+
+from __future__ import annotations
+
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+import torch
+from torch.utils.data import DataLoader
+
+from cafe_cache.datasets import build_reader
+from cafe_cache.evaluate import evaluate_caches, online_features
+from cafe_cache.extract.cache import CacheWriter, FeatureCache, Fingerprint, cache_path
+from cafe_cache.extract.clip import LoadedClip
+from cafe_cache.extract.preprocess import mean_std
+from cafe_cache.extract.run import (ExtractReport, ImageSource, autocast, batch_features, collate_images,
+                                    extract)
+from cafe_cache.train.data import Augment
+from cafe_cache.train.loop import TrainConfig, train
+from cafe_cache.train.losses import total_loss
+from cafe_cache.train.model import CAFEModel
+
+VIEWS = ("clean", "hflip")  # cafe extract's default views
+PREPROCESS = "official"
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def fingerprint(clip: LoadedClip, precision: str) -> Fingerprint:
+    """What ``cafe extract --random-weights`` records with its default options."""
+    return Fingerprint(model=clip.info.model, weights=clip.info.source, weights_sha256=None, random_weights=True,
+                       seed=clip.info.seed, preprocess=PREPROCESS, views=VIEWS, image_size=clip.image_size,
+                       dtype="float16", precision=precision)
+
+
+def extract_cache(root: Path, cache_dir: Path, clip: LoadedClip, *, device: torch.device, precision: str,
+                  batch_size: int, workers: int, store_images: int = 0) -> ExtractReport:
+    """``cafe extract --dataset folder --root ROOT --force`` through the library: a fresh cache."""
+    reader = build_reader("folder", root)
+    found = reader.read()
+    splits = {s: found.split(s) for s in found.splits()}
+    with CacheWriter(cache_path(cache_dir, reader.cache_name), fingerprint(clip, precision), dataset="folder",
+                     cache_name=reader.cache_name, root=reader.root, reader_options=reader.options(), splits=splits,
+                     skipped=found.skipped, feature_dim=clip.embed_dim, force=True, store_images=store_images) as w:
+        return extract(reader, splits, clip, w, batch_size=batch_size, workers=workers, device=device,
+                       precision=precision)
+
+
+def loading_pass(root: Path, image_size: int, *, batch_size: int, workers: int) -> tuple[float, list[torch.Tensor]]:
+    """Extraction's loading alone (decode + resize in ``workers`` processes, no model): images/s and
+    the uint8 batches it made."""
+    reader = build_reader("folder", root)
+    samples = reader.read().samples
+    loader = DataLoader(ImageSource(reader, samples, image_size, PREPROCESS), batch_size=batch_size,
+                        num_workers=workers, collate_fn=collate_images, prefetch_factor=4 if workers else None)
+    t0 = time.perf_counter()
+    batches = [images for images, _, _, _ in loader]
+    return len(samples) / (time.perf_counter() - t0), batches
+
+
+def model_pass(clip: LoadedClip, batches: list[torch.Tensor], *, precision: str) -> float:
+    """Extraction's model work alone: every view of every batch (already on the device) through CLIP."""
+    mean, std = mean_std(PREPROCESS, clip.mean, clip.std)
+    t0 = time.perf_counter()
+    for images in batches:
+        batch_features(clip, images, mean, std, VIEWS, precision)  # ends with .cpu(): synchronised
+    return sum(len(b) for b in batches) / (time.perf_counter() - t0)
+
+
+@contextmanager
+def channels_last(module: torch.nn.Module) -> Iterator[None]:
+    module.to(memory_format=torch.channels_last)
+    try:
+        yield
+    finally:
+        module.to(memory_format=torch.contiguous_format)
+
+
+@contextmanager
+def threads(n: int) -> Iterator[None]:
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def train_config(cache_dir: Path, source: str, *, image_size: int, batch_size: int, workers: int, device: str,
+                 online: bool) -> TrainConfig:
+    """One epoch at the paper's settings (ResNet-18, Adam, full augmentation), random backbone init."""
+    return TrainConfig(source=source, cache_dir=str(cache_dir), backbone="resnet18", backbone_weights="none",
+                       epochs=1, batch_size=batch_size, image_size=image_size, augment=Augment(),
+                       online_clip=online, workers=workers, device=device)
+
+
+def train_epoch(cfg: TrainConfig, run: Path) -> float:
+    """Images/s of one ``cafe train`` epoch (``train`` times the epoch without its evaluation)."""
+    history = train(cfg, run, log=lambda *_: None)
+    return history[-1]["images_per_s"]
+
+
+def train_step(model: CAFEModel, images: torch.Tensor, feats: torch.Tensor, labels: torch.Tensor, *,
+               precision: str, clip: LoadedClip | None = None) -> float:
+    """Images/s of one stage-two step on tensors already on the device (no loading): the mask branch
+    forward and backward under ``precision`` autocast, with CLIP (fp32) first when ``clip`` is given."""
+    device = images.device
+    optimizer = torch.optim.Adam(model.parameters(), lr=2e-4, weight_decay=1e-4)
+    sync(device)
+    t0 = time.perf_counter()
+    if clip:
+        feats = online_features(clip, images)
+    with autocast(precision, device):
+        out = model(images, feats)
+        loss = total_loss(out["logits"].float(), labels, out["masked"].float())["total"]
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    sync(device)
+    return len(images) / (time.perf_counter() - t0)
+
+
+def evaluate_target(model: CAFEModel, cache: Path, *, image_size: int, workers: int, device: str) -> float:
+    """Images/s of ``cafe eval`` on one cached target (features from the cache, images for the mask branch)."""
+    t0 = time.perf_counter()
+    result = evaluate_caches(model, {cache.stem: FeatureCache(cache)}, image_size=image_size, workers=workers,
+                             device=device)
+    return result[cache.stem]["n"] / (time.perf_counter() - t0)
