@@ -44,9 +44,9 @@ def metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, Any]:
     }
 
 
-def clip_for(fingerprint: Fingerprint, weights_file: str | None, device) -> LoadedClip:
-    """The CLIP a cache was made with (for --online-clip and --bgr-targets)."""
-    if fingerprint.preprocess != "official":
+def clip_for(fingerprint: Fingerprint, weights_file: str | None, device, *, images: bool = True) -> LoadedClip:
+    """The CLIP a cache was made with (for --online-clip, --bgr-targets, predict; ``images=False``: text only)."""
+    if images and fingerprint.preprocess != "official":
         raise CafeError("online CLIP reproduces the official input only; this cache used --preprocess "
                         f"{fingerprint.preprocess}. Re-extract with --preprocess official.")
     if fingerprint.random_weights:
@@ -171,11 +171,21 @@ def markdown_table(results: dict[str, dict[str, Any]], source: str | None, title
         cells = " | ".join("-" if a is None else f"{a:.1f}" for a in m["per_class"].values())
         tag = " (source)" if name == source else ""
         lines.append(f"| {name}{tag} | {m['n']} | {m['accuracy']:.2f} | {m['uar']:.2f} | {cells} |")
-    s = summary(results, source)
-    lines += ["", f"- paper Mean (all {len(results)} test sets, source included): "
-                  + ("-" if s["paper_mean"] is None else f"{s['paper_mean']:.2f}"),
-              "- mean over unseen targets only: " + ("-" if s["unseen_mean"] is None else f"{s['unseen_mean']:.2f}")]
+    lines += ["", *(f"- {part}" for part in means_line(results, source))]
     return "\n".join(lines) + "\n"
+
+
+def means_line(results: dict[str, dict[str, Any]], source: str | None) -> list[str]:
+    """The two means, named so nobody mixes them up; one plain mean when nothing was trained on a source."""
+    s = summary(results, source)
+    if s["paper_mean"] is None:
+        return []
+    if source is None:
+        return [f"mean over the {len(results)} test sets: {s['paper_mean']:.2f}"]
+    parts = [f"paper Mean (all {len(results)} test sets, source included): {s['paper_mean']:.2f}"]
+    if s["unseen_mean"] is not None:
+        parts.append(f"mean over unseen targets only: {s['unseen_mean']:.2f}")
+    return parts
 
 
 def jsonable(results: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:

@@ -10,7 +10,8 @@ import numpy as np
 import typer
 from rich.table import Table
 
-from cafe_cache.evaluate import check_same_weights, evaluate_caches, jsonable, markdown_table, summary, target_caches
+from cafe_cache.evaluate import (check_same_weights, evaluate_caches, jsonable, markdown_table, means_line, summary,
+                                 target_caches)
 from cafe_cache.extract.cache import Fingerprint
 from cafe_cache.extract.run import pick_device
 from cafe_cache.train.checkpoint import load_model, resolve_run, write_json
@@ -71,11 +72,8 @@ def print_results(results: dict, source: str | None, title: str) -> None:
     for name, m in results.items():
         table.add_row(name + (" (source)" if name == source else "") + (" [BGR]" if m.get("bgr") else ""),
                       f"{m['n']:,}", f"{m['accuracy']:.2f}", f"{m['uar']:.2f}")
-    s = summary(results, source)
     out.print(table)
-    if s["paper_mean"] is not None:
-        out.print(f"paper Mean (all {len(results)} test sets, source included): {s['paper_mean']:.2f}"
-                  + (f"   mean over unseen targets: {s['unseen_mean']:.2f}" if s["unseen_mean"] is not None else ""))
+    out.print("   ".join(means_line(results, source)))
 
 
 def evaluate(

@@ -8,7 +8,6 @@ first call needs the CLIP text tower.
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -51,8 +50,7 @@ def text_model_id(fp: Fingerprint) -> str:
 def _text_model(fp: Fingerprint, clip_weights: str | None, device: torch.device) -> tuple[nn.Module, Any]:
     """The full CLIP of a cache and its tokenizer (only on a text-cache miss)."""
     console.print(f"encoding the prompts with CLIP {fp.weights_label} (once; cached afterwards)")
-    # clip_for refuses other preprocessing because it feeds images; the text tower does not care.
-    clip = clip_for(replace(fp, preprocess="official"), clip_weights, device)
+    clip = clip_for(fp, clip_weights, device, images=False)  # the text tower ignores image preprocessing
     return clip.model, open_clip.get_tokenizer(fp.model)
 
 
