@@ -22,7 +22,7 @@ from cafe_cache.extract.clip import LoadedClip
 from cafe_cache.extract.preprocess import mean_std
 from cafe_cache.extract.run import (ExtractReport, ImageSource, autocast, batch_features, collate_images,
                                     extract)
-from cafe_cache.train.data import Augment
+from cafe_cache.train.data import Augment, PairedSamples, reader_for
 from cafe_cache.train.loop import TrainConfig, train
 from cafe_cache.train.losses import total_loss
 from cafe_cache.train.model import CAFEModel
@@ -97,11 +97,21 @@ def threads(n: int) -> Iterator[None]:
 
 
 def train_config(cache_dir: Path, source: str, *, image_size: int, batch_size: int, workers: int, device: str,
-                 online: bool) -> TrainConfig:
+                 online: bool, limit: int | None = None) -> TrainConfig:
     """One epoch at the paper's settings (ResNet-18, Adam, full augmentation), random backbone init."""
     return TrainConfig(source=source, cache_dir=str(cache_dir), backbone="resnet18", backbone_weights="none",
                        epochs=1, batch_size=batch_size, image_size=image_size, augment=Augment(),
-                       online_clip=online, workers=workers, device=device)
+                       online_clip=online, limit=limit, workers=workers, device=device)
+
+
+def sample_pass(cache_dir: Path, source: str, image_size: int) -> float:
+    """Stage two's loading alone, in one process: every augmented training sample of the cache."""
+    cache = FeatureCache(cache_path(cache_dir, source))
+    samples = PairedSamples(cache.load("train"), reader_for(cache), cache.fingerprint.views, image_size, Augment())
+    t0 = time.perf_counter()
+    for i in range(len(samples)):
+        samples[i]
+    return len(samples) / (time.perf_counter() - t0)
 
 
 def train_epoch(cfg: TrainConfig, run: Path) -> float:

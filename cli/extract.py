@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import typer
@@ -12,7 +11,7 @@ from cafe_cache.errors import CafeError
 from cafe_cache.extract.cache import CacheWriter, Fingerprint, cache_path
 from cafe_cache.extract.clip import DEFAULT_MODEL, DEFAULT_PRETRAINED, ClipSpec, load_clip
 from cafe_cache.extract.preprocess import PREPROCESS, VIEWS
-from cafe_cache.extract.run import PRECISIONS, extract as run_extract, pick_device, resolve_precision
+from cafe_cache.extract.run import PRECISIONS, default_workers, extract as run_extract, pick_device, resolve_precision
 
 from .common import console, progress, rate_text, split_list
 from .datasets import reader_options
@@ -37,7 +36,7 @@ def extract(
     precision: str = typer.Option("auto", help=f"Compute precision {'/'.join(PRECISIONS)}; auto = fp16 on CUDA (as the official code), fp32 on CPU."),
     batch_size: int = typer.Option(64, min=1, help="Images per CLIP forward pass (each view adds a pass's worth)."),
     device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:1, ..."),
-    workers: int = typer.Option(min(8, os.cpu_count() or 1), min=0, help="Image-decoding worker processes."),
+    workers: int | None = typer.Option(None, min=0, help="Image-decoding worker processes. Default: min(8, CPUs) on CUDA, 0 on the CPU (there workers only take cores from the model)."),
     store_images: int = typer.Option(0, "--store-images", min=0, metavar="SIZE", help="Also store every image resized to SIZExSIZE as uint8 (224 = the paper's training input), so `cafe train`/`cafe eval` read arrays instead of decoding files. 3*SIZE^2 bytes per image (147 KB at 224). 0 = off."),
     cache_dir: Path = typer.Option(Path("cache"), help="Folder of the feature caches (one .h5 per dataset)."),
     force: bool = typer.Option(False, "--force", help="Recompute even if a finished or different cache exists."),
@@ -69,6 +68,7 @@ def extract(
 
     dev = pick_device(device)
     prec = resolve_precision(precision, dev)
+    workers = default_workers(dev) if workers is None else workers
     spec = ClipSpec(model=model, pretrained=pretrained, weights=str(weights) if weights else None,
                     random_weights=random_weights, seed=seed)
     clip = load_clip(spec, dev)
@@ -79,7 +79,8 @@ def extract(
                   f"views {', '.join(view_list)} -> {path}")
     if store_images:
         n = sum(len(v) for v in splits.values())
-        console.print(f"storing images at {store_images}x{store_images} px: {n * 3 * store_images ** 2 / 2 ** 30:.2f} GiB")
+        console.print(f"storing images at {store_images}x{store_images} px: "
+                      f"{n * 3 * store_images ** 2 / 2 ** 30:.2f} GiB")
     if random_weights:
         console.print(RANDOM_BANNER)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -23,6 +24,13 @@ def pick_device(device: str = "auto") -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(device)
+
+
+def default_workers(device: torch.device) -> int:
+    """Decoding processes: on CUDA enough to keep the GPU fed; on the CPU none, as decoding costs ~1% of
+    the model's time there and worker processes only take cores from it (``make bench``: 2 workers on
+    2 cores cut ViT-B/32 extraction by ~10%)."""
+    return min(8, os.cpu_count() or 1) if device.type == "cuda" else 0
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:

@@ -1,0 +1,23 @@
+"""``make bench --quick`` (python -m bench.run --quick): the benchmark runs in seconds and writes its JSON."""
+
+from __future__ import annotations
+
+import json
+
+from bench.run import main
+
+
+def test_quick_bench_writes_every_section(tmp_path):
+    main(["--quick", "--out", str(tmp_path)])
+    [path] = tmp_path.glob("bench-*-quick.json")
+    result = json.loads(path.read_text())
+    assert (tmp_path / path.name.replace(".json", ".md")).is_file()
+    [ex] = result["extraction"]
+    for name in ("end_to_end", "end_to_end_store_images", "model_only", "loading_only"):
+        assert ex[name]["images_per_s"] > 0
+    assert ex["model_only_variants"]["bf16"]["max_rel_error_vs_fp32"] > 0
+    tr = result["training"]
+    assert tr["epoch_time_cached_from_files_over_online"] > 0 and isinstance(tr["target_met"], bool)
+    assert result["evaluation"]["from_stored_images"]["images_per_s"] > 0
+    assert result["memory"]["train_cached"]["peak_rss_mib"] > 0 and "extract_growth_mib" in result["memory"]
+    assert "RANDOM" in result["meta"]["weights"] and result["meta"]["torch"] and result["meta"]["load_average_end"]
