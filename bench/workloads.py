@@ -97,11 +97,11 @@ def threads(n: int) -> Iterator[None]:
 
 
 def train_config(cache_dir: Path, source: str, *, image_size: int, batch_size: int, workers: int, device: str,
-                 online: bool, limit: int | None = None) -> TrainConfig:
+                 online: bool, limit: int | None = None, precision: str = "fp32") -> TrainConfig:
     """One epoch at the paper's settings (ResNet-18, Adam, full augmentation), random backbone init."""
     return TrainConfig(source=source, cache_dir=str(cache_dir), backbone="resnet18", backbone_weights="none",
                        epochs=1, batch_size=batch_size, image_size=image_size, augment=Augment(),
-                       online_clip=online, limit=limit, workers=workers, device=device)
+                       online_clip=online, limit=limit, workers=workers, device=device, precision=precision)
 
 
 def sample_pass(cache_dir: Path, source: str, image_size: int) -> float:

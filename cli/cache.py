@@ -25,6 +25,7 @@ def info(path: Path = typer.Argument(..., help="A cache file (cache/NAME.h5)."),
     out.print(f"CLIP {weights}" + (f", sha256 {fp.weights_sha256[:16]}" if fp.weights_sha256 else ""))
     out.print(f"preprocess {fp.preprocess} at {fp.image_size}px, views {', '.join(fp.views)}, "
               f"{fp.dtype} ({fp.precision}), made by cafe {c.cafe_version}; "
+              + (f"images stored at {c.stored_image_size}px; " if c.stored_image_size else "")
               + ("[green]complete[/]" if c.complete else "[yellow]UNFINISHED: rerun `cafe extract` to finish[/]"))
     table = Table("split", "images", "written")
     for name, (done, n) in c.splits.items():

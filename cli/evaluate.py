@@ -13,7 +13,7 @@ from rich.table import Table
 from cafe_cache.evaluate import (check_same_weights, evaluate_caches, jsonable, markdown_table, means_line, summary,
                                  target_caches)
 from cafe_cache.extract.cache import Fingerprint
-from cafe_cache.extract.run import pick_device
+from cafe_cache.extract.run import default_workers, pick_device
 from cafe_cache.train.checkpoint import load_model, resolve_run, write_json
 
 from .common import console, out, progress, rate_text, split_list
@@ -24,7 +24,7 @@ BGR_HELP = ("Targets evaluated with colour channels in BGR order, reproducing th
 
 def evaluate_run(run: Path, which: str, *, cache_dir: Path, targets: list[str] | None = None,
                  bgr_targets: tuple[str, ...] = (), clip_weights: str | None = None, batch_size: int = 128,
-                 workers: int = 2, device: str = "auto", roots: dict[str, str] | None = None) -> dict:
+                 workers: int | None = None, device: str = "auto", roots: dict[str, str] | None = None) -> dict:
     """Evaluate ``run``'s ``which`` weights, print the table and write eval-<which>/ in the run folder."""
     model, config = load_model(run, which)
     trained_on = Fingerprint.from_json(config["clip"]["fingerprint"])
@@ -36,6 +36,7 @@ def evaluate_run(run: Path, which: str, *, cache_dir: Path, targets: list[str] |
     source = config["train"]["source"]
     image_size = config["train"]["image_size"]
     dev = pick_device(device)
+    workers = default_workers(dev) if workers is None else workers
     with progress() as bar:
         state: dict = {}
 
@@ -84,7 +85,7 @@ def evaluate(
     bgr_targets: str | None = typer.Option(None, help=BGR_HELP),
     clip_weights: str | None = typer.Option(None, help="CLIP checkpoint file, needed with --bgr-targets when the caches came from a file."),
     batch_size: int = typer.Option(128, min=1),
-    workers: int = typer.Option(2, min=0, help="Image-reading worker processes."),
+    workers: int | None = typer.Option(None, min=0, help="Image-reading worker processes. Default: 0 on the CPU, min(8, CPUs) on CUDA."),
     device: str = typer.Option("auto"),
     json_out: bool = typer.Option(False, "--json", help="Also print the results as JSON on stdout."),
 ) -> None:

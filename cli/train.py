@@ -47,8 +47,9 @@ def train(
     targets: str | None = typer.Option(None, help="Caches to evaluate at the end; default: all in --cache-dir."),
     evaluate: bool = typer.Option(True, "--eval/--no-eval", help="Evaluate on the targets when training ends."),
     plots: bool = typer.Option(True, "--plots/--no-plots", help="Write the run's figures (as `cafe plot`) at the end."),
-    workers: int = typer.Option(2, min=0, help="Image-loading worker processes."),
+    workers: int | None = typer.Option(None, min=0, help="Image-loading worker processes. Default: 0 on the CPU (they only take its cores), min(8, CPUs) on CUDA."),
     device: str = typer.Option("auto"),
+    precision: str = typer.Option("auto", help="Mask branch: fp32, or bf16 (autocast + channels_last, ~3x faster on CPUs with AMX). auto: bf16 on CUDA, fp32 on the CPU."),
 ) -> None:
     """Train CAFE's mask branch on a cached source dataset, then test it on every cached target."""
     if resume:
@@ -66,7 +67,7 @@ def train(
                           epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, gamma=gamma,
                           seed=seed, image_size=image_size, augment=Augment(flip, noise, erase),
                           online_clip=online_clip, clip_weights=clip_weights, limit=limit, workers=workers,
-                          device=device)
+                          device=device, precision=precision)
         out = out or Path("runs") / f"{source}-{datetime.now():%Y%m%d-%H%M%S}"
         if (out / "resume.pt").exists():
             raise CafeError(f"{out} already holds a run; pass --resume to continue it or another --out.")

@@ -106,3 +106,21 @@ def test_cli_store_images(folder_dataset, tmp_path):
     assert r.exit_code == 0, r.output
     assert "storing images at 48x48" in r.output
     assert FeatureCache(cache_path(tmp_path, "toyset")).stored_image_size == 48
+
+
+def test_stored_images_train_without_the_dataset_folder(folder_dataset, tmp_path):
+    """Once the cache stores the pixels, the original images may go: training gives the same loss."""
+    import shutil
+    make(folder_dataset, tmp_path / "stored", TINY_SIZE)
+    make(folder_dataset, tmp_path / "plain", 0)
+    cfg = dict(source="toyset", backbone_weights="none", epochs=1, batch_size=7, image_size=TINY_SIZE, workers=0, seed=3)
+    before = train(TrainConfig(cache_dir=str(tmp_path / "stored"), **cfg), tmp_path / "run-a", log=lambda *_: None)
+    shutil.rmtree(folder_dataset)
+    after = train(TrainConfig(cache_dir=str(tmp_path / "stored"), **cfg), tmp_path / "run-b", log=lambda *_: None)
+    assert after[0]["loss"] == before[0]["loss"]
+    with pytest.raises(CafeError, match="pass --root"):
+        train(TrainConfig(cache_dir=str(tmp_path / "plain"), **cfg), tmp_path / "run-c", log=lambda *_: None)
+    from typer.testing import CliRunner
+    from cli.main import app
+    r = CliRunner().invoke(app, ["cache", "info", str(tmp_path / "stored" / "toyset.h5")])
+    assert "images stored at 32px" in r.output

@@ -225,3 +225,17 @@ def test_bgr_targets_swap_channels_for_clip_and_mask_branch(trained, caches):
     mean, std = torch.tensor(IMAGENET_MEAN)[:, None, None], torch.tensor(IMAGENET_STD)[:, None, None]
     torch.testing.assert_close((x * std + mean), (x0 * std + mean).flip(0))
     assert rgb["mean_masks"] is not None and rgb["mean_masks"].shape == (7, 32)
+
+
+def test_bf16_mixed_precision_trains_in_channels_last(caches, tmp_path):
+    """--precision bf16: autocast + channels_last for the mask branch; weights stay fp32 and finite."""
+    from cafe_cache.train.loop import resolve_train_precision
+    assert resolve_train_precision("auto", torch.device("cpu")) == "fp32"
+    with pytest.raises(CafeError, match="--precision 'fp8'"):
+        resolve_train_precision("fp8", torch.device("cpu"))
+    history = train(config(caches, epochs=2, precision="bf16"), tmp_path, log=lambda s: None)
+    assert all(np.isfinite(h["loss"]) for h in history) and history[1]["loss"] < history[0]["loss"]
+    state = load_file(str(tmp_path / "last.safetensors"))
+    assert state["fc.weight"].dtype == torch.float32
+    model, _ = load_model(tmp_path)
+    assert model.fc.weight.dtype == torch.float32

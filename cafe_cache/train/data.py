@@ -48,11 +48,16 @@ class Augment:
         return cls(False, False, False)
 
 
-def reader_for(cache: FeatureCache, root: str | None = None) -> Reader:
-    """The dataset reader a cache was made with, so stage two can open the same images."""
+def reader_for(cache: FeatureCache, root: str | None = None) -> Reader | None:
+    """The dataset reader a cache was made with, so stage two can open the same images.
+
+    None when the images are gone but the cache stores them (``cafe extract --store-images``).
+    """
     try:
         return build_reader(cache.dataset, root or cache.root, strict=False, **cache.reader_options)
     except CafeError as e:
+        if cache.stored_image_size:
+            return None
         raise CafeError(f"images of cache {cache.path} are not where it was made ({e}); "
                         "pass --root with the dataset's new location.") from e
 
@@ -70,7 +75,7 @@ def _normalize(x: torch.Tensor) -> torch.Tensor:
 class PairedSamples(Dataset):
     """(image, CLIP feature, label) for one split of a cache."""
 
-    def __init__(self, data: SplitData, reader: Reader, views: tuple[str, ...], image_size: int,
+    def __init__(self, data: SplitData, reader: Reader | None, views: tuple[str, ...], image_size: int,
                  augment: Augment = Augment.none(), seed: int = 0, bgr: bool = False):
         self.data, self.reader, self.image_size, self.augment, self.seed, self.bgr = \
             data, reader, image_size, augment, seed, bgr

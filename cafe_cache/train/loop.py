@@ -21,7 +21,7 @@ from .. import __version__
 from ..errors import CafeError
 from ..evaluate import clip_for, online_features, predict_split
 from ..extract.cache import FeatureCache, cache_path
-from ..extract.run import pick_device
+from ..extract.run import autocast, default_workers, pick_device
 from .checkpoint import load_resume, save_resume, save_weights, write_json
 from .data import Augment, PairedSamples, limit_split, reader_for
 from .losses import channel_drop_mask, total_loss
@@ -49,8 +49,9 @@ class TrainConfig:
     online_clip: bool = False  # the official behaviour: CLIP on every augmented batch
     clip_weights: str | None = None  # the CLIP file, for --online-clip when the cache came from a file
     limit: int | None = None  # at most this many training images (test: a quarter), for quick runs
-    workers: int = 2
+    workers: int | None = None  # image-loading processes; None: default_workers(device)
     device: str = "auto"
+    precision: str = "auto"  # mask branch: fp32, or bf16 autocast + channels_last; auto: bf16 on CUDA
 
     @property
     def clip_input(self) -> str:
@@ -78,11 +79,26 @@ class NonFiniteLoss(CafeError):
     pass
 
 
+TRAIN_PRECISIONS = ("auto", "fp32", "bf16")
+
+
+def resolve_train_precision(precision: str, device: torch.device) -> str:
+    """``auto``: bf16 mixed precision on CUDA (needs no loss scaling), fp32 on the CPU (as the official code)."""
+    if precision not in TRAIN_PRECISIONS:
+        raise CafeError(f"--precision {precision!r}: choose from {', '.join(TRAIN_PRECISIONS)}.")
+    if precision == "auto":
+        return "bf16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
+    return precision
+
+
 def train(cfg: TrainConfig, run: Path, *, resume: bool = False, log: Callable[[str], None] = print,
           on_step: Callable[[int, int], None] | None = None) -> list[dict[str, Any]]:
     """Train into the run folder ``run``; returns the per-epoch history."""
     run.mkdir(parents=True, exist_ok=True)
     device = pick_device(cfg.device)
+    precision = resolve_train_precision(cfg.precision, device)
+    layout = torch.channels_last if precision != "fp32" else torch.contiguous_format  # bf16 convs prefer NHWC
+    workers = default_workers(device) if cfg.workers is None else cfg.workers
 
     # -- data: the source's cached CLIP features, paired with the images they came from ----------
     cache = FeatureCache(cache_path(cfg.cache_dir, cfg.source))
@@ -103,7 +119,7 @@ def train(cfg: TrainConfig, run: Path, *, resume: bool = False, log: Callable[[s
     model = CAFEModel(ModelConfig(cfg.backbone, clip_dim=clip_dim, variant=cfg.variant))
     init = model.load_backbone(cfg.backbone_weights)
     log(init.summary())
-    model.to(device)
+    model.to(device, memory_format=layout)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=cfg.gamma)
 
@@ -133,7 +149,7 @@ def train(cfg: TrainConfig, run: Path, *, resume: bool = False, log: Callable[[s
     for epoch in range(len(history), cfg.epochs):
         t0 = time.perf_counter()
         train_set.set_epoch(epoch)
-        loader = DataLoader(train_set, batch_size=cfg.batch_size, shuffle=True, num_workers=cfg.workers,
+        loader = DataLoader(train_set, batch_size=cfg.batch_size, shuffle=True, num_workers=workers,
                             generator=torch.Generator().manual_seed(cfg.seed + epoch),
                             pin_memory=device.type == "cuda", persistent_workers=False)
         drops = torch.Generator().manual_seed(cfg.seed * 1000 + epoch)  # one drop mask per step (eq. 4)
@@ -141,11 +157,13 @@ def train(cfg: TrainConfig, run: Path, *, resume: bool = False, log: Callable[[s
         sums = {"loss": 0.0, "ce": 0.0, "sep": 0.0, "div": 0.0}
         correct = seen = 0
         for step, (images, feats, labels) in enumerate(loader):
-            images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
+            images = images.to(device, non_blocking=True, memory_format=layout)
+            labels = labels.to(device, non_blocking=True)
             feats = online_features(clip, images) if clip else feats.to(device, non_blocking=True)
-            out = model(images, feats)
             drop = channel_drop_mask(clip_dim, generator=drops, device=device) if w_sep else None
-            losses = total_loss(out["logits"], labels, out["masked"], drop, w_sep=w_sep, w_div=w_div)
+            with autocast(precision, device):
+                out = model(images, feats)
+                losses = total_loss(out["logits"].float(), labels, out["masked"], drop, w_sep=w_sep, w_div=w_div)
             if not math.isfinite(losses["total"].item()):
                 raise NonFiniteLoss(
                     f"loss became {losses['total'].item()} at epoch {epoch + 1}, step {step + 1}; stopped. The last "
@@ -164,7 +182,7 @@ def train(cfg: TrainConfig, run: Path, *, resume: bool = False, log: Callable[[s
         scheduler.step()  # ExponentialLR, once per epoch
         train_seconds = time.perf_counter() - t0
 
-        pred = predict_split(model, test_set, batch_size=max(64, cfg.batch_size), workers=cfg.workers,
+        pred = predict_split(model, test_set, batch_size=max(64, cfg.batch_size), workers=workers,
                              device=device, clip=clip)
         test_acc = 100.0 * float((pred.y_true == pred.y_pred).mean())
         entry = EpochLog(epoch + 1, sums["loss"] / seen, sums["ce"] / seen,
