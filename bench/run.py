@@ -299,7 +299,7 @@ def table(result: dict) -> str:
                  f"{tr['workers']} workers)", "cached, images from files", tr["cached_from_files"]["images_per_s"],
                  f"epoch time / online = {tr['epoch_time_cached_from_files_over_online']:.2f}"))
     if "cached_from_files_old_workers" in tr:
-        rows.append(("", f"cached, images from files, {tr['old_workers']} workers (cafe train's default)",
+        rows.append(("", f"cached, images from files, {tr['old_workers']} workers (the old default)",
                      tr["cached_from_files_old_workers"]["images_per_s"], ""))
     rows += [("", "cached, images stored in the cache", tr["cached_from_stored_images"]["images_per_s"],
               f"epoch time / online = {tr['epoch_time_cached_from_stored_images_over_online']:.2f}"),
