@@ -30,13 +30,13 @@ from .errors import CafeError
 from .extract.cache import FeatureCache, cache_path
 from .figures import DPI, grad_cam, plot_class_masks, plot_confusion, plot_cross_domain, plot_gradcam_grid, \
     plot_training_curves
+from .options import GRADCAM_IMAGES
 from .paper import CAFE_CROSS_DOMAIN
 from .train.checkpoint import load_model, read_config
 from .train.data import PairedSamples, reader_for
 from .train.model import CAFEModel
 
 FIGURES = "figures"
-GRADCAM_IMAGES = 8  # per target
 DISPLAY_SIZE = 224  # Grad-CAM images are shown square, as the mask branch sees them
 BACKBONE_STRIDE = 32  # of every backbone's last stage: a 224-px input gives a 7x7 Grad-CAM
 

@@ -15,8 +15,8 @@ from pathlib import Path
 from . import paper
 from .datasets import default_root, root_env_var
 from .extract.cache import FeatureCache, cache_path
+from .options import TABLES
 
-TABLES = ("1", "2", "4", "5")
 SWEEP_SEP = (0.5, 1.0, 1.5, 2.0, 3.0)  # with w_div = 5
 SWEEP_DIV = (1.0, 3.0, 5.0, 7.0, 10.0)  # with w_sep = 1.5
 

@@ -10,11 +10,7 @@ import numpy as np
 import typer
 from rich.table import Table
 
-from cafe_cache.evaluate import (check_same_weights, evaluate_caches, jsonable, markdown_table, means_line, summary,
-                                 target_caches)
 from cafe_cache.extract.cache import Fingerprint
-from cafe_cache.extract.run import default_workers, pick_device
-from cafe_cache.train.checkpoint import load_model, resolve_run, write_json
 
 from .common import console, out, progress, rate_text, split_list
 
@@ -26,6 +22,11 @@ def evaluate_run(run: Path, which: str, *, cache_dir: Path, targets: list[str] |
                  bgr_targets: tuple[str, ...] = (), clip_weights: str | None = None, batch_size: int = 128,
                  workers: int | None = None, device: str = "auto", roots: dict[str, str] | None = None) -> dict:
     """Evaluate ``run``'s ``which`` weights, print the table and write eval-<which>/ in the run folder."""
+    from cafe_cache.evaluate import (check_same_weights, evaluate_caches, jsonable, markdown_table, summary,
+                                     target_caches)
+    from cafe_cache.extract.run import default_workers, pick_device
+    from cafe_cache.train.checkpoint import load_model, write_json
+
     model, config = load_model(run, which)
     trained_on = Fingerprint.from_json(config["clip"]["fingerprint"])
     caches = target_caches(cache_dir, targets)
@@ -69,6 +70,8 @@ def evaluate_run(run: Path, which: str, *, cache_dir: Path, targets: list[str] |
 
 
 def print_results(results: dict, source: str | None, title: str) -> None:
+    from cafe_cache.evaluate import means_line
+
     table = Table("target", "n", "accuracy", "UAR", title=title, title_justify="left")
     for name, m in results.items():
         table.add_row(name + (" (source)" if name == source else "") + (" [BGR]" if m.get("bgr") else ""),
@@ -90,6 +93,9 @@ def evaluate(
     json_out: bool = typer.Option(False, "--json", help="Also print the results as JSON on stdout."),
 ) -> None:
     """Evaluate a trained run on cached target datasets; writes RUN/eval-<which>/results.{json,md}."""
+    from cafe_cache.evaluate import jsonable
+    from cafe_cache.train.checkpoint import resolve_run
+
     run, default = resolve_run(checkpoint)
     results = evaluate_run(run, which or default, cache_dir=cache_dir, targets=split_list(targets),
                            bgr_targets=tuple(split_list(bgr_targets) or ()), clip_weights=clip_weights,

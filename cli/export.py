@@ -6,7 +6,6 @@ from pathlib import Path
 
 import typer
 
-from cafe_cache.predict.onnx_export import INPUTS, PARITY_BATCHES, PARITY_TOLERANCE, export_onnx
 
 from .common import console, out
 
@@ -18,6 +17,8 @@ def export(
     opset: int = typer.Option(17, min=14, help="ONNX opset version."),
 ) -> None:
     """Export to ONNX (dynamic batch, preprocessing in the metadata) and check it against PyTorch."""
+    from cafe_cache.predict.onnx_export import INPUTS, PARITY_BATCHES, PARITY_TOLERANCE, export_onnx  # torch, onnx
+
     report = export_onnx(checkpoint, out_file, clip_weights=clip_weights, opset=opset)
     meta = report.metadata
     if meta["warning"]:

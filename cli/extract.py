@@ -9,9 +9,7 @@ import typer
 from cafe_cache.datasets import build_reader
 from cafe_cache.errors import CafeError
 from cafe_cache.extract.cache import CacheWriter, Fingerprint, cache_path
-from cafe_cache.extract.clip import DEFAULT_MODEL, DEFAULT_PRETRAINED, ClipSpec, load_clip
-from cafe_cache.extract.preprocess import PREPROCESS, VIEWS
-from cafe_cache.extract.run import PRECISIONS, default_workers, extract as run_extract, pick_device, resolve_precision
+from cafe_cache.options import DEFAULT_MODEL, DEFAULT_PRETRAINED, EXTRACT_PRECISIONS as PRECISIONS, PREPROCESS, VIEWS
 
 from .common import console, progress, rate_text, split_list
 from .datasets import reader_options
@@ -45,6 +43,9 @@ def extract(
 
     Resumable: rerun the same command after an interruption and it continues where it stopped.
     """
+    from cafe_cache.extract.clip import ClipSpec, load_clip  # torch and open_clip: only when running
+    from cafe_cache.extract.run import default_workers, extract as run_extract, pick_device, resolve_precision
+
     view_list = tuple(split_list(views) or ())
     bad = [v for v in view_list if v not in VIEWS]
     if bad or not view_list:

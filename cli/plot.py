@@ -7,8 +7,7 @@ from pathlib import Path
 import typer
 
 from cafe_cache.errors import CafeError
-from cafe_cache.extract.run import pick_device
-from cafe_cache.report import FIGURES, GRADCAM_IMAGES, find_runs, make_run_figures, plot_runs_cross_domain
+from cafe_cache.options import GRADCAM_IMAGES
 
 from .common import console
 
@@ -21,6 +20,9 @@ def plot(
     device: str = typer.Option("auto", help="Where the model runs for Grad-CAM."),
 ) -> None:
     """Training curves, class masks (Fig. 5), confusion matrices and Grad-CAM (Fig. 4) into RUN/figures/."""
+    from cafe_cache.extract.run import pick_device  # torch, matplotlib: only when running
+    from cafe_cache.report import FIGURES, find_runs, make_run_figures, plot_runs_cross_domain
+
     single = (path / "config.json").is_file()
     runs = [path] if single else find_runs(path)
     if not runs:

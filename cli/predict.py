@@ -6,18 +6,16 @@ import csv
 import json
 import math
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import cv2
 import typer
 from rich.table import Table
 
 from cafe_cache.errors import CafeError
-from cafe_cache.extract.run import pick_device
-from cafe_cache.predict.faces import DETECTOR_NAMES, get_detector
-from cafe_cache.predict.infer import (COLUMNS, FacePredictor, PictureResult, Predictor, draw_faces,
-                                      predict_inputs, summary)
-from cafe_cache.predict.media import iter_inputs
+from cafe_cache.options import DETECTOR_NAMES
+
+if TYPE_CHECKING:  # torch, OpenCV and the models load only when a command runs
+    from cafe_cache.predict.infer import FacePredictor, PictureResult
 
 from .common import console, out, progress
 
@@ -28,6 +26,7 @@ SHOWN_ROWS = 50  # the screen table stops here; --out has every row
 def load_predictor(checkpoint: Path | None, onnx: Path | None, clip_weights: str | None, device: str,
                    batch_size: int) -> FacePredictor:
     """The PyTorch run or the exported ONNX file, whichever was given (exactly one)."""
+    from cafe_cache.predict.infer import Predictor
     if (checkpoint is None) == (onnx is None):
         raise CafeError("pass either --checkpoint RUN (a `cafe train` run folder) or --onnx FILE (from `cafe export`).")
     if onnx is not None:
@@ -39,6 +38,7 @@ def load_predictor(checkpoint: Path | None, onnx: Path | None, clip_weights: str
 
 def write_rows(path: Path, rows: list[dict[str, Any]], predictor: FacePredictor) -> None:
     """All rows as CSV (one line per face or error) or JSON (rows plus the model and a summary)."""
+    from cafe_cache.predict.infer import COLUMNS, summary
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.suffix.lower() == ".csv":
         with path.open("w", newline="") as f:
@@ -58,6 +58,7 @@ def annotated_name(picture: PictureResult) -> str:
 
 def sampled_frames(path: Path, every: int) -> int | None:
     """How many frames ``--every`` will visit, from the container's frame count (None if unknown)."""
+    import cv2
     capture = cv2.VideoCapture(str(path))
     count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) if capture.isOpened() else 0
     capture.release()
@@ -84,6 +85,7 @@ def show(rows: list[dict[str, Any]], saved_to: Path | None) -> None:
 
 
 def summary_line(rows: list[dict[str, Any]]) -> str:
+    from cafe_cache.predict.infer import summary
     s = summary(rows)
     return (f"{s['faces']} faces in {s['pictures']} images/frames from {s['files']} inputs; "
             f"no face in {s['no_face']} images/frames; {s['failed']} inputs failed"
@@ -104,6 +106,11 @@ def predict(
     clip_weights: str | None = typer.Option(None, help="The CLIP file the run's cache was made from, if it was made from a file."),
 ) -> None:
     """Facial expression of every face in photos and videos: a table, and --out CSV/JSON."""
+    from cafe_cache.extract.run import pick_device
+    from cafe_cache.predict.faces import get_detector
+    from cafe_cache.predict.infer import draw_faces, predict_inputs
+    from cafe_cache.predict.media import iter_inputs
+
     if out_file is not None and out_file.suffix.lower() not in OUT_SUFFIXES:
         raise CafeError(f"--out {out_file}: name a .csv or .json file.")
     face_detector = None if no_detect else get_detector(detector, device=str(pick_device(device)))

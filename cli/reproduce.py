@@ -11,8 +11,8 @@ import typer
 
 from cafe_cache import paper
 from cafe_cache.errors import CafeError
-from cafe_cache.report import plot_runs_cross_domain
-from cafe_cache.reproduce import TABLES, available_datasets, plan, write_tables
+from cafe_cache.options import TABLES
+from cafe_cache.reproduce import available_datasets, plan, write_tables
 
 from .common import console, split_list
 
@@ -40,6 +40,8 @@ def reproduce(
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the commands without running them."),
 ) -> None:
     """Reproduce the paper's tables for every dataset whose root is configured (resumable: rerun to continue)."""
+    from cafe_cache.report import plot_runs_cross_domain  # torch, matplotlib: only when running
+
     usable, missing = available_datasets(cache_dir)
     if datasets:
         wanted = split_list(datasets) or []

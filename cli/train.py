@@ -9,12 +9,7 @@ from pathlib import Path
 import typer
 
 from cafe_cache.errors import CafeError
-from cafe_cache.extract.run import pick_device
-from cafe_cache.report import FIGURES, make_run_figures
-from cafe_cache.train.checkpoint import read_config
-from cafe_cache.train.data import Augment
-from cafe_cache.train.loop import TrainConfig, train as run_training
-from cafe_cache.train.model import VARIANTS
+from cafe_cache.options import TRAIN_PRECISIONS, VARIANTS
 
 from .common import console, progress, rate_text, split_list
 from .evaluate import evaluate_run
@@ -49,9 +44,15 @@ def train(
     plots: bool = typer.Option(True, "--plots/--no-plots", help="Write the run's figures (as `cafe plot`) at the end."),
     workers: int | None = typer.Option(None, min=0, help="Image-loading worker processes. Default: 0 on the CPU (they only take its cores), min(8, CPUs) on CUDA."),
     device: str = typer.Option("auto"),
-    precision: str = typer.Option("auto", help="Mask branch: fp32, or bf16 (autocast + channels_last, ~3x faster on CPUs with AMX). auto: bf16 on CUDA, fp32 on the CPU."),
+    precision: str = typer.Option("auto", help=f"Mask branch {'/'.join(TRAIN_PRECISIONS)}: bf16 = autocast + channels_last (~3x faster on CPUs with AMX); auto: bf16 on CUDA, fp32 on the CPU."),
 ) -> None:
     """Train CAFE's mask branch on a cached source dataset, then test it on every cached target."""
+    from cafe_cache.extract.run import pick_device  # torch: only when running
+    from cafe_cache.report import FIGURES, make_run_figures
+    from cafe_cache.train.checkpoint import read_config
+    from cafe_cache.train.data import Augment
+    from cafe_cache.train.loop import TrainConfig, train as run_training
+
     if resume:
         if out is None:
             raise CafeError("--resume needs --out RUN, the run folder to continue.")

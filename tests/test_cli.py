@@ -32,3 +32,13 @@ def test_every_command_has_help(command):
     usage_end = text.index("Usage: cafe " + command) + len("Usage: cafe " + command)
     description = text[usage_end:].split("╭")[0]  # between the usage line and the first option box
     assert len(description.split()) >= 5, f"{command}: no description in --help"
+
+
+def test_the_cli_starts_without_torch():
+    """`cafe --help` and friends stay instant: torch and open_clip load only inside a running command."""
+    import subprocess
+    import sys
+    code = "import sys, cli.main; print(sorted(m for m in ('torch', 'open_clip', 'cv2', 'matplotlib') if m in sys.modules))"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"

@@ -26,6 +26,7 @@ from typer.testing import CliRunner
 from cafe_cache.classes import CLASSES
 from cafe_cache.extract.clip import ClipSpec, load_clip
 from cafe_cache.extract.preprocess import IMAGENET_MEAN, IMAGENET_STD, load_uint8, normalize
+from cafe_cache.predict import infer
 from cafe_cache.predict.faces import align_face, get_detector
 from cafe_cache.predict.infer import NO_FACE, Predictor, predict_inputs
 from cafe_cache.predict.media import iter_inputs
@@ -33,7 +34,6 @@ from cafe_cache.predict.onnx_export import OnnxPredictor
 from cafe_cache.train.checkpoint import load_model
 from cafe_cache.train.data import Augment, to_tensor
 from cafe_cache.train.loop import TrainConfig, train
-from cli import predict as predict_cli
 from cli.main import app
 
 from .conftest import TINY_CLIP, write_folder_dataset
@@ -155,14 +155,14 @@ def test_no_detect_and_json(run_dir, tmp_path):
 
 
 def test_rows_are_kept_when_a_later_input_crashes(run_dir, inputs, tmp_path, monkeypatch):
-    real = predict_cli.predict_inputs
+    real = infer.predict_inputs
 
     def fails_after_first(*args, **kwargs):
         results = real(*args, **kwargs)
         yield next(results)
         raise RuntimeError("disk on fire")
 
-    monkeypatch.setattr(predict_cli, "predict_inputs", fails_after_first)
+    monkeypatch.setattr(infer, "predict_inputs", fails_after_first)  # cafe predict imports it when it runs
     out = tmp_path / "partial.csv"
     result = CliRunner().invoke(app, ["predict", "-c", str(run_dir), str(inputs / "a_astronaut.jpg"),
                                       str(inputs / "b_coffee.png"), "--out", str(out)])

@@ -10,7 +10,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-import cli.zeroshot
+import cafe_cache.zeroshot
 from cafe_cache.classes import CLASSES
 from cafe_cache.errors import CafeError
 from cli.main import app
@@ -51,7 +51,7 @@ def test_metrics_random_title_and_text_cache_reuse(cache_dir, tmp_path, monkeypa
     def no_clip(*_args, **_kw):
         raise AssertionError("the cached text features should have been used")
 
-    monkeypatch.setattr(cli.zeroshot, "clip_for", no_clip)
+    monkeypatch.setattr(cafe_cache.zeroshot, "clip_for", no_clip)
     r = zeroshot(caches, tmp_path / "b")
     assert r.exit_code == 0, r.output
     assert json.loads((tmp_path / "b" / "results.json").read_text())["tables"][0]["targets"] == table["targets"]

@@ -15,12 +15,11 @@ import open_clip
 import torch
 
 from ..errors import CafeError
+from ..options import DEFAULT_MODEL, DEFAULT_PRETRAINED
 
 CONFIG_DIR = Path(__file__).parent / "model_configs"  # cafe's own configs (e.g. the tiny test model)
 open_clip.add_model_config(CONFIG_DIR)
 
-DEFAULT_MODEL = "ViT-B-32"
-DEFAULT_PRETRAINED = "openai"
 RANDOM_SEED = 0
 
 

@@ -16,8 +16,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-PREPROCESS = ("official", "clip")
-VIEWS = ("clean", "hflip")
+from ..options import PREPROCESS, VIEWS
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 

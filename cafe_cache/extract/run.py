@@ -13,11 +13,11 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from ..datasets.base import ImageReadError, Reader, Sample
+from ..options import EXTRACT_PRECISIONS as PRECISIONS
 from .cache import CacheWriter
 from .clip import LoadedClip
 from .preprocess import load_uint8, make_view, mean_std, normalize, resize_uint8
 
-PRECISIONS = ("auto", "fp32", "fp16", "bf16")
 
 
 def pick_device(device: str = "auto") -> torch.device:

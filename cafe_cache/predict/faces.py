@@ -39,8 +39,8 @@ import numpy as np
 from PIL import Image
 
 from ..errors import CafeError
+from ..options import DETECTOR_NAMES
 
-DETECTOR_NAMES = ("auto", "mtcnn", "lbp")
 
 MTCNN_INSTALL = "pip install --no-deps facenet-pytorch==2.6.0"
 

@@ -22,6 +22,7 @@ from ..errors import CafeError
 from ..evaluate import clip_for, online_features, predict_split
 from ..extract.cache import FeatureCache, cache_path
 from ..extract.run import autocast, default_workers, pick_device
+from ..options import TRAIN_PRECISIONS
 from .checkpoint import load_resume, save_resume, save_weights, write_json
 from .data import Augment, PairedSamples, limit_split, reader_for
 from .losses import channel_drop_mask, total_loss
@@ -79,7 +80,6 @@ class NonFiniteLoss(CafeError):
     pass
 
 
-TRAIN_PRECISIONS = ("auto", "fp32", "bf16")
 
 
 def resolve_train_precision(precision: str, device: torch.device) -> str:

@@ -23,9 +23,9 @@ from torch import Tensor, nn
 
 from ..classes import NUM_CLASSES
 from ..errors import CafeError
+from ..options import VARIANTS
 from .backbones import LoadReport, backbone_spec, build_backbone, load_backbone_weights, reduce_width
 
-VARIANTS = ("cafe", "no_sigmoid", "no_mask", "clip_finetune")
 MASKED_VARIANTS = ("cafe", "no_sigmoid")
 
 

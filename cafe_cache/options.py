@@ -1,0 +1,16 @@
+"""The choices the command line offers, kept free of heavy imports so ``cafe --help`` starts at once.
+
+The library modules take these constants from here (one definition each); the CLI builds its
+options from them and imports torch, open_clip and the rest only inside the commands.
+"""
+
+DEFAULT_MODEL = "ViT-B-32"  # open_clip model name of the paper's CLIP
+DEFAULT_PRETRAINED = "openai"  # its open_clip pretrained tag
+PREPROCESS = ("official", "clip")  # cafe_cache.extract.preprocess
+VIEWS = ("clean", "hflip")
+EXTRACT_PRECISIONS = ("auto", "fp32", "fp16", "bf16")  # cafe_cache.extract.run
+TRAIN_PRECISIONS = ("auto", "fp32", "bf16")  # cafe_cache.train.loop
+VARIANTS = ("cafe", "no_sigmoid", "no_mask", "clip_finetune")  # cafe_cache.train.model
+DETECTOR_NAMES = ("auto", "mtcnn", "lbp")  # cafe_cache.predict.faces
+GRADCAM_IMAGES = 8  # Grad-CAM examples per target (cafe_cache.report)
+TABLES = ("1", "2", "4", "5")  # the paper's tables cafe reproduce makes
