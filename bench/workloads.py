@@ -38,9 +38,7 @@ def sync(device: torch.device) -> None:
 
 def fingerprint(clip: LoadedClip, precision: str) -> Fingerprint:
     """What ``cafe extract --random-weights`` records with its default options."""
-    return Fingerprint(model=clip.info.model, weights=clip.info.source, weights_sha256=None, random_weights=True,
-                       seed=clip.info.seed, preprocess=PREPROCESS, views=VIEWS, image_size=clip.image_size,
-                       dtype="float16", precision=precision)
+    return Fingerprint.for_clip(clip, preprocess=PREPROCESS, views=VIEWS, dtype="float16", precision=precision)
 
 
 def extract_cache(root: Path, cache_dir: Path, clip: LoadedClip, *, device: torch.device, precision: str,

@@ -129,7 +129,7 @@ def gradcam_examples(model: CAFEModel, cache: FeatureCache, *, n: int, image_siz
         pred = model(images, feats)["logits"].argmax(1)
     cams = grad_cam(model, cam_layer(model)[1], lambda: model(images, feats)["logits"], pred,
                     (DISPLAY_SIZE, DISPLAY_SIZE))
-    shown = [np.asarray(reader.open(data.paths[i]).resize((DISPLAY_SIZE,) * 2, Image.BILINEAR)) for i in picks]
+    shown = [np.asarray(samples.image(i).resize((DISPLAY_SIZE,) * 2, Image.BILINEAR)) for i in picks]
     titles = [f"true {CLASSES[t]} / pred {CLASSES[p]}" for t, p in zip(labels.tolist(), pred.tolist())]
     return shown, cams, titles
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import typer
@@ -73,9 +74,7 @@ def extract(
     spec = ClipSpec(model=model, pretrained=pretrained, weights=str(weights) if weights else None,
                     random_weights=random_weights, seed=seed)
     clip = load_clip(spec, dev)
-    fp = Fingerprint(model=model, weights=clip.info.source, weights_sha256=clip.info.sha256,
-                     random_weights=random_weights, seed=seed if random_weights else None,
-                     preprocess=preprocess, views=view_list, image_size=clip.image_size, dtype=dtype, precision=prec)
+    fp = Fingerprint.for_clip(clip, preprocess=preprocess, views=view_list, dtype=dtype, precision=prec)
     console.print(f"CLIP {clip.info.label} on {dev} ({prec}), {preprocess} preprocessing at {clip.image_size}px, "
                   f"views {', '.join(view_list)} -> {path}")
     if store_images:
@@ -98,11 +97,12 @@ def extract(
                 console.print(f"resuming {s} at image {writer.n_done(s):,} of {len(splits[s]):,}")
         with progress() as bar:
             tasks = {s: bar.add_task(s, total=n, rate="") for s, n in todo.items() if n}
-            started = {}
+            started: dict[str, float] = {}
+            last = [time.perf_counter()]  # a split starts when the previous one's last batch ended
 
             def on_batch(split: str, n: int) -> None:
-                import time
-                started.setdefault(split, time.perf_counter())
+                started.setdefault(split, last[0])
+                last[0] = time.perf_counter()
                 bar.advance(tasks[split], n)
                 done = bar.tasks[tasks[split]].completed
                 bar.update(tasks[split], rate=rate_text(done, time.perf_counter() - started[split]))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+from dataclasses import replace
 from pathlib import Path
 
 import h5py
@@ -27,10 +28,9 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def fingerprint(clip, **kw) -> Fingerprint:
-    base = dict(model=TINY_CLIP, weights=clip.info.source, weights_sha256=clip.info.sha256,
-                random_weights=clip.info.random_weights, seed=clip.info.seed, preprocess="official",
-                views=("clean", "hflip"), image_size=clip.image_size, dtype="float32", precision="fp32")
-    return Fingerprint(**{**base, **kw})
+    base = dict(preprocess="official", views=("clean", "hflip"), dtype="float32", precision="fp32")
+    fp = Fingerprint.for_clip(clip, **{k: kw.pop(k, v) for k, v in base.items()})
+    return replace(fp, **kw)
 
 
 def run(root: Path, cache: Path, clip=None, force=False, on_batch=None, batch_size=4, **fp_kw):

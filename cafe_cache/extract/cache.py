@@ -29,7 +29,7 @@ import json
 import os
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import h5py
 import numpy as np
@@ -38,6 +38,9 @@ from filelock import FileLock, Timeout
 from .. import __version__
 from ..datasets.base import Sample
 from ..errors import CafeError
+
+if TYPE_CHECKING:
+    from .clip import LoadedClip
 
 FORMAT = "cafe-feature-cache"
 FORMAT_VERSION = 1
@@ -58,6 +61,15 @@ class Fingerprint:
     image_size: int
     dtype: str
     precision: str
+
+    @classmethod
+    def for_clip(cls, clip: "LoadedClip", *, preprocess: str, views: tuple[str, ...], dtype: str,
+                 precision: str) -> "Fingerprint":
+        """The fingerprint of features made by ``clip`` with these settings."""
+        info = clip.info
+        return cls(model=info.model, weights=info.source, weights_sha256=info.sha256,
+                   random_weights=info.random_weights, seed=info.seed, preprocess=preprocess, views=tuple(views),
+                   image_size=clip.image_size, dtype=dtype, precision=precision)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)

@@ -94,7 +94,7 @@ class PairedSamples(Dataset):
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor, int]:
         g = torch.Generator().manual_seed(hash((self.seed, self.epoch, i)) % (2**63))
-        x = to_tensor(self._image(i), self.image_size)
+        x = to_tensor(self.image(i), self.image_size)
         if self.bgr:
             x = x.flip(0)
         view = self.clean
@@ -109,7 +109,8 @@ class PairedSamples(Dataset):
                 x = self._erase(x)
         return x, torch.from_numpy(self.data.features[i, view]), int(self.data.labels[i])
 
-    def _image(self, i: int) -> Image.Image:
+    def image(self, i: int) -> Image.Image:
+        """Sample ``i``'s picture, from the cache's stored images or the dataset's file."""
         if self.data.images is not None:
             return Image.fromarray(self.data.images[int(self.data.rows[i])])
         path = self.data.paths[i]

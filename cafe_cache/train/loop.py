@@ -164,17 +164,20 @@ def train(cfg: TrainConfig, run: Path, *, resume: bool = False, log: Callable[[s
             with autocast(precision, device):
                 out = model(images, feats)
                 losses = total_loss(out["logits"].float(), labels, out["masked"], drop, w_sep=w_sep, w_div=w_div)
-            if not math.isfinite(losses["total"].item()):
+            # one host sync per step: the loss parts and the correct count come back together
+            hits = (out["logits"].argmax(1) == labels).sum()
+            *parts, n_correct = torch.stack([*(v.detach().float() for v in losses.values()), hits.float()]).tolist()
+            if not math.isfinite(parts[0]):
                 raise NonFiniteLoss(
-                    f"loss became {losses['total'].item()} at epoch {epoch + 1}, step {step + 1}; stopped. The last "
+                    f"loss became {parts[0]} at epoch {epoch + 1}, step {step + 1}; stopped. The last "
                     f"good weights are {run / 'last.safetensors'} (epoch {len(history)}). Try a lower --lr.")
             optimizer.zero_grad(set_to_none=True)
             losses["total"].backward()
             optimizer.step()
             n = len(labels)
-            for k, v in losses.items():
-                sums["loss" if k == "total" else k] += v.item() * n
-            correct += (out["logits"].argmax(1) == labels).sum().item()
+            for k, v in zip(losses, parts):
+                sums["loss" if k == "total" else k] += v * n
+            correct += int(n_correct)
             seen += n
             if on_step:
                 on_step(epoch, n)
