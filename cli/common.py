@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import NoReturn
 
@@ -14,7 +15,9 @@ out = Console(highlight=False)  # results (tables) go to stdout
 
 
 def fail(message: str, code: int = 2) -> NoReturn:
-    console.print(f"[bold red]error:[/] {message}")
+    world = os.environ.get("WORLD_SIZE", "1")
+    where = f" (rank {os.environ.get('RANK', '?')} of {world})" if world not in ("", "1") else ""  # torchrun
+    console.print(f"[bold red]error{where}:[/] {message}")
     sys.exit(code)
 
 

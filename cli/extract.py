@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 import typer
@@ -43,9 +44,13 @@ def extract(
     """Run frozen CLIP over a dataset once and store its features (stage one).
 
     Resumable: rerun the same command after an interruption and it continues where it stopped.
+    Several GPUs or nodes: launch it with torchrun (`torchrun --nproc-per-node N -m cli extract ...`);
+    each process extracts shards of the dataset and the result is the same single cache.
     """
-    from cafe_cache.extract.clip import ClipSpec, load_clip  # torch and open_clip: only when running
-    from cafe_cache.extract.run import default_workers, extract as run_extract, pick_device, resolve_precision
+    from cafe_cache.distributed import from_env, process_group, rank_device  # torch: only when running
+    from cafe_cache.extract.clip import ClipSpec, load_clip
+    from cafe_cache.extract.run import default_workers, resolve_precision
+    from cafe_cache.extract.shards import shards_dir
 
     view_list = tuple(split_list(views) or ())
     bad = [v for v in view_list if v not in VIEWS]
@@ -58,31 +63,80 @@ def extract(
     if precision not in PRECISIONS:
         raise CafeError(f"--precision {precision!r}: choose from {', '.join(PRECISIONS)}.")
 
+    ranks = from_env()
+    say = console.print if ranks.is_main else (lambda *a, **k: None)  # rank 0 speaks for all
     folder_name = name if dataset == "folder" else None  # other readers: --name only renames the cache
     reader = build_reader(dataset, root, strict=not skip_bad, **reader_options(dataset, class_map, folder_name))
     cache_name = name or reader.cache_name
     path = cache_path(cache_dir, cache_name)
-    console.print(f"reading [bold]{dataset}[/] labels from {reader.root}")
+    say(f"reading [bold]{dataset}[/] labels from {reader.root}")
     result = reader.read()
     splits = {s: result.split(s) for s in result.splits()}
     if not splits:
         raise CafeError(f"{reader.root}: the {dataset} reader found no labelled images ({reader.layout}).")
 
-    dev = pick_device(device)
+    dev = rank_device(device, ranks)
     prec = resolve_precision(precision, dev)
-    workers = default_workers(dev) if workers is None else workers
+    workers = default_workers(dev, ranks.local_world) if workers is None else workers
     spec = ClipSpec(model=model, pretrained=pretrained, weights=str(weights) if weights else None,
                     random_weights=random_weights, seed=seed)
-    clip = load_clip(spec, dev)
-    fp = Fingerprint.for_clip(clip, preprocess=preprocess, views=view_list, dtype=dtype, precision=prec)
-    console.print(f"CLIP {clip.info.label} on {dev} ({prec}), {preprocess} preprocessing at {clip.image_size}px, "
-                  f"views {', '.join(view_list)} -> {path}")
-    if store_images:
-        n = sum(len(v) for v in splits.values())
-        console.print(f"storing images at {store_images}x{store_images} px: "
-                      f"{n * 3 * store_images ** 2 / 2 ** 30:.2f} GiB")
+    with process_group(ranks=ranks):  # collectives of stage one are small Python objects: gloo
+        with ranks.local_main_first():  # a download happens once per node
+            clip = load_clip(spec, dev)
+        fp = Fingerprint.for_clip(clip, preprocess=preprocess, views=view_list, dtype=dtype, precision=prec)
+        say(f"CLIP {clip.info.label} on {dev} ({prec}), {preprocess} preprocessing at {clip.image_size}px, "
+            f"views {', '.join(view_list)} -> {path}")
+        if ranks.distributed:
+            say(f"{ranks.world} ranks (torchrun); each extracts its shards into {shards_dir(path)}")
+        if store_images:
+            n = sum(len(v) for v in splits.values())
+            say(f"storing images at {store_images}x{store_images} px: {n * 3 * store_images ** 2 / 2 ** 30:.2f} GiB")
+        if random_weights:
+            say(RANDOM_BANNER)
+        options = dict(batch_size=batch_size, workers=workers, device=dev, precision=prec)
+        if ranks.distributed or (shards_dir(path).exists() and not force):
+            report = _sharded(ranks, reader, result, splits, clip, fp, path, dataset, cache_name, store_images, force,
+                              options, say)
+        else:
+            report = _single(reader, result, splits, clip, fp, path, dataset, cache_name, store_images, force,
+                             options)
+    if report is None:
+        return
+    rate = f"{report.rate:,.1f} img/s" + (f" on {report.ranks} ranks" if getattr(report, "ranks", 1) > 1 else "")
+    say(f"[green]done[/]: {report.images:,} images in {report.seconds:.1f} s ({rate}, {len(view_list)} views each) "
+        f"-> {path}")
+    if result.skipped:
+        say(f"{len(result.skipped):,} label entries skipped by the reader (see `cafe cache info {path}`)")
+    if report.errors:
+        say(f"[yellow]{len(report.errors):,} images could not be read[/] and are recorded in the cache; first: "
+            f"{report.errors[0][1]}: {report.errors[0][2]}")
     if random_weights:
-        console.print(RANDOM_BANNER)
+        say(RANDOM_BANNER)
+
+
+def _bar_hook(bar):
+    """(on_plan, on_batch) callbacks that drive one progress task per split with its live rate."""
+    tasks: dict[str, int] = {}
+    started: dict[str, float] = {}
+    last = [time.perf_counter()]  # a split starts when the previous one's last batch ended
+
+    def on_plan(todo: dict[str, int]) -> None:
+        last[0] = time.perf_counter()
+        tasks.update({s: bar.add_task(s, total=n, rate="") for s, n in todo.items() if n})
+
+    def on_batch(split: str, n: int) -> None:
+        started.setdefault(split, last[0])
+        last[0] = time.perf_counter()
+        bar.advance(tasks[split], n)
+        done = bar.tasks[tasks[split]].completed
+        bar.update(tasks[split], rate=rate_text(done, time.perf_counter() - started[split]))
+
+    return on_plan, on_batch
+
+
+def _single(reader, result, splits, clip, fp, path, dataset, cache_name, store_images, force, options):
+    """One process writes the cache directly."""
+    from cafe_cache.extract.run import extract as run_extract
 
     with CacheWriter(path, fp, dataset=dataset, cache_name=cache_name, root=reader.root,
                      reader_options=reader.options(), splits=splits, skipped=result.skipped,
@@ -91,31 +145,25 @@ def extract(
         if not any(todo.values()) and not force:
             writer.finish()
             console.print(f"{path} is complete; nothing to do (--force recomputes).")
-            return
-        for s, n in todo.items():
+            return None
+        for s in todo:
             if 0 < writer.n_done(s):
                 console.print(f"resuming {s} at image {writer.n_done(s):,} of {len(splits[s]):,}")
         with progress() as bar:
-            tasks = {s: bar.add_task(s, total=n, rate="") for s, n in todo.items() if n}
-            started: dict[str, float] = {}
-            last = [time.perf_counter()]  # a split starts when the previous one's last batch ended
+            on_plan, on_batch = _bar_hook(bar)
+            on_plan(todo)
+            return run_extract(reader, splits, clip, writer, on_batch=on_batch, **options)
 
-            def on_batch(split: str, n: int) -> None:
-                started.setdefault(split, last[0])
-                last[0] = time.perf_counter()
-                bar.advance(tasks[split], n)
-                done = bar.tasks[tasks[split]].completed
-                bar.update(tasks[split], rate=rate_text(done, time.perf_counter() - started[split]))
 
-            report = run_extract(reader, splits, clip, writer, batch_size=batch_size, workers=workers,
-                                 device=dev, precision=prec, on_batch=on_batch)
+def _sharded(ranks, reader, result, splits, clip, fp, path, dataset, cache_name, store_images, force, options, say):
+    """Every rank extracts its shards; rank 0 joins them into the cache (cafe_cache.extract.shards)."""
+    from cafe_cache.extract.shards import extract_sharded
 
-    console.print(f"[green]done[/]: {report.images:,} images in {report.seconds:.1f} s "
-                  f"({report.rate:,.1f} img/s, {len(view_list)} views each) -> {path}")
-    if result.skipped:
-        console.print(f"{len(result.skipped):,} label entries skipped by the reader (see `cafe cache info {path}`)")
-    if report.errors:
-        console.print(f"[yellow]{len(report.errors):,} images could not be read[/] and are recorded in the cache; first: "
-                      f"{report.errors[0][1]}: {report.errors[0][2]}")
-    if random_weights:
-        console.print(RANDOM_BANNER)
+    with progress() if ranks.is_main else nullcontext() as bar:
+        on_plan, on_batch = _bar_hook(bar) if bar else (None, None)
+        report = extract_sharded(ranks, reader, splits, result.skipped, clip, fp, path, dataset=dataset,
+                                 cache_name=cache_name, store_images=store_images, force=force,
+                                 on_plan=on_plan, on_batch=on_batch, **options)
+    if report is None:
+        say(f"{path} is complete; nothing to do (--force recomputes).")
+    return report

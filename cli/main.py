@@ -8,7 +8,7 @@ from __future__ import annotations
 import typer
 
 from cafe_cache import __version__
-from cafe_cache.errors import CafeError
+from cafe_cache.errors import CafeError, RaisedOnRankZero
 
 from . import cache as cache_cmd
 from . import datasets as datasets_cmd
@@ -66,6 +66,8 @@ def main() -> None:
     """Console-script entry point: user errors become one red line and exit status 2."""
     try:
         app()
+    except RaisedOnRankZero:
+        raise SystemExit(2) from None  # rank 0 prints the message once
     except CafeError as e:
         fail(str(e))
 

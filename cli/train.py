@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from contextlib import nullcontext
 from datetime import datetime
 from pathlib import Path
 
@@ -46,13 +47,22 @@ def train(
     device: str = typer.Option("auto"),
     precision: str = typer.Option("auto", help=f"Mask branch {'/'.join(TRAIN_PRECISIONS)}: bf16 = autocast + channels_last (~3x faster on CPUs with AMX); auto: bf16 on CUDA, fp32 on the CPU."),
 ) -> None:
-    """Train CAFE's mask branch on a cached source dataset, then test it on every cached target."""
-    from cafe_cache.extract.run import pick_device  # torch: only when running
+    """Train CAFE's mask branch on a cached source dataset, then test it on every cached target.
+
+    Several GPUs or nodes: launch it with torchrun (`torchrun --nproc-per-node N -m cli train --out RUN ...`);
+    --batch-size stays the global batch, split evenly over the processes.
+    """
+    from cafe_cache.distributed import from_env, process_group, rank_device, restarted  # torch: only when running
     from cafe_cache.report import FIGURES, make_run_figures
     from cafe_cache.train.checkpoint import read_config
     from cafe_cache.train.data import Augment
     from cafe_cache.train.loop import TrainConfig, train as run_training
 
+    ranks = from_env()
+    if ranks.distributed and out is None:
+        raise CafeError("under torchrun pass --out RUN, so that every process (and a relaunch) uses the same run folder.")
+    if ranks.distributed and restarted() and out is not None and (out / "resume.pt").exists():
+        resume = True  # torchrun --max-restarts relaunched us after a rank died: go on from the last epoch
     if resume:
         if out is None:
             raise CafeError("--resume needs --out RUN, the run folder to continue.")
@@ -70,16 +80,18 @@ def train(
                           online_clip=online_clip, clip_weights=clip_weights, limit=limit, workers=workers,
                           device=device, precision=precision)
         out = out or Path("runs") / f"{source}-{datetime.now():%Y%m%d-%H%M%S}"
-        if (out / "resume.pt").exists():
+        if (out / "resume.pt").exists() and not resume:
             raise CafeError(f"{out} already holds a run; pass --resume to continue it or another --out.")
-    console.print(f"training on [bold]{cfg.source}[/] -> {out}  (CLIP input: {cfg.clip_input}, variant {cfg.variant})")
+    say = console.print if ranks.is_main else (lambda *a, **k: None)  # rank 0 speaks for all
+    say(f"training on [bold]{cfg.source}[/] -> {out}  (CLIP input: {cfg.clip_input}, variant {cfg.variant})")
 
-    with progress() as bar:
+    dev = rank_device(cfg.device, ranks)
+    with process_group(dev, ranks), progress() if ranks.is_main else nullcontext() as bar:
         tasks: dict[int, tuple[int, float]] = {}
         # a live rate from when the previous step ended (the logged img/s per epoch is timed exactly)
         last = [time.perf_counter()]
 
-        def on_step(epoch: int, n: int) -> None:
+        def on_step(epoch: int, n: int) -> None:  # on rank 0; n counts the images of all ranks
             if epoch not in tasks:
                 tasks[epoch] = (bar.add_task(f"epoch {epoch + 1}/{cfg.epochs}", total=None, rate=""), last[0])
             last[0] = time.perf_counter()
@@ -87,7 +99,10 @@ def train(
             bar.advance(task, n)
             bar.update(task, rate=rate_text(bar.tasks[task].completed, time.perf_counter() - t0))
 
-        history = run_training(cfg, out, resume=resume, log=console.print, on_step=on_step)
+        history = run_training(cfg, out, resume=resume, log=console.print, on_step=on_step if bar else None,
+                               ranks=ranks)
+    if not ranks.is_main:
+        return  # rank 0 evaluates and plots
     best = max(history, key=lambda h: h["source_test_acc"])
     console.print(f"[green]trained[/]: best source test accuracy {best['source_test_acc']:.2f}% at epoch {best['epoch']}; "
                   f"weights in {out}/best.safetensors and last.safetensors")
@@ -95,6 +110,6 @@ def train(
         evaluate_run(out, "best", cache_dir=Path(cfg.cache_dir), targets=split_list(targets),
                      clip_weights=cfg.clip_weights, workers=cfg.workers, device=cfg.device)
     if plots:
-        written = make_run_figures(out, device=pick_device(cfg.device),
+        written = make_run_figures(out, device=dev,
                                    log=lambda m: console.print(f"[yellow]{m}[/]"))
         console.print(f"{len(written)} figures in {out / FIGURES}")

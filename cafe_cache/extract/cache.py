@@ -218,7 +218,9 @@ class CacheWriter:
 
 
 def _check_not_locked(path: Path) -> None:
-    lock = FileLock(str(path) + ".lock", timeout=0)
+    # readers take the lock only for an instant to test it; two seconds of patience lets several
+    # readers (the ranks of one torchrun launch) test it at once, while a writer holds it for minutes
+    lock = FileLock(str(path) + ".lock", timeout=2)
     try:
         lock.acquire()
         lock.release()

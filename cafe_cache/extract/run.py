@@ -26,11 +26,14 @@ def pick_device(device: str = "auto") -> torch.device:
     return torch.device(device)
 
 
-def default_workers(device: torch.device) -> int:
-    """Decoding processes: on CUDA enough to keep the GPU fed; on the CPU none, as decoding costs ~1% of
-    the model's time there and worker processes only take cores from it (``make bench``: 2 workers on
-    2 cores cut ViT-B/32 extraction by ~10%)."""
-    return min(8, os.cpu_count() or 1) if device.type == "cuda" else 0
+def default_workers(device: torch.device, processes_per_node: int = 1) -> int:
+    """Decoding processes: on CUDA enough to keep the GPU fed (up to 8, the node's CPUs shared among
+    its ``processes_per_node`` ranks); on the CPU none, as decoding costs ~1% of the model's time
+    there and worker processes only take cores from it (``make bench``: 2 workers on 2 cores cut
+    ViT-B/32 extraction by ~10%)."""
+    if device.type != "cuda":
+        return 0
+    return max(1, min(8, (os.cpu_count() or 1) // max(1, processes_per_node)))
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:

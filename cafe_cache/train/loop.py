@@ -4,6 +4,12 @@ Read top to bottom: data -> model -> optimiser -> (resume) -> epochs -> checkpoi
 Paper defaults: Adam 2e-4, weight decay 1e-4, ExponentialLR 0.9 per epoch, batch 32, 60 epochs,
 seed 3407, input 224, loss = CE + 1.5 l_sep + 5 l_div. ``best`` is chosen on the source's own test
 set, as the official code does.
+
+Under torchrun (``ranks.world`` W > 1) the same loop runs in every process: ``batch_size`` stays the
+global batch, each rank takes ``batch_size / W`` of it from a DistributedSampler, DDP averages the
+gradients and batch norm uses the global batch's statistics, so a step is the step one process
+would take on the whole batch and the learning rate needs no change. Rank 0 alone evaluates,
+logs and writes the run folder.
 """
 
 from __future__ import annotations
@@ -15,13 +21,14 @@ from pathlib import Path
 from typing import Any, Callable
 
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, DistributedSampler
 
 from .. import __version__
+from ..distributed import SINGLE, Ranks, data_parallel, rank_device, unwrap
 from ..errors import CafeError
 from ..evaluate import clip_for, online_features, predict_split
 from ..extract.cache import FeatureCache, cache_path
-from ..extract.run import autocast, default_workers, pick_device
+from ..extract.run import autocast, default_workers
 from ..options import TRAIN_PRECISIONS
 from .checkpoint import load_resume, save_resume, save_weights, write_json
 from .data import Augment, PairedSamples, limit_split, reader_for
@@ -91,14 +98,25 @@ def resolve_train_precision(precision: str, device: torch.device) -> str:
     return precision
 
 
+def rank_batch(batch_size: int, ranks: Ranks) -> int:
+    """Each rank's share of the global batch."""
+    if batch_size % ranks.world:
+        raise CafeError(f"--batch-size {batch_size} (the global batch) does not split evenly over {ranks.world} "
+                        f"ranks; pass a multiple of {ranks.world}, e.g. {batch_size - batch_size % ranks.world or ranks.world}.")
+    return batch_size // ranks.world
+
+
 def train(cfg: TrainConfig, run: Path, *, resume: bool = False, log: Callable[[str], None] = print,
-          on_step: Callable[[int, int], None] | None = None) -> list[dict[str, Any]]:
-    """Train into the run folder ``run``; returns the per-epoch history."""
+          on_step: Callable[[int, int], None] | None = None, ranks: Ranks = SINGLE) -> list[dict[str, Any]]:
+    """Train into the run folder ``run``; returns the per-epoch history. With several ranks, call it in
+    every process (inside :func:`cafe_cache.distributed.process_group`)."""
+    log = log if ranks.is_main else (lambda message: None)
     run.mkdir(parents=True, exist_ok=True)
-    device = pick_device(cfg.device)
+    device = rank_device(cfg.device, ranks)
     precision = resolve_train_precision(cfg.precision, device)
     layout = torch.channels_last if precision != "fp32" else torch.contiguous_format  # bf16 convs prefer NHWC
-    workers = default_workers(device) if cfg.workers is None else cfg.workers
+    workers = default_workers(device, ranks.local_world) if cfg.workers is None else cfg.workers
+    batch_size = rank_batch(cfg.batch_size, ranks)
 
     # -- data: the source's cached CLIP features, paired with the images they came from ----------
     cache = FeatureCache(cache_path(cfg.cache_dir, cfg.source))
@@ -119,38 +137,35 @@ def train(cfg: TrainConfig, run: Path, *, resume: bool = False, log: Callable[[s
     model = CAFEModel(ModelConfig(cfg.backbone, clip_dim=clip_dim, variant=cfg.variant))
     init = model.load_backbone(cfg.backbone_weights)
     log(init.summary())
-    model.to(device, memory_format=layout)
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=cfg.gamma)
-
-    # -- resume where the last finished epoch left off -------------------------------------------
-    history: list[dict[str, Any]] = []
-    best = -1.0
     state = load_resume(run) if resume else None
-    if state:
+    if state:  # resume where the last finished epoch left off
         from safetensors.torch import load_file
         model.load_state_dict(load_file(str(run / "last.safetensors")))
+    model.to(device, memory_format=layout)
+    model = data_parallel(model, ranks, device)  # one rank: the model itself
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=cfg.gamma)
+    history: list[dict[str, Any]] = []
+    best = -1.0
+    if state:
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         history, best = state["history"], state["best"]
         log(f"resuming after epoch {len(history)} of {cfg.epochs} (best source test accuracy {best:.2f})")
     elif resume:
         log("nothing to resume in this run folder; starting from epoch 1")
-    write_json(run / "config.json", {
-        "cafe_version": __version__, "model": model.config.to_dict(), "train": cfg.to_dict(),
-        "clip": {"fingerprint": cache.fingerprint.to_json(), "label": cache.fingerprint.weights_label,
-                 "random_weights": cache.random_weights},
-        "backbone_init": {"source": init.source, "loaded": len(init.loaded), "missing": init.missing,
-                          "random_init": cfg.backbone_weights == "none"},
-        "source_cache": str(cache.path), "samples": {"train": len(train_set), "test": len(test_set)},
-    })
+    if ranks.distributed:
+        log(f"{ranks.world} ranks: global batch {cfg.batch_size} = {ranks.world} x {batch_size}, lr {cfg.lr:g}")
+    if ranks.is_main:
+        write_config(run, cfg, unwrap(model), cache, init, len(train_set), len(test_set), ranks)
 
     # -- epochs ----------------------------------------------------------------------------------
     for epoch in range(len(history), cfg.epochs):
         t0 = time.perf_counter()
         train_set.set_epoch(epoch)
-        loader = DataLoader(train_set, batch_size=cfg.batch_size, shuffle=True, num_workers=workers,
-                            generator=torch.Generator().manual_seed(cfg.seed + epoch),
+        sampler = DistributedSampler(train_set, num_replicas=ranks.world, rank=ranks.rank, seed=cfg.seed)
+        sampler.set_epoch(epoch)  # the shuffle of epoch e; rank r takes every W-th sample of it
+        loader = DataLoader(train_set, batch_size=batch_size, sampler=sampler, num_workers=workers,
                             pin_memory=device.type == "cuda", persistent_workers=False)
         drops = torch.Generator().manual_seed(cfg.seed * 1000 + epoch)  # one drop mask per step (eq. 4)
         model.train()
@@ -164,9 +179,11 @@ def train(cfg: TrainConfig, run: Path, *, resume: bool = False, log: Callable[[s
             with autocast(precision, device):
                 out = model(images, feats)
                 losses = total_loss(out["logits"].float(), labels, out["masked"], drop, w_sep=w_sep, w_div=w_div)
-            # one host sync per step: the loss parts and the correct count come back together
+            # one host sync per step: the loss parts and the correct count, summed over ranks, come back together
             hits = (out["logits"].argmax(1) == labels).sum()
-            *parts, n_correct = torch.stack([*(v.detach().float() for v in losses.values()), hits.float()]).tolist()
+            *parts, n_correct = ranks.sum(torch.stack([*(v.detach().float() for v in losses.values()),
+                                                       hits.float()])).tolist()
+            parts = [p / ranks.world for p in parts]  # each rank's loss is its batch's mean: average them
             if not math.isfinite(parts[0]):
                 raise NonFiniteLoss(
                     f"loss became {parts[0]} at epoch {epoch + 1}, step {step + 1}; stopped. The last "
@@ -174,7 +191,7 @@ def train(cfg: TrainConfig, run: Path, *, resume: bool = False, log: Callable[[s
             optimizer.zero_grad(set_to_none=True)
             losses["total"].backward()
             optimizer.step()
-            n = len(labels)
+            n = len(labels) * ranks.world
             for k, v in zip(losses, parts):
                 sums["loss" if k == "total" else k] += v * n
             correct += int(n_correct)
@@ -185,25 +202,46 @@ def train(cfg: TrainConfig, run: Path, *, resume: bool = False, log: Callable[[s
         scheduler.step()  # ExponentialLR, once per epoch
         train_seconds = time.perf_counter() - t0
 
-        pred = predict_split(model, test_set, batch_size=max(64, cfg.batch_size), workers=workers,
-                             device=device, clip=clip)
-        test_acc = 100.0 * float((pred.y_true == pred.y_pred).mean())
+        test_acc = ranks.on_main(lambda: source_test_accuracy(unwrap(model), test_set, cfg, workers, device, clip))
         entry = EpochLog(epoch + 1, sums["loss"] / seen, sums["ce"] / seen,
                          sums["sep"] / seen if w_sep else None, sums["div"] / seen if w_div else None,
                          100.0 * correct / seen, test_acc, lr, train_seconds, seen / train_seconds)
         history.append(asdict(entry))
 
-        # -- checkpoints: weights first, then the resume state that points at them ----------------
-        save_weights(run, "last", model)
-        if test_acc > best:
-            best = test_acc
-            save_weights(run, "best", model)
-        save_resume(run, {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                          "history": history, "best": best})
-        write_json(run / "metrics.json", history)
+        # -- checkpoints (rank 0): weights first, then the resume state that points at them --------
+        improved = test_acc > best
+        best = max(best, test_acc)
+        if ranks.is_main:
+            save_weights(run, "last", unwrap(model))
+            if improved:
+                save_weights(run, "best", unwrap(model))
+            save_resume(run, {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                              "history": history, "best": best})
+            write_json(run / "metrics.json", history)
         log(f"epoch {epoch + 1}/{cfg.epochs}  loss {entry.loss:.4f} (ce {entry.ce:.4f}"
             + (f", sep {entry.sep:.4f}" if entry.sep is not None else "")
             + (f", div {entry.div:.4f}" if entry.div is not None else "")
             + f")  train {entry.train_acc:.1f}%  source test {test_acc:.1f}%  lr {lr:.2e}  "
             f"{entry.images_per_s:.1f} img/s")
     return history
+
+
+def source_test_accuracy(model: CAFEModel, test_set, cfg: TrainConfig, workers: int, device: torch.device,
+                         clip) -> float:
+    """Accuracy (%) on the source's own test split: how ``best`` is chosen."""
+    pred = predict_split(model, test_set, batch_size=max(64, cfg.batch_size), workers=workers, device=device, clip=clip)
+    return 100.0 * float((pred.y_true == pred.y_pred).mean())
+
+
+def write_config(run: Path, cfg: TrainConfig, model: CAFEModel, cache: FeatureCache, init, n_train: int,
+                 n_test: int, ranks: Ranks) -> None:
+    """``config.json``: everything needed to rebuild, resume and describe the run."""
+    write_json(run / "config.json", {
+        "cafe_version": __version__, "model": model.config.to_dict(), "train": cfg.to_dict(),
+        "clip": {"fingerprint": cache.fingerprint.to_json(), "label": cache.fingerprint.weights_label,
+                 "random_weights": cache.random_weights},
+        "backbone_init": {"source": init.source, "loaded": len(init.loaded), "missing": init.missing,
+                          "random_init": cfg.backbone_weights == "none"},
+        "source_cache": str(cache.path), "samples": {"train": n_train, "test": n_test},
+        "ranks": {"world": ranks.world, "batch_per_rank": cfg.batch_size // ranks.world},
+    })

@@ -1,0 +1,205 @@
+"""Stage one over several processes (torchrun): the dataset cut into shards, joined into one cache.
+
+    cache/<name>.h5                    the cache, exactly as one process writes it; rank 0 holds its lock
+    cache/<name>.shards/plan.json      the cut: for every shard and split, its rows [lo, hi)
+    cache/<name>.shards/shard-0003.h5  shard 3, a cache file (same format and fingerprint) of its rows
+
+With W ranks the rows the cache still lacks are cut into W shards at batch boundaries, so every
+batch CLIP sees is a batch one process would have formed: the joined cache equals a one-process
+cache feature for feature. Rank r extracts shards r, r + W, r + 2W, ..., each resumable on its
+own (a flush per batch, as the cache). The cut is fixed once made, so a relaunch with another
+number of ranks, or as one plain process, shares the same shards out again and loses nothing.
+When all shards are done, rank 0 copies them into the cache in order and deletes the folder.
+
+The shard folder must be visible to every rank: on several nodes, put ``--cache-dir`` on a shared
+file system.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import h5py
+import torch
+
+from ..datasets.base import Reader, Sample
+from ..distributed import Ranks
+from ..errors import CafeError
+from .cache import CacheWriter, Fingerprint
+from .clip import LoadedClip
+from .run import ExtractReport, extract
+
+COPY_ROWS = 4096  # rows per copy when joining shards into the cache
+
+
+def shards_dir(path: Path) -> Path:
+    """The shard folder of cache file ``path`` (``cache/affectnet.h5`` -> ``cache/affectnet.shards``)."""
+    return path.with_suffix(".shards")
+
+
+def shard_path(folder: Path, k: int) -> Path:
+    return folder / f"shard-{k:04d}.h5"
+
+
+@dataclass
+class Plan:
+    """How the rows still missing from a cache are cut into shards."""
+
+    fingerprint: str  # Fingerprint.to_json() of the features
+    store_images: int
+    batch_size: int
+    start: dict[str, int]  # per split, the cache's first missing row when the cut was made
+    rows: dict[str, list[tuple[int, int]]]  # per split, shard k's rows [lo, hi)
+
+    @property
+    def shards(self) -> int:
+        return len(next(iter(self.rows.values())))
+
+    def samples(self, k: int, splits: dict[str, list[Sample]]) -> dict[str, list[Sample]]:
+        """Shard ``k``'s samples of every split."""
+        return {s: samples[slice(*self.rows[s][k])] for s, samples in splits.items()}
+
+    def mine(self, ranks: Ranks) -> list[int]:
+        return list(range(ranks.rank, self.shards, ranks.world))
+
+    def save(self, folder: Path) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = folder / "plan.json.tmp"
+        tmp.write_text(json.dumps(asdict(self), indent=1, sort_keys=True))
+        tmp.replace(folder / "plan.json")
+
+    @classmethod
+    def load(cls, folder: Path) -> "Plan | None":
+        f = folder / "plan.json"
+        if not f.is_file():
+            return None
+        d = json.loads(f.read_text())
+        d["rows"] = {s: [tuple(r) for r in rs] for s, rs in d["rows"].items()}
+        return cls(**d)
+
+
+def cut(splits: dict[str, list[Sample]], start: dict[str, int], shards: int, batch_size: int) -> dict[str, list[tuple[int, int]]]:
+    """Rows [start, n) of each split in ``shards`` contiguous pieces of whole batches (the last
+    batch of a split may be short), as even as whole batches allow."""
+    rows = {}
+    for s, samples in splits.items():
+        lo, n = start[s], len(samples)
+        batches = -(-(n - lo) // batch_size)
+        edges = [min(n, lo + (k * batches // shards) * batch_size) for k in range(shards + 1)]
+        rows[s] = list(zip(edges[:-1], edges[1:]))
+    return rows
+
+
+def _plan(folder: Path, writer: CacheWriter, splits: dict[str, list[Sample]], shards: int, batch_size: int) -> Plan:
+    """The folder's plan, checked against the cache; or a new one for the rows the cache lacks."""
+    fp = writer.fingerprint.to_json()
+    start = {s: writer.n_done(s) for s in splits}
+    plan = Plan.load(folder)
+    if plan is not None:
+        behind = [s for s in splits if start[s] < plan.start.get(s, -1)]
+        if plan.fingerprint != fp or plan.store_images != writer.store_images or set(plan.rows) != set(splits) or behind:
+            raise CafeError(f"{folder} holds shards of another extraction than {writer.path} (other settings, "
+                            "or the cache was replaced). Pass --force to start again, or remove that folder.")
+        return plan
+    plan = Plan(fp, writer.store_images, batch_size, start, cut(splits, start, shards, batch_size))
+    plan.save(folder)
+    return plan
+
+
+def shard_todo(plan: Plan, folder: Path, ranks: Ranks) -> dict[str, int]:
+    """Rows this rank still has to extract, per split (for progress bars)."""
+    todo = {s: 0 for s in plan.rows}
+    for k in plan.mine(ranks):
+        f = shard_path(folder, k)
+        done = {}
+        if f.is_file():
+            try:
+                with h5py.File(f, "r") as h:
+                    done = {s: int(h[f"splits/{s}"].attrs["n_done"]) for s in plan.rows}
+            except (OSError, KeyError):
+                done = {}
+        for s, rows in plan.rows.items():
+            todo[s] += rows[k][1] - rows[k][0] - done.get(s, 0)
+    return todo
+
+
+def join(writer: CacheWriter, plan: Plan, folder: Path) -> None:
+    """Copy every finished shard into the cache, in order, from the cache's first missing row."""
+    for k in range(plan.shards):
+        with h5py.File(shard_path(folder, k), "r") as shard:
+            for s, rows in plan.rows.items():
+                lo, hi = rows[k]
+                g = shard[f"splits/{s}"]
+                if int(g.attrs["n_done"]) != hi - lo:
+                    raise CafeError(f"{shard_path(folder, k)}: split {s} is unfinished; rerun the same extraction.")
+                for a in range(max(lo, writer.n_done(s)), hi, COPY_ROWS):
+                    b = min(hi, a + COPY_ROWS)
+                    images = g["images"][a - lo:b - lo] if writer.store_images else None
+                    writer.write(s, a, g["features"][a - lo:b - lo], list(g["error"].asstr()[a - lo:b - lo]), images)
+    writer.finish()
+
+
+@dataclass
+class ShardedReport(ExtractReport):
+    ranks: int = 1
+    shards: int = 0
+
+
+def extract_sharded(ranks: Ranks, reader: Reader, splits: dict[str, list[Sample]], skipped: list[tuple[str, str]],
+                    clip: LoadedClip, fingerprint: Fingerprint, path: Path, *, dataset: str, cache_name: str,
+                    store_images: int = 0, force: bool = False, batch_size: int = 64, workers: int = 0,
+                    device: torch.device | str = "cpu", precision: str = "fp32",
+                    on_plan: Callable[[dict[str, int]], None] | None = None,
+                    on_batch: Callable[[str, int], None] | None = None) -> ShardedReport | None:
+    """Extract ``splits`` into the cache at ``path`` with every rank of ``ranks`` (called on all of
+    them). None when the cache was already complete. ``on_plan`` gets this rank's rows to do per split
+    before the work starts."""
+    t0 = time.perf_counter()
+    folder = shards_dir(path)
+    main: dict[str, Any] = {}  # rank 0's open cache writer
+
+    def prepare() -> Plan | None:
+        if force and folder.exists():
+            shutil.rmtree(folder)
+        writer = main["writer"] = CacheWriter(
+            path, fingerprint, dataset=dataset, cache_name=cache_name, root=reader.root,
+            reader_options=reader.options(), splits=splits, skipped=skipped, feature_dim=clip.embed_dim,
+            force=force, store_images=store_images)
+        if all(writer.n_done(s) >= len(v) for s, v in splits.items()):
+            writer.finish()
+            shutil.rmtree(folder, ignore_errors=True)
+            return None
+        return _plan(folder, writer, splits, ranks.world, batch_size)
+
+    try:
+        plan = ranks.on_main(prepare)
+        if plan is None:
+            return None
+        if on_plan:
+            on_plan(shard_todo(plan, folder, ranks))
+        mine = ExtractReport()
+        for k in plan.mine(ranks):
+            with CacheWriter(shard_path(folder, k), fingerprint, dataset=dataset, cache_name=cache_name,
+                             root=reader.root, reader_options=reader.options(), splits=plan.samples(k, splits),
+                             skipped=[], feature_dim=clip.embed_dim, store_images=store_images) as shard:
+                r = extract(reader, plan.samples(k, splits), clip, shard, batch_size=batch_size, workers=workers,
+                            device=device, precision=precision, on_batch=on_batch)
+            mine.images += r.images
+            mine.errors += r.errors
+        everyone = ranks.gather(mine)  # returns once every rank has finished its shards
+        if ranks.is_main:
+            join(main["writer"], plan, folder)
+            shutil.rmtree(folder)
+        report = ShardedReport(images=sum(r.images for r in everyone), errors=[e for r in everyone for e in r.errors],
+                               seconds=time.perf_counter() - t0, resumed_from=dict(plan.start),
+                               ranks=ranks.world, shards=plan.shards)
+        ranks.barrier()  # the cache is whole before any rank reports done
+        return report
+    finally:
+        if "writer" in main:
+            main["writer"].close()
