@@ -46,13 +46,15 @@ demo: setup
 
 # The paper's tables for every dataset whose root is configured (README, "Dataset roots").
 # Pass weights through, e.g. make reproduce TRAIN_ARGS='--backbone-weights resnet18_msceleb.pth'
+# and use several GPUs of this node with NPROC=8 (torchrun, README "Scaling out").
 EXTRACT_ARGS ?=
 TRAIN_ARGS ?=
+NPROC ?= 1
 reproduce: setup
-	$(BIN)/cafe reproduce --extract-args "$(EXTRACT_ARGS)" --train-args "$(TRAIN_ARGS)"
+	$(BIN)/cafe reproduce --nproc-per-node $(NPROC) --extract-args "$(EXTRACT_ARGS)" --train-args "$(TRAIN_ARGS)"
 
 sweep: setup
-	$(BIN)/cafe reproduce --tables 1 --sweep --extract-args "$(EXTRACT_ARGS)" --train-args "$(TRAIN_ARGS)"
+	$(BIN)/cafe reproduce --tables 1 --sweep --nproc-per-node $(NPROC) --extract-args "$(EXTRACT_ARGS)" --train-args "$(TRAIN_ARGS)"
 
 bench: setup
 	$(BIN)/python -m bench.run $(BENCH_ARGS)

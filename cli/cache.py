@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from cafe_cache.extract.cache import FeatureCache, find_caches
+from cafe_cache.extract.cache import FeatureCache, find_caches, shards_dir
 
 from .common import out
 
@@ -31,6 +31,10 @@ def info(path: Path = typer.Argument(..., help="A cache file (cache/NAME.h5)."),
     for name, (done, n) in c.splits.items():
         table.add_row(name, f"{n:,}", f"{done:,}")
     out.print(table)
+    shards = sorted(shards_dir(path).glob("shard-*.h5"))
+    if shards:
+        out.print(f"[yellow]{len(shards)} shard files of a torchrun extraction in {shards_dir(path)}[/]: their rows "
+                  "join the cache when all are done; rerun the extraction (any number of ranks) to finish them")
     errors = c.errors()
     out.print(f"{len(errors):,} unreadable images" + (":" if errors else ""))
     for split, p, reason in errors[:show]:

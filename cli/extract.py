@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import time
 from contextlib import nullcontext
 from pathlib import Path
@@ -10,7 +11,7 @@ import typer
 
 from cafe_cache.datasets import build_reader
 from cafe_cache.errors import CafeError
-from cafe_cache.extract.cache import CacheWriter, Fingerprint, cache_path
+from cafe_cache.extract.cache import CacheWriter, Fingerprint, cache_path, shards_dir
 from cafe_cache.options import DEFAULT_MODEL, DEFAULT_PRETRAINED, EXTRACT_PRECISIONS as PRECISIONS, PREPROCESS, VIEWS
 
 from .common import console, progress, rate_text, split_list
@@ -50,7 +51,6 @@ def extract(
     from cafe_cache.distributed import from_env, process_group, rank_device  # torch: only when running
     from cafe_cache.extract.clip import ClipSpec, load_clip
     from cafe_cache.extract.run import default_workers, resolve_precision
-    from cafe_cache.extract.shards import shards_dir
 
     view_list = tuple(split_list(views) or ())
     bad = [v for v in view_list if v not in VIEWS]
@@ -102,7 +102,7 @@ def extract(
                              options)
     if report is None:
         return
-    rate = f"{report.rate:,.1f} img/s" + (f" on {report.ranks} ranks" if getattr(report, "ranks", 1) > 1 else "")
+    rate = f"{report.rate:,.1f} img/s" + (f" on {report.ranks} ranks" if report.ranks > 1 else "")
     say(f"[green]done[/]: {report.images:,} images in {report.seconds:.1f} s ({rate}, {len(view_list)} views each) "
         f"-> {path}")
     if result.skipped:
@@ -114,7 +114,7 @@ def extract(
         say(RANDOM_BANNER)
 
 
-def _bar_hook(bar):
+def _bar_hook(bar, suffix: str = ""):
     """(on_plan, on_batch) callbacks that drive one progress task per split with its live rate."""
     tasks: dict[str, int] = {}
     started: dict[str, float] = {}
@@ -122,7 +122,7 @@ def _bar_hook(bar):
 
     def on_plan(todo: dict[str, int]) -> None:
         last[0] = time.perf_counter()
-        tasks.update({s: bar.add_task(s, total=n, rate="") for s, n in todo.items() if n})
+        tasks.update({s: bar.add_task(s + suffix, total=n, rate="") for s, n in todo.items() if n})
 
     def on_batch(split: str, n: int) -> None:
         started.setdefault(split, last[0])
@@ -137,6 +137,9 @@ def _bar_hook(bar):
 def _single(reader, result, splits, clip, fp, path, dataset, cache_name, store_images, force, options):
     """One process writes the cache directly."""
     from cafe_cache.extract.run import extract as run_extract
+
+    if force:  # shards of an earlier torchrun launch belong to the cache being replaced
+        shutil.rmtree(shards_dir(path), ignore_errors=True)
 
     with CacheWriter(path, fp, dataset=dataset, cache_name=cache_name, root=reader.root,
                      reader_options=reader.options(), splits=splits, skipped=result.skipped,
@@ -160,7 +163,7 @@ def _sharded(ranks, reader, result, splits, clip, fp, path, dataset, cache_name,
     from cafe_cache.extract.shards import extract_sharded
 
     with progress() if ranks.is_main else nullcontext() as bar:
-        on_plan, on_batch = _bar_hook(bar) if bar else (None, None)
+        on_plan, on_batch = _bar_hook(bar, f" (rank 0 of {ranks.world})") if bar else (None, None)
         report = extract_sharded(ranks, reader, splits, result.skipped, clip, fp, path, dataset=dataset,
                                  cache_name=cache_name, store_images=store_images, force=force,
                                  on_plan=on_plan, on_batch=on_batch, **options)

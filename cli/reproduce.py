@@ -17,13 +17,16 @@ from cafe_cache.reproduce import available_datasets, plan, write_tables
 from .common import console, split_list
 
 
-def _run(cmd: list[str], dry_run: bool) -> None:
-    console.print(f"[bold cyan]$ cafe {shlex.join(cmd)}[/]")
+def _run(cmd: list[str], dry_run: bool, nproc: int = 1) -> None:
+    """``cafe CMD`` as one process, or as ``nproc`` processes on this node under torchrun."""
+    launcher = ["torchrun", "--standalone", f"--nproc-per-node={nproc}", "-m", "cli"] if nproc > 1 else ["cafe"]
+    console.print(f"[bold cyan]$ {shlex.join(launcher + cmd)}[/]")
     if dry_run:
         return
-    proc = subprocess.run([sys.executable, "-m", "cli.main", *cmd])
+    python = [sys.executable, "-m", "torch.distributed.run", *launcher[1:]] if nproc > 1 else [sys.executable, "-m", "cli"]
+    proc = subprocess.run([*python, *cmd])
     if proc.returncode != 0:
-        raise CafeError(f"`cafe {shlex.join(cmd)}` failed (exit {proc.returncode}); fix the cause above and rerun "
+        raise CafeError(f"`{shlex.join(launcher + cmd)}` failed (exit {proc.returncode}); fix the cause above and rerun "
                         "`cafe reproduce`: finished steps are not repeated.")
 
 
@@ -37,6 +40,7 @@ def reproduce(
     extract_args: str = typer.Option("", help="Extra `cafe extract` flags, e.g. '--weights ViT-B-32.pt' or '--random-weights'."),
     train_args: str = typer.Option("", help="Extra `cafe train` flags, e.g. '--backbone-weights resnet18_msceleb.pth'."),
     expclip: Path | None = typer.Option(None, help="Exp-CLIP head checkpoint: adds its zero-shot rows to Table 1."),
+    nproc_per_node: int = typer.Option(1, "--nproc-per-node", min=1, help="Run each extraction and training as this many processes on this node (torchrun; one per GPU)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the commands without running them."),
 ) -> None:
     """Reproduce the paper's tables for every dataset whose root is configured (resumable: rerun to continue)."""
@@ -58,7 +62,8 @@ def reproduce(
         raise CafeError(f"--tables: unknown {bad}; choose from {', '.join(TABLES)}.")
 
     for d in usable:  # stage one: finished caches are checked and skipped by cafe extract itself
-        _run(["extract", "--dataset", d, "--cache-dir", str(cache_dir), *shlex.split(extract_args)], dry_run)
+        _run(["extract", "--dataset", d, "--cache-dir", str(cache_dir), *shlex.split(extract_args)], dry_run,
+             nproc_per_node)
     experiments = plan(usable, runs, wanted_tables, sweep)
     targets = ",".join(usable)
     for e in {e.run: e for e in experiments}.values():  # stage two, once per run folder
@@ -67,9 +72,10 @@ def reproduce(
             continue
         common = ["--cache-dir", str(cache_dir), "--targets", targets, "--out", str(e.run)]
         if (e.run / "resume.pt").is_file():
-            _run(["train", "--resume", *common], dry_run)
+            _run(["train", "--resume", *common], dry_run, nproc_per_node)
         else:
-            _run(["train", "--source", e.source, *common, *e.flags, *shlex.split(train_args)], dry_run)
+            _run(["train", "--source", e.source, *common, *e.flags, *shlex.split(train_args)], dry_run,
+                 nproc_per_node)
     zeroshot = ["zeroshot", "--targets", targets, "--cache-dir", str(cache_dir), "--out", str(results / "zeroshot")]
     _run(zeroshot + (["--expclip", str(expclip)] if expclip else []), dry_run)  # reference: no FER training
     if dry_run:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -21,8 +22,8 @@ from typer.testing import CliRunner
 
 from cafe_cache.distributed import SINGLE, GlobalBatchNorm, Ranks, from_env, global_batchnorm, rank_device
 from cafe_cache.errors import CafeError
-from cafe_cache.extract.cache import FeatureCache
-from cafe_cache.extract.shards import cut, shards_dir
+from cafe_cache.extract.cache import FeatureCache, shards_dir
+from cafe_cache.extract.shards import cut
 from cafe_cache.train.loop import rank_batch
 from cafe_cache.train.model import CAFEModel, ModelConfig
 from cli.main import app
@@ -37,19 +38,34 @@ TRAIN = ["train", "-s", "toy", "--backbone-weights", "none", "--image-size", "32
          "--no-eval", "--no-plots"]
 
 
+def launch(cmd: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    """Run ``cmd`` in its own session; a hang is killed with all its processes after 300 s."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=300)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)  # torchrun and every rank it started
+        out, err = proc.communicate()
+        pytest.fail(f"{' '.join(cmd)} hung:\n{out[-2000:]}{err[-3000:]}")
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+
+
 def torchrun(*args: str, cwd: Path, nproc: int = 2, restarts: int = 0) -> subprocess.CompletedProcess:
     """``torchrun --standalone --nproc-per-node N ARGS`` in ``cwd``; ARGS is a script or ``-m cli ...``."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
-           f"--max-restarts={restarts}", *args]
-    return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+    return launch([sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
+                   f"--max-restarts={restarts}", *args], cwd)
 
 
 def cafe(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     """One plain ``cafe`` process."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
-    return subprocess.run([sys.executable, "-m", "cli", *args], cwd=cwd, env=env, capture_output=True, text=True,
-                          timeout=300)
+    return launch([sys.executable, "-m", "cli", *args], cwd)
+
+
+def script(path: Path, *args: str, cwd: Path) -> subprocess.CompletedProcess:
+    """A worker script of tests/ranks as one plain process."""
+    return launch([sys.executable, str(path), *args], cwd)
 
 
 def ok(proc: subprocess.CompletedProcess) -> str:
@@ -115,6 +131,8 @@ def test_a_killed_rank_stops_the_run_and_a_rerun_with_one_process_finishes_it(wo
         with h5py.File(f, "r") as h:
             done[f.name] = int(h["splits/train"].attrs["n_done"])
     assert done["shard-0001.h5"] == 2 * 4  # rank 1 flushed two batches of train before it died
+    info = CliRunner().invoke(app, ["cache", "info", str(path)])
+    assert "UNFINISHED" in info.output and "2 shard files of a torchrun extraction" in info.output
     # relaunched as one plain process: it takes over both shards, keeps what was done, joins them
     out = ok(cafe(*EXTRACT, "--root", "toy", "--store-images", "16", "--cache-dir", "killed", cwd=work))
     assert "done:" in out
@@ -135,7 +153,7 @@ def test_a_finished_cache_is_left_alone_and_other_settings_are_refused_on_every_
 # -- stage two --------------------------------------------------------------------------------
 
 def test_two_rank_step_gives_the_gradients_of_one_process_on_the_whole_batch(tmp_path):
-    ok(cafe_script(RANKS / "grad_step.py", tmp_path / "one.pt", "1", "float32", cwd=tmp_path))
+    ok(script(RANKS / "grad_step.py", str(tmp_path / "one.pt"), "1", "float32", cwd=tmp_path))
     ok(torchrun(str(RANKS / "grad_step.py"), str(tmp_path / "two.pt"), "1", "float32", cwd=tmp_path))
     one, two = torch.load(tmp_path / "one.pt"), torch.load(tmp_path / "two.pt")
     for name, g in one["grads"].items():  # float32 sums in another order: equal to 1e-4 of the largest entry
@@ -146,17 +164,11 @@ def test_two_rank_step_gives_the_gradients_of_one_process_on_the_whole_batch(tmp
 
 
 def test_several_adam_steps_in_float64_agree_to_rounding(tmp_path):
-    ok(cafe_script(RANKS / "grad_step.py", tmp_path / "one.pt", "4", "float64", cwd=tmp_path))
+    ok(script(RANKS / "grad_step.py", str(tmp_path / "one.pt"), "4", "float64", cwd=tmp_path))
     ok(torchrun(str(RANKS / "grad_step.py"), str(tmp_path / "two.pt"), "4", "float64", cwd=tmp_path))
     one, two = torch.load(tmp_path / "one.pt"), torch.load(tmp_path / "two.pt")
     for name, v in one["state"].items():
         torch.testing.assert_close(two["state"][name], v, rtol=1e-9, atol=1e-10, msg=name)
-
-
-def cafe_script(script: Path, *args: str, cwd: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
-    return subprocess.run([sys.executable, str(script), *map(str, args)], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=300)
 
 
 @pytest.fixture(scope="module")

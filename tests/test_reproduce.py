@@ -65,3 +65,14 @@ def test_reproduce_runs_end_to_end_and_writes_tables(two_datasets):
     # a rerun repeats nothing
     again = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=two_datasets)
     assert again.returncode == 0 and again.stderr.count("done already") == 3
+
+
+def test_nproc_per_node_launches_every_extraction_and_training_with_torchrun(two_datasets):
+    cmd = [sys.executable, "-m", "cli.main", "reproduce", "--tables", "1", "--nproc-per-node", "4", "--dry-run"]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=two_datasets)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("$ ")]
+    launched = [line for line in lines if line.startswith("$ torchrun --standalone --nproc-per-node=4 -m cli ")]
+    assert len(launched) == 4  # extract rafdb, mma; train rafdb, mma
+    assert [line for line in lines if line not in launched][0].startswith("$ cafe zeroshot")

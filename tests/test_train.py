@@ -54,7 +54,7 @@ def caches(tmp_path_factory) -> Path:
 
 
 def config(caches: Path, **kw) -> TrainConfig:
-    base = dict(source="synth-line", cache_dir=str(caches), backbone_weights="none", epochs=6, batch_size=14,
+    base = dict(source="synth-line", cache_dir=str(caches), backbone_weights="none", epochs=8, batch_size=14,
                 lr=1e-3, image_size=32, workers=0, seed=3)
     return TrainConfig(**{**base, **kw})
 
@@ -67,10 +67,10 @@ def trained(caches, tmp_path_factory) -> tuple[Path, list]:
 
 def test_loss_falls_and_source_accuracy_beats_chance(trained):
     run, history = trained
-    assert len(history) == 6
+    assert len(history) == 8
     assert history[-1]["loss"] < history[0]["loss"] - 0.05
     assert history[-1]["ce"] < history[0]["ce"]
-    assert max(h["source_test_acc"] for h in history) >= 2 * 100 / 7  # chance is 14.3%
+    assert max(h["source_test_acc"] for h in history) > 2 * 100 / 7 + 1  # chance is 14.3%: at least 9 of 28
     assert history[1]["lr"] == pytest.approx(1e-3 * 0.9)  # ExponentialLR steps once per epoch
     assert json.loads((run / "metrics.json").read_text()) == history
 

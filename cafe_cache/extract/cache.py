@@ -97,6 +97,12 @@ def cache_path(cache_dir: str | Path, cache_name: str) -> Path:
     return Path(cache_dir) / f"{cache_name}.h5"
 
 
+def shards_dir(path: Path) -> Path:
+    """The shard folder of a torchrun extraction of cache ``path`` (``cache/x.h5`` -> ``cache/x.shards``;
+    see :mod:`.shards`)."""
+    return Path(path).with_suffix(".shards")
+
+
 def _lock(path: Path) -> FileLock:
     lock = FileLock(str(path) + ".lock", timeout=0)
     try:

@@ -95,6 +95,7 @@ class ExtractReport:
     errors: list[tuple[str, str, str]] = field(default_factory=list)  # (split, path, reason)
     seconds: float = 0.0
     resumed_from: dict[str, int] = field(default_factory=dict)
+    ranks: int = 1  # processes that shared the work (torchrun)
 
     @property
     def rate(self) -> float:

@@ -30,16 +30,11 @@ import torch
 from ..datasets.base import Reader, Sample
 from ..distributed import Ranks
 from ..errors import CafeError
-from .cache import CacheWriter, Fingerprint
+from .cache import CacheWriter, Fingerprint, shards_dir
 from .clip import LoadedClip
 from .run import ExtractReport, extract
 
 COPY_ROWS = 4096  # rows per copy when joining shards into the cache
-
-
-def shards_dir(path: Path) -> Path:
-    """The shard folder of cache file ``path`` (``cache/affectnet.h5`` -> ``cache/affectnet.shards``)."""
-    return path.with_suffix(".shards")
 
 
 def shard_path(folder: Path, k: int) -> Path:
@@ -144,18 +139,12 @@ def join(writer: CacheWriter, plan: Plan, folder: Path) -> None:
     writer.finish()
 
 
-@dataclass
-class ShardedReport(ExtractReport):
-    ranks: int = 1
-    shards: int = 0
-
-
 def extract_sharded(ranks: Ranks, reader: Reader, splits: dict[str, list[Sample]], skipped: list[tuple[str, str]],
                     clip: LoadedClip, fingerprint: Fingerprint, path: Path, *, dataset: str, cache_name: str,
                     store_images: int = 0, force: bool = False, batch_size: int = 64, workers: int = 0,
                     device: torch.device | str = "cpu", precision: str = "fp32",
                     on_plan: Callable[[dict[str, int]], None] | None = None,
-                    on_batch: Callable[[str, int], None] | None = None) -> ShardedReport | None:
+                    on_batch: Callable[[str, int], None] | None = None) -> ExtractReport | None:
     """Extract ``splits`` into the cache at ``path`` with every rank of ``ranks`` (called on all of
     them). None when the cache was already complete. ``on_plan`` gets this rank's rows to do per split
     before the work starts."""
@@ -195,9 +184,8 @@ def extract_sharded(ranks: Ranks, reader: Reader, splits: dict[str, list[Sample]
         if ranks.is_main:
             join(main["writer"], plan, folder)
             shutil.rmtree(folder)
-        report = ShardedReport(images=sum(r.images for r in everyone), errors=[e for r in everyone for e in r.errors],
-                               seconds=time.perf_counter() - t0, resumed_from=dict(plan.start),
-                               ranks=ranks.world, shards=plan.shards)
+        report = ExtractReport(images=sum(r.images for r in everyone), errors=[e for r in everyone for e in r.errors],
+                               seconds=time.perf_counter() - t0, resumed_from=dict(plan.start), ranks=ranks.world)
         ranks.barrier()  # the cache is whole before any rank reports done
         return report
     finally:
