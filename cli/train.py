@@ -80,7 +80,7 @@ def train(
                           online_clip=online_clip, clip_weights=clip_weights, limit=limit, workers=workers,
                           device=device, precision=precision)
         out = out or Path("runs") / f"{source}-{datetime.now():%Y%m%d-%H%M%S}"
-        if (out / "resume.pt").exists() and not resume:
+        if (out / "resume.pt").exists():
             raise CafeError(f"{out} already holds a run; pass --resume to continue it or another --out.")
     say = console.print if ranks.is_main else (lambda *a, **k: None)  # rank 0 speaks for all
     say(f"training on [bold]{cfg.source}[/] -> {out}  (CLIP input: {cfg.clip_input}, variant {cfg.variant})")
