@@ -55,8 +55,9 @@ class Ranks:
     def distributed(self) -> bool:
         return self.world > 1
 
-    def __str__(self) -> str:
-        return f"rank {self.rank} of {self.world}"
+    def main_only(self, say: Callable[..., Any]) -> Callable[..., Any]:
+        """``say`` on rank 0, a no-op elsewhere: rank 0 speaks for all."""
+        return say if self.is_main else (lambda *args, **kwargs: None)
 
     # -- collectives (no-ops for one rank) --------------------------------------------------
     def barrier(self) -> None:

@@ -64,7 +64,7 @@ def extract(
         raise CafeError(f"--precision {precision!r}: choose from {', '.join(PRECISIONS)}.")
 
     ranks = from_env()
-    say = console.print if ranks.is_main else (lambda *a, **k: None)  # rank 0 speaks for all
+    say = ranks.main_only(console.print)
     folder_name = name if dataset == "folder" else None  # other readers: --name only renames the cache
     reader = build_reader(dataset, root, strict=not skip_bad, **reader_options(dataset, class_map, folder_name))
     cache_name = name or reader.cache_name

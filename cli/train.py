@@ -82,7 +82,7 @@ def train(
         out = out or Path("runs") / f"{source}-{datetime.now():%Y%m%d-%H%M%S}"
         if (out / "resume.pt").exists():
             raise CafeError(f"{out} already holds a run; pass --resume to continue it or another --out.")
-    say = console.print if ranks.is_main else (lambda *a, **k: None)  # rank 0 speaks for all
+    say = ranks.main_only(console.print)
     say(f"training on [bold]{cfg.source}[/] -> {out}  (CLIP input: {cfg.clip_input}, variant {cfg.variant})")
 
     dev = rank_device(cfg.device, ranks)

@@ -13,6 +13,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from ..datasets.base import ImageReadError, Reader, Sample
+from ..distributed import SINGLE, rank_device
 from ..options import EXTRACT_PRECISIONS as PRECISIONS
 from .cache import CacheWriter
 from .clip import LoadedClip
@@ -21,9 +22,8 @@ from .preprocess import load_uint8, make_view, mean_std, normalize, resize_uint8
 
 
 def pick_device(device: str = "auto") -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    """The device of a one-process command: ``auto`` is CUDA when present."""
+    return rank_device(device, SINGLE)
 
 
 def default_workers(device: torch.device, processes_per_node: int = 1) -> int:

@@ -173,10 +173,11 @@ def extract_sharded(ranks: Ranks, reader: Reader, splits: dict[str, list[Sample]
             on_plan(shard_todo(plan, folder, ranks))
         mine = ExtractReport()
         for k in plan.mine(ranks):
+            samples = plan.samples(k, splits)
             with CacheWriter(shard_path(folder, k), fingerprint, dataset=dataset, cache_name=cache_name,
-                             root=reader.root, reader_options=reader.options(), splits=plan.samples(k, splits),
+                             root=reader.root, reader_options=reader.options(), splits=samples,
                              skipped=[], feature_dim=clip.embed_dim, store_images=store_images) as shard:
-                r = extract(reader, plan.samples(k, splits), clip, shard, batch_size=batch_size, workers=workers,
+                r = extract(reader, samples, clip, shard, batch_size=batch_size, workers=workers,
                             device=device, precision=precision, on_batch=on_batch)
             mine.images += r.images
             mine.errors += r.errors

@@ -110,7 +110,7 @@ def train(cfg: TrainConfig, run: Path, *, resume: bool = False, log: Callable[[s
           on_step: Callable[[int, int], None] | None = None, ranks: Ranks = SINGLE) -> list[dict[str, Any]]:
     """Train into the run folder ``run``; returns the per-epoch history. With several ranks, call it in
     every process (inside :func:`cafe_cache.distributed.process_group`)."""
-    log = log if ranks.is_main else (lambda message: None)
+    log = ranks.main_only(log)
     run.mkdir(parents=True, exist_ok=True)
     device = rank_device(cfg.device, ranks)
     precision = resolve_train_precision(cfg.precision, device)
