@@ -5,4 +5,4 @@ and stores its features in HDF5.  Stage two (:mod:`cafe_cache.train`) trains the
 ResNet mask branch of CAFE against those cached features.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

@@ -44,21 +44,30 @@ def metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, Any]:
     }
 
 
-def clip_for(fingerprint: Fingerprint, weights_file: str | None, device, *, images: bool = True) -> LoadedClip:
-    """The CLIP a cache was made with (for --online-clip, --bgr-targets, predict; ``images=False``: text only)."""
+def clip_for(fingerprint: Fingerprint, weights_file: str | None, device, *, images: bool = True,
+             official_fp16: bool = False) -> LoadedClip:
+    """The CLIP a cache was made with (for --online-clip, --bgr-targets, predict; ``images=False``: text only).
+
+    ``official_fp16``: on CUDA keep CLIP's weights in fp16, as the official code does when it runs CLIP
+    on every batch (:func:`online_features` casts the input and returns fp32 features).
+    """
     if images and fingerprint.preprocess != "official":
         raise CafeError("online CLIP reproduces the official input only; this cache used --preprocess "
                         f"{fingerprint.preprocess}. Re-extract with --preprocess official.")
     if fingerprint.random_weights:
-        spec = ClipSpec(model=fingerprint.model, random_weights=True, seed=fingerprint.seed)
+        spec = ClipSpec(model=fingerprint.model, random_weights=True, seed=fingerprint.seed,
+                        activation=fingerprint.activation)
     elif fingerprint.weights.startswith("pretrained:"):
-        spec = ClipSpec(model=fingerprint.model, pretrained=fingerprint.weights.split(":", 1)[1])
+        spec = ClipSpec(model=fingerprint.model, pretrained=fingerprint.weights.split(":", 1)[1],
+                        activation=fingerprint.activation)
     else:
         if not weights_file:
             raise CafeError(f"the cache was made from the CLIP file {fingerprint.weights[5:]}; pass it again "
                             "with --clip-weights FILE to run CLIP online.")
-        spec = ClipSpec(model=fingerprint.model, weights=weights_file)
+        spec = ClipSpec(model=fingerprint.model, weights=weights_file, activation=fingerprint.activation)
     clip = load_clip(spec, device)
+    if official_fp16 and torch.device(device).type == "cuda":
+        clip.model.half()  # the official code keeps CLIP's weights in fp16 on CUDA; features come back fp32
     if fingerprint.weights_sha256 and clip.info.sha256 != fingerprint.weights_sha256:
         raise CafeError(f"--clip-weights {weights_file} is not the file the cache was made with (sha256 differs).")
     return clip
@@ -69,7 +78,7 @@ def online_features(clip: LoadedClip, images: torch.Tensor) -> torch.Tensor:
     if images.shape[-1] != clip.image_size:
         images = F.interpolate(images, size=(clip.image_size,) * 2, mode="bilinear", antialias=True,
                                align_corners=False)
-    return clip.encode(images).float()
+    return clip.encode(images.to(next(clip.model.parameters()).dtype)).float()
 
 
 @dataclass
@@ -145,7 +154,7 @@ def evaluate_caches(model: CAFEModel, caches: dict[str, FeatureCache], *, image_
         data = cache.load(split)
         bgr = name in bgr_targets or cache.dataset in bgr_targets
         ds = PairedSamples(data, reader_for(cache, (roots or {}).get(name)), cache.fingerprint.views, image_size, bgr=bgr)
-        clip = clip_for(cache.fingerprint, clip_weights, device) if bgr else None
+        clip = clip_for(cache.fingerprint, clip_weights, device, official_fp16=True) if bgr else None
         if on_start:
             on_start(name, len(ds))
         pred = predict_split(model, ds, batch_size=batch_size, workers=workers, device=device, clip=clip,

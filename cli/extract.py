@@ -31,6 +31,7 @@ def extract(
     weights: Path | None = typer.Option(None, help="Local CLIP checkpoint file (overrides --pretrained)."),
     random_weights: bool = typer.Option(False, "--random-weights", help="Randomly initialised CLIP (seeded). For smoke tests only; recorded in the cache."),
     seed: int = typer.Option(0, help="Seed of --random-weights."),
+    activation: str = typer.Option("auto", help="CLIP MLP activation: auto (what the weights were trained with: QuickGELU for OpenAI's CLIP and the default ViT-B-32, as the official code), quickgelu or gelu."),
     views: str = typer.Option("clean,hflip", help=f"Views to store per image, from {', '.join(VIEWS)}."),
     preprocess: str = typer.Option("official", help="official: resize 224x224 + ImageNet mean/std (the CAFE code); clip: CLIP's own transform."),
     dtype: str = typer.Option("float16", help="Stored feature dtype: float16 or float32."),
@@ -79,7 +80,7 @@ def extract(
     prec = resolve_precision(precision, dev)
     workers = default_workers(dev, ranks.local_world) if workers is None else workers
     spec = ClipSpec(model=model, pretrained=pretrained, weights=str(weights) if weights else None,
-                    random_weights=random_weights, seed=seed)
+                    random_weights=random_weights, seed=seed, activation=activation)
     with process_group(ranks=ranks):  # collectives of stage one are small Python objects: gloo
         with ranks.local_main_first():  # a download happens once per node
             clip = load_clip(spec, dev)

@@ -37,3 +37,33 @@ def write_folder_dataset(root: Path, per_class: dict[str, int], size: int = 24, 
 @pytest.fixture
 def folder_dataset(tmp_path: Path) -> Path:
     return write_folder_dataset(tmp_path / "toyset", {"train": 3, "test": 2})
+
+
+def write_hf_cache(root: Path, monkeypatch, model: str, tag: str, state: dict[str, torch.Tensor],
+                   fmt: str = "safetensors") -> Path:
+    """A Hugging Face hub cache as open_clip leaves it after downloading ``model``/``tag`` (offline use).
+
+    ``fmt`` "safetensors" writes ``open_clip_model.safetensors`` (what open_clip prefers), "bin" writes
+    ``open_clip_pytorch_model.bin``. The hub's cache folder is pointed at ``root`` for this test.
+    """
+    import huggingface_hub.constants
+    import open_clip
+    from open_clip.pretrained import HF_SAFE_WEIGHTS_NAME, HF_WEIGHTS_NAME
+    from safetensors.torch import save_file
+
+    repo, filename = os.path.split(open_clip.get_pretrained_cfg(model, tag)["hf_hub"])
+    filename = filename or (HF_SAFE_WEIGHTS_NAME if fmt == "safetensors" else HF_WEIGHTS_NAME)
+    revision = "0" * 40
+    repo_dir = root / f"models--{repo.replace('/', '--')}"
+    (repo_dir / "refs").mkdir(parents=True, exist_ok=True)
+    (repo_dir / "refs" / "main").write_text(revision)
+    file = repo_dir / "snapshots" / revision / filename
+    file.parent.mkdir(parents=True, exist_ok=True)
+    if fmt == "safetensors":
+        save_file({k: v.contiguous() for k, v in state.items()}, str(file))
+    else:
+        torch.save(state, file)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(root))
+    monkeypatch.setenv("HF_HUB_CACHE", str(root))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    return file

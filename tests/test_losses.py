@@ -16,10 +16,24 @@ def test_drop_mask_512_drops_10_per_group_of_73():
     mask = channel_drop_mask(512)
     assert mask.shape == (512,) and mask.dtype == torch.float32
     assert set(mask.tolist()) == {0.0, 1.0}
-    zeros_per_group = (mask[:511].reshape(7, 73) == 0).sum(dim=1)
-    assert zeros_per_group.tolist() == [10] * 7
-    assert mask[511] == 1
+    zeros_per_group = (mask[:438].reshape(6, 73) == 0).sum(dim=1)
+    assert zeros_per_group.tolist() == [10] * 6
+    assert (mask[438:] == 0).sum() == 10  # group 6 places its 10 zeros among 74 positions, 511 included
     assert mask.sum() == 512 - 70
+
+
+def test_drop_law_of_group_6_is_the_official_one():
+    """Official Mask(): 10 zeros among positions 438..511; 511 is never pooled, so group 6 loses 10
+    pooled channels with p = 64/74 and 9 otherwise (mean 9.865), and 511 is zero with p = 10/74."""
+    g = torch.Generator().manual_seed(0)
+    masks = torch.stack([channel_drop_mask(512, generator=g) for _ in range(20000)])
+    pooled_drops = (masks[:, 438:511] == 0).sum(dim=1)
+    assert set(pooled_drops.unique().tolist()) == {9, 10}
+    p10 = (pooled_drops == 10).double().mean().item()
+    se = math.sqrt(64 / 74 * 10 / 74 / len(masks))
+    assert abs(p10 - 64 / 74) < 4 * se  # 4 standard errors: fails for "always 10" (p = 1) and uniform laws
+    assert abs((masks[:, 511] == 0).double().mean().item() - 10 / 74) < 4 * se
+    assert ((masks[:, :438].reshape(-1, 6, 73) == 0).sum(dim=2) == 10).all()  # groups 0-5: always 10
 
 
 def test_drop_mask_draws_differ_and_seed_repeats():
@@ -30,14 +44,15 @@ def test_drop_mask_draws_differ_and_seed_repeats():
 
 
 def test_drop_mask_small_width():
-    # 23 channels, 7 classes: groups of k = 3, channels 21 and 22 in no group;
-    # default drop = max(1, round(3 * 10 / 73)) = 1 per group.
+    # 23 channels, 7 classes: groups of k = 3, channels 21 and 22 in no group but placed with the
+    # last group's draw (as 511 for 512); default drop = max(1, round(3 * 10 / 73)) = 1 per group.
     mask = channel_drop_mask(23)
-    assert (mask[:21].reshape(7, 3) == 0).sum(dim=1).tolist() == [1] * 7
-    assert mask[21:].tolist() == [1.0, 1.0]
+    assert (mask[:18].reshape(6, 3) == 0).sum(dim=1).tolist() == [1] * 6
+    assert (mask[18:] == 0).sum() == 1
     assert mask.sum() == 16
     two = channel_drop_mask(23, drop=2)
-    assert (two[:21].reshape(7, 3) == 0).sum(dim=1).tolist() == [2] * 7
+    assert (two[:18].reshape(6, 3) == 0).sum(dim=1).tolist() == [2] * 6
+    assert (two[18:] == 0).sum() == 2
     assert channel_drop_mask(21, drop=0).sum() == 21
 
 

@@ -61,6 +61,8 @@ class Fingerprint:
     image_size: int
     dtype: str
     precision: str
+    # the MLP activation CLIP was built with; caches of cafe 0.1 lack it and were all built with GELU
+    activation: str = "gelu"
 
     @classmethod
     def for_clip(cls, clip: "LoadedClip", *, preprocess: str, views: tuple[str, ...], dtype: str,
@@ -69,7 +71,7 @@ class Fingerprint:
         info = clip.info
         return cls(model=info.model, weights=info.source, weights_sha256=info.sha256,
                    random_weights=info.random_weights, seed=info.seed, preprocess=preprocess, views=tuple(views),
-                   image_size=clip.image_size, dtype=dtype, precision=precision)
+                   image_size=clip.image_size, dtype=dtype, precision=precision, activation=info.activation)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -78,6 +80,7 @@ class Fingerprint:
     def from_json(cls, text: str) -> "Fingerprint":
         d = json.loads(text)
         d["views"] = tuple(d["views"])
+        d.setdefault("activation", "quickgelu" if d["model"].endswith("-quickgelu") else "gelu")  # cafe <= 0.1
         return cls(**d)
 
     def differences(self, other: "Fingerprint") -> list[str]:
@@ -86,11 +89,13 @@ class Fingerprint:
 
     @property
     def weights_label(self) -> str:
-        return f"{self.model} RANDOM WEIGHTS (seed {self.seed})" if self.random_weights else f"{self.model} {self.weights}"
+        who = f"RANDOM WEIGHTS (seed {self.seed})" if self.random_weights else self.weights
+        return f"{self.model} {who} ({self.activation})"
 
     def same_weights(self, other: "Fingerprint") -> bool:
-        return (self.model, self.weights, self.weights_sha256, self.random_weights, self.seed) == \
-               (other.model, other.weights, other.weights_sha256, other.random_weights, other.seed)
+        """Same CLIP: model, weights and activation (features of the two are comparable)."""
+        return (self.model, self.weights, self.weights_sha256, self.random_weights, self.seed, self.activation) == \
+               (other.model, other.weights, other.weights_sha256, other.random_weights, other.seed, other.activation)
 
 
 def cache_path(cache_dir: str | Path, cache_name: str) -> Path:
@@ -170,8 +175,8 @@ class CacheWriter:
         diff = have.differences(self.fingerprint)
         if diff:
             f.close()
-            raise CafeError(f"{self.path} was made with other settings ({'; '.join(diff)}). Pass --force to "
-                            "replace it, or --cache-dir DIR to keep both.")
+            raise CafeError(f"{self.path} was made with other settings ({'; '.join(diff)}). Re-extract it: pass "
+                            "--force to replace it, or --cache-dir DIR to keep both.")
         stored = int(f.attrs.get("stored_image_size", 0))
         if stored != self.store_images:
             f.close()
@@ -296,6 +301,7 @@ class FeatureCache:
         with _open_checked(self.path) as f:
             a = f.attrs
             self.fingerprint = Fingerprint.from_json(a["fingerprint"])
+            self.activation_recorded = "activation" in json.loads(a["fingerprint"])
             self.dataset = str(a["dataset"])
             self.cache_name = str(a["cache_name"])
             self.root = Path(str(a["root"]))
@@ -313,6 +319,18 @@ class FeatureCache:
         if not self.complete:
             todo = ", ".join(f"{s} {d}/{n}" for s, (d, n) in self.splits.items())
             raise CafeError(f"{self.path} is unfinished ({todo}); rerun the same `cafe extract` to complete it.")
+        self.require_official_activation()
+
+    def require_official_activation(self) -> None:
+        """Refuse a cache of cafe <= 0.1, which built OpenAI-trained CLIPs with GELU instead of QuickGELU."""
+        from .clip import official_activation  # open_clip: only when a cache is used
+
+        fp = self.fingerprint
+        tag = fp.weights.split(":", 1)[1] if fp.weights.startswith("pretrained:") else None
+        if not self.activation_recorded and official_activation(fp.model, tag) == "quickgelu":
+            raise CafeError(f"{self.path} was extracted by cafe {self.cafe_version} with GELU, but {fp.model}'s "
+                            "weights need QuickGELU, so its features are off. Re-extract it: rerun its `cafe extract` "
+                            "with --force.")
 
     def load(self, split: str, views: list[str] | None = None) -> SplitData:
         """Features of the images that were read, as float32, in dataset order."""

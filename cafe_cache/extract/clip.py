@@ -21,6 +21,7 @@ CONFIG_DIR = Path(__file__).parent / "model_configs"  # cafe's own configs (e.g.
 open_clip.add_model_config(CONFIG_DIR)
 
 RANDOM_SEED = 0
+ACTIVATIONS = ("auto", "quickgelu", "gelu")  # --activation; auto: what the weights were trained with
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,7 @@ class ClipSpec:
     weights: str | None = None  # local checkpoint file
     random_weights: bool = False
     seed: int = RANDOM_SEED  # random-weights seed
+    activation: str = "auto"  # transformer MLP activation; see official_activation()
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,7 @@ class WeightsInfo:
     sha256: str | None  # of the checkpoint file, when one was read
     random_weights: bool
     seed: int | None
+    activation: str = "gelu"  # "quickgelu" or "gelu": the MLP activation the model was built with
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -50,8 +53,8 @@ class WeightsInfo:
     @property
     def label(self) -> str:
         if self.random_weights:
-            return f"{self.model} RANDOM WEIGHTS (seed {self.seed})"
-        return f"{self.model} {self.source}"
+            return f"{self.model} RANDOM WEIGHTS (seed {self.seed}, {self.activation})"
+        return f"{self.model} {self.source} ({self.activation})"
 
 
 @dataclass
@@ -69,6 +72,40 @@ class LoadedClip:
     def encode(self, images: torch.Tensor) -> torch.Tensor:
         """Raw (not L2-normalised) image features, as CAFE uses them."""
         return self.model.encode_image(images, normalize=False)
+
+
+def official_activation(model: str, pretrained: str | None = DEFAULT_PRETRAINED) -> str:
+    """The MLP activation ``model``'s weights were trained with: ``quickgelu`` or ``gelu``.
+
+    OpenAI's CLIP (and the official CAFE code) use QuickGELU, x * sigmoid(1.702 x); open_clip's plain
+    configs (``ViT-B-32``) build GELU even with the ``openai`` tag and only log a warning. The answer
+    comes from the pretrained tag's own ``quick_gelu`` flag: the given tag, or, for a file or random
+    weights, the model's ``openai`` tag (so the default ViT-B-32 is always built as OpenAI's CLIP).
+    ``-quickgelu`` model names are QuickGELU by their config.
+    """
+    if model.endswith("-quickgelu"):
+        return "quickgelu"
+    cfg = open_clip.get_pretrained_cfg(model, pretrained or DEFAULT_PRETRAINED) or {}
+    return "quickgelu" if cfg.get("quick_gelu") else "gelu"
+
+
+def resolve_activation(spec: ClipSpec) -> str:
+    """``spec.activation``, with ``auto`` resolved (see :func:`official_activation`)."""
+    if spec.activation not in ACTIVATIONS:
+        raise CafeError(f"--activation {spec.activation!r}: choose from {', '.join(ACTIVATIONS)}.")
+    file_or_random = spec.weights or spec.random_weights
+    official = official_activation(spec.model, None if file_or_random else spec.pretrained)
+    if spec.activation == "auto":
+        return official
+    if spec.model.endswith("-quickgelu") and spec.activation == "gelu":
+        raise CafeError(f"--model {spec.model} is QuickGELU by name; drop --activation gelu or use the plain name.")
+    return spec.activation
+
+
+def _create(model: str, activation: str, pretrained: str | None = None) -> torch.nn.Module:
+    """open_clip's model with the activation asked for (``-quickgelu`` configs carry it already)."""
+    quick = activation == "quickgelu" and not model.endswith("-quickgelu")
+    return open_clip.create_model(model, pretrained=pretrained, force_quick_gelu=quick)
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
@@ -97,33 +134,34 @@ def _how_to_get_weights(model: str) -> str:
 def load_clip(spec: ClipSpec, device: str | torch.device = "cpu") -> LoadedClip:
     """Build the CLIP model named by ``spec`` with its weights, frozen and in eval mode."""
     _check_model_name(spec.model)
+    act = resolve_activation(spec)
     if spec.random_weights:
         if spec.weights:
             raise CafeError("--random-weights and --weights exclude each other; pass one.")
         with torch.random.fork_rng(devices=[]):  # seeded, without disturbing the caller's RNG
             torch.manual_seed(spec.seed)
-            model = open_clip.create_model(spec.model, pretrained=None)
-        info = WeightsInfo(spec.model, "random", None, True, spec.seed)
+            model = _create(spec.model, act)
+        info = WeightsInfo(spec.model, "random", None, True, spec.seed, act)
     elif spec.weights:
         path = Path(spec.weights).expanduser()
         if not path.is_file():
             raise CafeError(f"weights file not found: {path}. " + _how_to_get_weights(spec.model))
-        model = open_clip.create_model(spec.model, pretrained=None)
+        model = _create(spec.model, act)
         try:
             open_clip.load_checkpoint(model, str(path), strict=True)
         except Exception as e:  # open_clip raises RuntimeError/KeyError/pickle errors for a wrong file
             raise CafeError(f"{path}: not a checkpoint of {spec.model} ({type(e).__name__}: {str(e)[:300]}). "
                             "Check --model matches the file.") from e
-        info = WeightsInfo(spec.model, f"file:{path.name}", sha256_file(path), False, None)
+        info = WeightsInfo(spec.model, f"file:{path.name}", sha256_file(path), False, None, act)
     elif spec.pretrained:
         if not open_clip.get_pretrained_cfg(spec.model, spec.pretrained):
             raise CafeError(f"{spec.model} has no pretrained tag {spec.pretrained!r}. " + _how_to_get_weights(spec.model))
         try:
-            model = open_clip.create_model(spec.model, pretrained=spec.pretrained)
+            model = _create(spec.model, act, spec.pretrained)
         except Exception as e:  # download failures surface as RuntimeError/OSError/HF errors
             raise CafeError(f"could not load {spec.model} weights {spec.pretrained!r} ({type(e).__name__}: "
                             f"{str(e)[:300]}). " + _how_to_get_weights(spec.model)) from e
-        info = WeightsInfo(spec.model, f"pretrained:{spec.pretrained}", None, False, None)
+        info = WeightsInfo(spec.model, f"pretrained:{spec.pretrained}", None, False, None, act)
     else:
         raise CafeError("no CLIP weights given. " + _how_to_get_weights(spec.model))
 

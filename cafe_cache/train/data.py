@@ -1,7 +1,9 @@
 """Stage-two samples: an image for the mask branch paired with its cached CLIP feature.
 
 Each training sample flips its image with probability 1/2 and then takes the cached feature of
-the matching view (``hflip`` for a flipped image), so image and feature always agree. The
+the matching view (``hflip`` for a flipped image), so image and feature always agree. Gaussian
+noise is added to the uint8 image at its source size (100 px RAF-DB, 48 px FERPlus) before the
+resize, as the official code does (with ``--store-images S``, the stored S x S image). The
 official code also adds Gaussian noise and random erasing before CLIP; with the cache CLIP sees
 only the clean/flipped view while the mask branch sees the fully augmented image. That is the
 named deviation ``clip_input = "cached-views"``; ``--online-clip`` restores the official
@@ -68,6 +70,14 @@ def to_tensor(image: Image.Image, size: int) -> torch.Tensor:
     return torch.from_numpy(arr).permute(2, 0, 1).div_(255)
 
 
+def add_noise(pixels: np.ndarray, generator: torch.Generator) -> np.ndarray:
+    """Gaussian noise of variance 30 on a uint8 (H, W, 3) image at its source size, clipped to 0..255 and
+    truncated back to uint8, as the official code does before its resize to 224 (the resize then
+    smooths it: spatially correlated noise, about 0.67x the per-pixel std of noise added at 224)."""
+    noise = torch.randn(pixels.shape, generator=generator).numpy() * NOISE_VARIANCE ** 0.5
+    return np.clip(pixels.astype(np.float32) + noise, 0, 255).astype(np.uint8)
+
+
 def _normalize(x: torch.Tensor) -> torch.Tensor:
     return v2.functional.normalize(x, IMAGENET_MEAN, IMAGENET_STD)
 
@@ -92,14 +102,19 @@ class PairedSamples(Dataset):
     def __len__(self) -> int:
         return len(self.data.labels)
 
+    def generator(self, i: int) -> torch.Generator:
+        """The generator of sample ``i``'s random draws this epoch (noise?, noise, flip?, erasing)."""
+        return torch.Generator().manual_seed(hash((self.seed, self.epoch, i)) % (2**63))
+
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor, int]:
-        g = torch.Generator().manual_seed(hash((self.seed, self.epoch, i)) % (2**63))
-        x = to_tensor(self.image(i), self.image_size)
+        g = self.generator(i)
+        pixels = np.asarray(self.image(i), dtype=np.uint8)
+        if self.augment.noise and torch.rand(1, generator=g).item() < NOISE_P:
+            pixels = add_noise(pixels, g)  # the official order: on the uint8 image at its own size
+        x = to_tensor(Image.fromarray(pixels), self.image_size)
         if self.bgr:
             x = x.flip(0)
         view = self.clean
-        if self.augment.noise and torch.rand(1, generator=g).item() < NOISE_P:
-            x = (x + torch.randn(x.shape, generator=g) * (NOISE_VARIANCE ** 0.5 / 255)).clamp_(0, 1)
         if self.augment.flip and torch.rand(1, generator=g).item() < 0.5:
             x, view = x.flip(-1), self.flipped
         x = _normalize(x)

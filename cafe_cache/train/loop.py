@@ -127,7 +127,7 @@ def train(cfg: TrainConfig, run: Path, *, resume: bool = False, log: Callable[[s
     test_data = limit_split(cache.load("test"), cfg.limit and max(1, cfg.limit // 4), cfg.seed)
     train_set = PairedSamples(train_data, reader, views, cfg.image_size, cfg.augment, cfg.seed)
     test_set = PairedSamples(test_data, reader, views, cfg.image_size)
-    clip = clip_for(cache.fingerprint, cfg.clip_weights, device) if cfg.online_clip else None
+    clip = clip_for(cache.fingerprint, cfg.clip_weights, device, official_fp16=True) if cfg.online_clip else None
     clip_dim = train_data.features.shape[-1]
 
     # -- model and optimiser ---------------------------------------------------------------------

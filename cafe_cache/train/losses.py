@@ -44,19 +44,24 @@ def channel_drop_mask(dim: int, num_classes: int = NUM_CLASSES, drop: int | None
                       device: torch.device | str | None = None) -> Tensor:
     """Eq. (4): a (dim,) 0/1 float mask with ``drop`` random zeros in each class group.
 
-    One mask serves the whole batch; the caller draws a new one every step.  Channels after the
-    last group stay 1 (they are never pooled).  The draw is made on the CPU (``generator`` must
-    be a CPU generator, or None for the global RNG) and then moved to ``device``.
+    The official drop law: every group but the last places its zeros among its ``k`` channels; the
+    last group places them among its ``k`` channels AND the trailing ones that are never pooled
+    (official ``Mask()``: 74 positions 438..511 for 512 channels), so it loses ``drop`` pooled
+    channels with probability k / (k + tail), else fewer (group 6: 10 with p = 64/74, else 9).
+    One mask serves the whole batch; the caller draws a new one every step.  The draw is made on the
+    CPU (``generator`` must be a CPU generator, or None for the global RNG) and moved to ``device``.
     """
     k = group_width(dim, num_classes)
     drop = default_drop(k) if drop is None else drop
     if not 0 <= drop <= k:
         raise CafeError(f"channel drop {drop} is out of range: it must be between 0 and the "
                         f"group width {k}")
-    dropped = torch.rand(num_classes, k, generator=generator).argsort(dim=1)[:, :drop]
-    grouped = torch.ones(num_classes, k).scatter_(1, dropped, 0.0)
-    tail = torch.ones(dim - num_classes * k)
-    return torch.cat([grouped.flatten(), tail]).to(device)
+    sizes = [k] * (num_classes - 1) + [dim - (num_classes - 1) * k]  # the last group takes the tail
+    groups = []
+    for size in sizes:
+        zeros = torch.rand(size, generator=generator).argsort()[:drop]
+        groups.append(torch.ones(size).index_fill_(0, zeros, 0.0))
+    return torch.cat(groups).to(device)
 
 
 def group_max_logits(features: Tensor, num_classes: int = NUM_CLASSES) -> Tensor:
