@@ -30,7 +30,7 @@ from .errors import CafeError
 from .extract.cache import FeatureCache, cache_path
 from .figures import DPI, grad_cam, plot_class_masks, plot_confusion, plot_cross_domain, plot_gradcam_grid, \
     plot_training_curves
-from .options import GRADCAM_IMAGES
+from .options import DEFAULT_WHICH, GRADCAM_IMAGES
 from .paper import CAFE_CROSS_DOMAIN
 from .train.checkpoint import load_model, read_config
 from .train.data import PairedSamples, reader_for
@@ -48,7 +48,7 @@ def clip_is_random(config: dict[str, Any]) -> bool:
     return bool(config["clip"]["random_weights"])
 
 
-def eval_results(run: Path, which: str = "best") -> dict[str, Any]:
+def eval_results(run: Path, which: str = DEFAULT_WHICH) -> dict[str, Any]:
     """``RUN/eval-<which>/results.json``, as written by ``cafe eval``."""
     f = run / f"eval-{which}" / "results.json"
     if not f.is_file():
@@ -64,7 +64,7 @@ def find_runs(folder: Path) -> list[Path]:
 # --------------------------------------------------------------------------- cross-domain
 
 
-def cross_domain_matrix(runs: list[Path], which: str = "best") -> dict[str, dict[str, float]]:
+def cross_domain_matrix(runs: list[Path], which: str = DEFAULT_WHICH) -> dict[str, dict[str, float]]:
     """{source: {target: accuracy}} from each run's config (its source) and evaluation."""
     matrix: dict[str, dict[str, float]] = {}
     made_by: dict[str, Path] = {}
@@ -78,7 +78,7 @@ def cross_domain_matrix(runs: list[Path], which: str = "best") -> dict[str, dict
     return matrix
 
 
-def plot_runs_cross_domain(runs: list[Path], path: Path, which: str = "best", dpi: int = DPI) -> Path:
+def plot_runs_cross_domain(runs: list[Path], path: Path, which: str = DEFAULT_WHICH, dpi: int = DPI) -> Path:
     """Heat map of :func:`cross_domain_matrix`; the paper's CAFE numbers beside it unless a CLIP was random."""
     acc = cross_domain_matrix(runs, which)
     random = any(clip_is_random(read_config(r)) for r in runs)
@@ -137,7 +137,7 @@ def gradcam_examples(model: CAFEModel, cache: FeatureCache, *, n: int, image_siz
 # --------------------------------------------------------------------------- one run
 
 
-def make_run_figures(run: Path, *, which: str = "best", cache_dir: Path | None = None,
+def make_run_figures(run: Path, *, which: str = DEFAULT_WHICH, cache_dir: Path | None = None,
                      n_gradcam: int = GRADCAM_IMAGES, device: str | torch.device = "cpu",
                      log: Log = print, dpi: int = DPI) -> list[Path]:
     """Every figure of a finished run into ``RUN/figures/``; returns the files written.

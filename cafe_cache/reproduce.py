@@ -4,6 +4,10 @@ Tables (results/): Table 1 cross-domain matrix (train on each of the five datase
 Table 2 ablation (no mask, mask, + separation, + diverse), Table 4 CLIP+finetune, Table 5 no
 sigmoid, and the loss-weight sweep of Fig. 3. Ablations train on RAF-DB as the paper does (or on
 the first available dataset, said in the table). Each table prints our numbers next to the paper's.
+
+The official configuration is the default (:class:`Settings`): final-epoch evaluation, fp32 mask
+branch, MS-Celeb ResNet-18 init (a file only the user can supply). Every setting that differs from it
+is named in the title of every table written, so a table never passes for the paper's protocol.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from pathlib import Path
 from . import paper
 from .datasets import default_root, root_env_var
 from .extract.cache import FeatureCache, cache_path
-from .options import TABLES
+from .options import DEFAULT_WHICH, TABLES
 
 SWEEP_SEP = (0.5, 1.0, 1.5, 2.0, 3.0)  # with w_div = 5
 SWEEP_DIV = (1.0, 3.0, 5.0, 7.0, 10.0)  # with w_sep = 1.5
@@ -29,9 +33,93 @@ class Experiment:
     run: Path
     flags: list[str] = field(default_factory=list)  # extra `cafe train` flags
 
-    def results(self) -> dict | None:
-        f = self.run / "eval-best" / "results.json"
+    def results(self, which: str = DEFAULT_WHICH) -> dict | None:
+        f = self.run / f"eval-{which}" / "results.json"
         return json.loads(f.read_text()) if f.is_file() else None
+
+    def config(self) -> dict | None:
+        f = self.run / "config.json"
+        return json.loads(f.read_text()) if f.is_file() else None
+
+
+MSCELEB_HINT = ("The paper initialises ResNet-18 from MS-Celeb-1M face recognition (resnet18_msceleb.pth, "
+                "shared by the CAFE/EAC/SCN authors; it cannot be downloaded automatically). Supply it with "
+                "`make reproduce TRAIN_ARGS='--backbone-weights /path/resnet18_msceleb.pth'` "
+                "(or cafe reproduce --train-args '--backbone-weights FILE').")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The settings of a reproduction that the paper fixes; :meth:`deviations` names each one that differs."""
+
+    which: str = DEFAULT_WHICH  # evaluated weights: last = the final epoch (official)
+    backbone_init: str = "imagenet"  # a file (the paper: MS-Celeb), "imagenet" or "none"
+    mask_precision: str = "fp32"  # official: fp32
+    clip_input: str = "cached-views"  # official: online (CLIP on every augmented batch)
+    random_clip: bool = False
+
+    @classmethod
+    def from_args(cls, which: str, extract_args: list[str], train_args: list[str]) -> "Settings":
+        """What the commands will use (for --dry-run and the start of a run)."""
+        return cls(which=which, backbone_init=_flag(train_args, "--backbone-weights", "imagenet"),
+                   mask_precision=_flag(train_args, "--precision", "fp32"),
+                   clip_input="online" if "--online-clip" in train_args else "cached-views",
+                   random_clip="--random-weights" in extract_args)
+
+    @classmethod
+    def from_runs(cls, experiments: list[Experiment], which: str) -> "Settings":
+        """What the finished runs used, read from their config.json (the first run differing decides)."""
+        configs = [c for c in (e.config() for e in experiments) if c]
+        def pick(values, official):
+            values = [v for v in values if v is not None]
+            return next((v for v in values if v != official), values[0] if values else official)
+        inits = [c["backbone_init"]["source"] for c in configs]
+        return cls(which=which,
+                   backbone_init=next((v for v in inits if v in ("imagenet", "none")), inits[0] if inits else "imagenet"),
+                   mask_precision=pick([c.get("mask_precision") for c in configs], "fp32"),
+                   clip_input=pick([c["train"].get("clip_input") for c in configs], "online"),
+                   random_clip=any(c["clip"]["random_weights"] for c in configs))
+
+    @property
+    def paper_init(self) -> bool:
+        return self.backbone_init not in ("imagenet", "none")
+
+    def deviations(self) -> list[str]:
+        """Short phrases for table titles, one per setting that is not the official one."""
+        out = []
+        if self.which != "last":
+            out.append(f"{self.which} epoch on the source test set (test-set selection), not the final epoch")
+        if not self.paper_init:
+            out.append("ImageNet init, not the paper's" if self.backbone_init == "imagenet"
+                       else "random backbone init, not the paper's")
+        if self.random_clip:
+            out.append("RANDOM CLIP WEIGHTS")
+        if self.clip_input != "online":
+            out.append("cached CLIP views, not per-step CLIP")
+        if self.mask_precision != "fp32":
+            out.append(f"{self.mask_precision} mask branch, not fp32")
+        return out
+
+    def summary(self) -> list[str]:
+        """One line per setting, official or not, for the console."""
+        return [f"evaluation: {'final epoch (official)' if self.which == 'last' else 'best on source test set (test-set selection)'}",
+                f"mask branch: {self.mask_precision}" + (" (official)" if self.mask_precision == "fp32" else ""),
+                f"backbone init: {self.backbone_init}" + (" (the paper's if it is the MS-Celeb file)" if self.paper_init
+                                                          else " (not the paper's MS-Celeb init)"),
+                f"CLIP input: {self.clip_input}" + (" (official)" if self.clip_input == "online" else
+                                                    " (named deviation; --train-args --online-clip for the official)"),
+                "CLIP: QuickGELU, fp16 on CUDA; noise at source size; group 6 drop law as the official Mask() (official)"]
+
+
+def _flag(args: list[str], name: str, default: str) -> str:
+    """The value of ``name VALUE`` or ``name=VALUE`` in a list of command-line words (the last wins)."""
+    value = default
+    for i, a in enumerate(args):
+        if a == name and i + 1 < len(args):
+            value = args[i + 1]
+        elif a.startswith(name + "="):
+            value = a.split("=", 1)[1]
+    return value
 
 
 def available_datasets(cache_dir: Path) -> tuple[list[str], list[str]]:
@@ -82,22 +170,29 @@ def _means(acc: dict[str, float], source: str) -> tuple[float | None, float | No
             sum(acc[d] for d in unseen) / len(unseen) if unseen else None)
 
 
-def table_markdown(title: str, rows: list[tuple[str, str, dict[str, float]]], note: str = "") -> str:
-    """rows: (label, source, {target: acc}); columns are the five datasets then the two means."""
+BEST_COLUMN = "unseen Mean, best epoch (test-set selection)"
+
+
+def table_markdown(title: str, rows: list[tuple[str, str, dict[str, float]]], note: str = "",
+                   selected: dict[tuple[str, str], float | None] | None = None) -> str:
+    """rows: (label, source, {target: acc}); columns are the five datasets then the two means, and, with
+    ``selected`` ((label, source) -> unseen mean of the ``best`` weights), the test-set-selection extra."""
     head = "| method | trained on | " + " | ".join(paper.DATASET_NAMES[d] for d in paper.DATASETS) + \
-           " | paper Mean (5 sets, source incl.) | unseen Mean |"
-    lines = [f"## {title}", "", head, "|" + "---|" * (len(paper.DATASETS) + 4)]
+           " | paper Mean (5 sets, source incl.) | unseen Mean |" + (f" {BEST_COLUMN} |" if selected else "")
+    width = len(paper.DATASETS) + 4 + bool(selected)
+    lines = [f"## {title}", "", head, "|" + "---|" * width]
     for label, source, acc in rows:
         pm, um = _means(acc, source)
         cells = " | ".join(_cell(acc.get(d)) for d in paper.DATASETS)
-        lines.append(f"| {label} | {paper.DATASET_NAMES.get(source, source)} | {cells} | {_cell(pm)} | {_cell(um)} |")
+        extra = f" {_cell(selected.get((label, source)))} |" if selected else ""
+        lines.append(f"| {label} | {paper.DATASET_NAMES.get(source, source)} | {cells} | {_cell(pm)} | {_cell(um)} |{extra}")
     if note:
         lines += ["", note]
     return "\n".join(lines) + "\n"
 
 
-def ours(exp: Experiment) -> dict[str, float]:
-    res = exp.results()
+def ours(exp: Experiment, which: str = DEFAULT_WHICH) -> dict[str, float]:
+    res = exp.results(which)
     return {t: m["accuracy"] for t, m in res["targets"].items()} if res else {}
 
 
@@ -111,12 +206,20 @@ def zero_shot_rows(results_dir: Path) -> list[tuple[str, str, dict[str, float]]]
             for t in tables]
 
 
-def write_tables(experiments: list[Experiment], results_dir: Path) -> list[Path]:
-    """Markdown per table with the paper's rows beside ours, plus results/summary.json."""
+def write_tables(experiments: list[Experiment], results_dir: Path, which: str = DEFAULT_WHICH) -> list[Path]:
+    """Markdown per table with the paper's rows beside ours, plus results/summary.json.
+
+    Our numbers are those of the ``which`` weights (default the final epoch, as the paper); every title
+    names the settings that differ from the official run (:meth:`Settings.deviations`).
+    """
     results_dir.mkdir(parents=True, exist_ok=True)
-    random = any((e.results() or {}).get("random_weights") for e in experiments)
+    settings = Settings.from_runs(experiments, which)
+    deviations = settings.deviations()
+    random = settings.random_clip or any((e.results(which) or {}).get("random_weights") for e in experiments)
     warn = "**RANDOM WEIGHTS — not a real result.** " if random else ""
     missing = "Datasets not run are shown as -; the paper's rows are from the published tables."
+    if not settings.paper_init:
+        missing += " " + MSCELEB_HINT
     by_table: dict[str, list[Experiment]] = {}
     for e in experiments:
         by_table.setdefault(e.table, []).append(e)
@@ -133,20 +236,25 @@ def write_tables(experiments: list[Experiment], results_dir: Path) -> list[Path]
     titles = {"1": "Table 1: cross-domain accuracy (%)", "2": "Table 2: ablation (%)",
               "4": "Table 4: CLIP+finetune (%)", "5": "Table 5: without sigmoid (%)",
               "sweep": "Fig. 3: loss-weight sweep (%)"}
+    epoch = "final epoch" if which == "last" else "best epoch on the source test set"
     summary = {}
     for table, exps in by_table.items():
-        rows = [(e.label, e.source, ours(e)) for e in exps]
+        if table == "5":
+            exps = exps + [e for e in experiments if e.table == "1" and e.source == exps[0].source]
+        labelled = [(("CAFE" if e.table == "1" and table == "5" else e.label), e) for e in exps]
+        rows = [(label, e.source, ours(e, which)) for label, e in labelled]
+        selected = None
+        if which == "last" and any(e.results("best") for e in exps):  # the test-set selection, as an extra
+            selected = {(label, e.source): _means(ours(e, "best"), e.source)[1] for label, e in labelled}
         if table == "1":
             rows += zero_shot_rows(results_dir)
-        if table == "5":
-            full = [e for e in experiments if e.table == "1" and e.source == exps[0].source]
-            rows += [("CAFE", e.source, ours(e)) for e in full]
         sources = {e.source for e in exps}
-        text = table_markdown(titles[table] + (" — RANDOM WEIGHTS" if random else ""),
-                              rows + paper_rows[table](sources), warn + missing)
+        title = f"{titles[table]}, {epoch}" + "".join(f" — {d}" for d in deviations)
+        text = table_markdown(title, rows + paper_rows[table](sources), warn + missing, selected)
         path = results_dir / f"table{table}.md" if table != "sweep" else results_dir / "sweep.md"
         path.write_text(text)
         written.append(path)
         summary[table] = [{"label": l, "source": s, "accuracy": a} for l, s, a in rows]
-    (results_dir / "summary.json").write_text(json.dumps({"random_weights": random, "tables": summary}, indent=2))
+    (results_dir / "summary.json").write_text(json.dumps(
+        {"random_weights": random, "which": which, "deviations": deviations, "tables": summary}, indent=2))
     return written

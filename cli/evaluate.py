@@ -84,7 +84,7 @@ def evaluate(
     checkpoint: Path = typer.Option(..., "--checkpoint", "-c", help="Run folder (or RUN/best.safetensors, RUN/last.safetensors)."),
     targets: str | None = typer.Option(None, help="Comma-separated cache names; default: every cache in --cache-dir."),
     cache_dir: Path = typer.Option(Path("cache"), help="Folder of the feature caches."),
-    which: str | None = typer.Option(None, help="best or last; default best (or the file named in --checkpoint)."),
+    which: str | None = typer.Option(None, help="last (the final epoch: the paper's numbers) or best (best on the source's own test set: test-set selection); default last, or the file named in --checkpoint."),
     bgr_targets: str | None = typer.Option(None, help=BGR_HELP),
     clip_weights: str | None = typer.Option(None, help="CLIP checkpoint file, needed with --bgr-targets when the caches came from a file."),
     batch_size: int = typer.Option(128, min=1),

@@ -7,14 +7,14 @@ from pathlib import Path
 import typer
 
 from cafe_cache.errors import CafeError
-from cafe_cache.options import GRADCAM_IMAGES
+from cafe_cache.options import DEFAULT_WHICH, GRADCAM_IMAGES
 
 from .common import console
 
 
 def plot(
     path: Path = typer.Argument(..., help="A run folder, or a folder of run folders (adds the cross-domain matrix)."),
-    which: str = typer.Option("best", help="Which evaluation to plot: best or last (RUN/eval-<which>/)."),
+    which: str = typer.Option(DEFAULT_WHICH, help="Which evaluation to plot: last (final epoch, the paper's) or best (RUN/eval-<which>/)."),
     cache_dir: Path | None = typer.Option(None, help="Feature caches for Grad-CAM; default: the run's own --cache-dir."),
     gradcam: int = typer.Option(GRADCAM_IMAGES, min=0, help="Grad-CAM images per target (0: none)."),
     device: str = typer.Option("auto", help="Where the model runs for Grad-CAM."),

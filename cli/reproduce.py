@@ -11,8 +11,8 @@ import typer
 
 from cafe_cache import paper
 from cafe_cache.errors import CafeError
-from cafe_cache.options import TABLES
-from cafe_cache.reproduce import available_datasets, plan, write_tables
+from cafe_cache.options import DEFAULT_WHICH, TABLES, TRAIN_PRECISIONS, WHICH
+from cafe_cache.reproduce import MSCELEB_HINT, Settings, available_datasets, plan, write_tables
 
 from .common import console, split_list
 
@@ -20,7 +20,7 @@ from .common import console, split_list
 def _run(cmd: list[str], dry_run: bool, nproc: int = 1) -> None:
     """``cafe CMD`` as one process, or as ``nproc`` processes on this node under torchrun."""
     launcher = ["torchrun", "--standalone", f"--nproc-per-node={nproc}", "-m", "cli"] if nproc > 1 else ["cafe"]
-    console.print(f"[bold cyan]$ {shlex.join(launcher + cmd)}[/]")
+    console.print(f"[bold cyan]$ {shlex.join(launcher + cmd)}[/]", soft_wrap=True)  # one line: copy-pasteable
     if dry_run:
         return
     python = [sys.executable, "-m", "torch.distributed.run", *launcher[1:]] if nproc > 1 else [sys.executable, "-m", "cli"]
@@ -40,12 +40,25 @@ def reproduce(
     extract_args: str = typer.Option("", help="Extra `cafe extract` flags, e.g. '--weights ViT-B-32.pt' or '--random-weights'."),
     train_args: str = typer.Option("", help="Extra `cafe train` flags, e.g. '--backbone-weights resnet18_msceleb.pth'."),
     expclip: Path | None = typer.Option(None, help="Exp-CLIP head checkpoint: adds its zero-shot rows to Table 1."),
+    which: str = typer.Option(DEFAULT_WHICH, help="Weights the tables show: last (the final epoch, as the paper) or best (best on the source's own test set: test-set selection, then named in every title). Both are evaluated; with last, best's unseen mean is an extra column."),
+    precision: str = typer.Option("fp32", help=f"Mask-branch precision passed to `cafe train` ({'/'.join(TRAIN_PRECISIONS)}); fp32 as the official code. bf16 is faster on GPUs and named in every title."),
     nproc_per_node: int = typer.Option(1, "--nproc-per-node", min=1, help="Run each extraction and training as this many processes on this node (torchrun; one per GPU)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the commands without running them."),
 ) -> None:
     """Reproduce the paper's tables for every dataset whose root is configured (resumable: rerun to continue)."""
     from cafe_cache.report import plot_runs_cross_domain  # torch, matplotlib: only when running
 
+    if which not in WHICH:
+        raise CafeError(f"--which {which!r}: choose last (the final epoch, official) or best.")
+    if precision not in TRAIN_PRECISIONS:
+        raise CafeError(f"--precision {precision!r}: choose from {', '.join(TRAIN_PRECISIONS)}.")
+    train_words = shlex.split(train_args)
+    if not any(w == "--precision" or w.startswith("--precision=") for w in train_words):
+        train_words += ["--precision", precision]
+    settings = Settings.from_args(which, shlex.split(extract_args), train_words)
+    console.print("settings: " + "; ".join(settings.summary()))
+    if not settings.paper_init:
+        console.print(f"[yellow]not the paper's backbone init[/]: {MSCELEB_HINT}")
     usable, missing = available_datasets(cache_dir)
     if datasets:
         wanted = split_list(datasets) or []
@@ -70,11 +83,11 @@ def reproduce(
         if e.results():
             console.print(f"done already: {e.run}")
             continue
-        common = ["--cache-dir", str(cache_dir), "--targets", targets, "--out", str(e.run)]
+        common = ["--cache-dir", str(cache_dir), "--targets", targets, "--out", str(e.run), "--eval-which", "last,best"]
         if (e.run / "resume.pt").is_file():
             _run(["train", "--resume", *common], dry_run, nproc_per_node)
         else:
-            _run(["train", "--source", e.source, *common, *e.flags, *shlex.split(train_args)], dry_run,
+            _run(["train", "--source", e.source, *common, *e.flags, *train_words], dry_run,
                  nproc_per_node)
     zeroshot = ["zeroshot", "--targets", targets, "--cache-dir", str(cache_dir), "--out", str(results / "zeroshot")]
     _run(zeroshot + (["--expclip", str(expclip)] if expclip else []), dry_run)  # reference: no FER training
@@ -82,7 +95,7 @@ def reproduce(
         return
     table1 = [e.run for e in experiments if e.table == "1" and e.results()]
     if table1:
-        console.print(f"written {plot_runs_cross_domain(table1, results / 'cross-domain.png')}")
-    for path in write_tables(experiments, results):
+        console.print(f"written {plot_runs_cross_domain(table1, results / 'cross-domain.png', which)}")
+    for path in write_tables(experiments, results, which):
         console.print(f"written {path}")
         console.print(path.read_text())

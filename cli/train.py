@@ -10,7 +10,7 @@ from pathlib import Path
 import typer
 
 from cafe_cache.errors import CafeError
-from cafe_cache.options import TRAIN_PRECISIONS, VARIANTS
+from cafe_cache.options import DEFAULT_WHICH, TRAIN_PRECISIONS, VARIANTS, WHICH
 
 from .common import console, progress, rate_text, split_list
 from .evaluate import evaluate_run
@@ -42,6 +42,7 @@ def train(
     limit: int | None = typer.Option(None, min=7, help="Use at most N training images (a quarter as many test images): quick CPU runs."),
     targets: str | None = typer.Option(None, help="Caches to evaluate at the end; default: all in --cache-dir."),
     evaluate: bool = typer.Option(True, "--eval/--no-eval", help="Evaluate on the targets when training ends."),
+    eval_which: str = typer.Option(DEFAULT_WHICH, help="Weights evaluated at the end: last (the final epoch, as the paper's numbers), best (best on the source's own test set: test-set selection), or last,best."),
     plots: bool = typer.Option(True, "--plots/--no-plots", help="Write the run's figures (as `cafe plot`) at the end."),
     workers: int | None = typer.Option(None, min=0, help="Image-loading worker processes. Default: 0 on the CPU (they only take its cores), min(8, CPUs) on CUDA."),
     device: str = typer.Option("auto"),
@@ -58,6 +59,9 @@ def train(
     from cafe_cache.train.data import Augment
     from cafe_cache.train.loop import TrainConfig, train as run_training
 
+    which = tuple(split_list(eval_which) or ())
+    if not which or any(w not in WHICH for w in which):
+        raise CafeError(f"--eval-which {eval_which!r}: choose last, best or last,best.")
     ranks = from_env()
     if ranks.distributed and out is None:
         raise CafeError("under torchrun pass --out RUN, so that every process (and a relaunch) uses the same run folder.")
@@ -104,12 +108,14 @@ def train(
     if not ranks.is_main:
         return  # rank 0 evaluates and plots
     best = max(history, key=lambda h: h["source_test_acc"])
-    console.print(f"[green]trained[/]: best source test accuracy {best['source_test_acc']:.2f}% at epoch {best['epoch']}; "
-                  f"weights in {out}/best.safetensors and last.safetensors")
+    console.print(f"[green]trained[/]: final epoch {history[-1]['epoch']} source test accuracy "
+                  f"{history[-1]['source_test_acc']:.2f}% (best {best['source_test_acc']:.2f}% at epoch {best['epoch']}); "
+                  f"weights in {out}/last.safetensors and best.safetensors")
     if evaluate:
-        evaluate_run(out, "best", cache_dir=Path(cfg.cache_dir), targets=split_list(targets),
-                     clip_weights=cfg.clip_weights, workers=cfg.workers, device=cfg.device)
+        for w in which:
+            evaluate_run(out, w, cache_dir=Path(cfg.cache_dir), targets=split_list(targets),
+                         clip_weights=cfg.clip_weights, workers=cfg.workers, device=cfg.device)
     if plots:
-        written = make_run_figures(out, device=dev,
+        written = make_run_figures(out, which=which[0], device=dev,
                                    log=lambda m: console.print(f"[yellow]{m}[/]"))
         console.print(f"{len(written)} figures in {out / FIGURES}")

@@ -91,11 +91,11 @@ def test_plot_folder_of_runs_adds_the_cross_domain_matrix(run, tmp_path):
 
 
 def fake_run(folder: Path, source: str, accuracy: dict[str, float], random: bool = False) -> Path:
-    (folder / "eval-best").mkdir(parents=True)
+    (folder / "eval-last").mkdir(parents=True)
     (folder / "config.json").write_text(json.dumps({"train": {"source": source},
                                                     "clip": {"random_weights": random}}))
     targets = {t: {"accuracy": a} for t, a in accuracy.items()}
-    (folder / "eval-best" / "results.json").write_text(json.dumps({"source": source, "targets": targets}))
+    (folder / "eval-last" / "results.json").write_text(json.dumps({"source": source, "targets": targets}))
     return folder
 
 
@@ -114,7 +114,7 @@ def test_cross_domain_matrix_and_plot(tmp_path):
 
     with pytest.raises(CafeError, match="both trained on rafdb"):
         cross_domain_matrix([raf, fake_run(tmp_path / "r4", "rafdb", {"rafdb": 1.0})])
-    (fer / "eval-best" / "results.json").unlink()
+    (fer / "eval-last" / "results.json").unlink()
     with pytest.raises(CafeError, match="cafe eval"):
         cross_domain_matrix([raf, fer])
 

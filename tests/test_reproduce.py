@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -76,3 +77,45 @@ def test_nproc_per_node_launches_every_extraction_and_training_with_torchrun(two
     launched = [line for line in lines if line.startswith("$ torchrun --standalone --nproc-per-node=4 -m cli ")]
     assert len(launched) == 4  # extract rafdb, mma; train rafdb, mma
     assert [line for line in lines if line not in launched][0].startswith("$ cafe zeroshot")
+
+
+def test_dry_run_shows_the_official_settings_and_names_each_deviation(two_datasets):
+    cmd = [sys.executable, "-m", "cli.main", "reproduce", "--tables", "1", "--dry-run"]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=two_datasets)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = " ".join(proc.stderr.split())  # Rich wraps long lines
+    assert "evaluation: final epoch (official)" in out and "mask branch: fp32 (official)" in out
+    assert "resnet18_msceleb.pth" in out and "not the paper's MS-Celeb init" in out
+    trains = [line for line in proc.stderr.splitlines() if line.startswith("$ cafe train")]
+    assert len(trains) == 2
+    assert all("--precision fp32" in t and "--eval-which last,best" in t for t in trains)
+    fast = subprocess.run(cmd + ["--precision", "bf16", "--which", "best"], capture_output=True, text=True, env=env,
+                          cwd=two_datasets)
+    out = " ".join(fast.stderr.split())
+    assert fast.returncode == 0 and "mask branch: bf16" in out and "(test-set selection)" in out
+    assert "mask branch: bf16 (official)" not in out
+
+
+def test_table_titles_name_every_setting_that_is_not_the_official_one(tmp_path):
+    from cafe_cache.reproduce import Experiment, write_tables
+    run = tmp_path / "table1" / "rafdb"
+    for which, acc in (("last", 70.0), ("best", 72.0)):
+        (run / f"eval-{which}").mkdir(parents=True)
+        (run / f"eval-{which}" / "results.json").write_text(json.dumps(
+            {"random_weights": False, "targets": {"rafdb": {"accuracy": acc}, "mma": {"accuracy": acc - 20}}}))
+    config = {"backbone_init": {"source": "imagenet"}, "mask_precision": "bf16",
+              "train": {"clip_input": "cached-views"}, "clip": {"random_weights": False}}
+    (run / "config.json").write_text(json.dumps(config))
+    exps = [Experiment("1", "CAFE", "rafdb", run)]
+    t1 = write_tables(exps, tmp_path / "results")[0].read_text()
+    title = t1.splitlines()[0]
+    assert "final epoch" in title and "ImageNet init, not the paper's" in title
+    assert "cached CLIP views, not per-step CLIP" in title and "bf16 mask branch, not fp32" in title
+    assert "resnet18_msceleb.pth" in t1  # how to supply the paper's init
+    assert "| CAFE | RAF-DB | 70.00 |" in t1 and "test-set selection" in t1 and "| 52.00 |" in t1  # best: extra column
+    config.update(backbone_init={"source": "/w/resnet18_msceleb.pth"}, mask_precision="fp32",
+                  train={"clip_input": "online"})
+    (run / "config.json").write_text(json.dumps(config))
+    title = write_tables(exps, tmp_path / "results")[0].read_text().splitlines()[0]
+    assert title == "## Table 1: cross-domain accuracy (%), final epoch"  # the official run: nothing to name

@@ -1,8 +1,8 @@
 """A run folder: weights as safetensors, everything else as JSON.
 
     runs/<name>/config.json         model config, training config, CLIP weights, backbone init, caches
-    runs/<name>/best.safetensors    best source-test accuracy (the official selection)
-    runs/<name>/last.safetensors    the last finished epoch
+    runs/<name>/last.safetensors    the last finished epoch: the weights the paper's numbers come from
+    runs/<name>/best.safetensors    best accuracy on the source's own test set (test-set selection, an extra)
     runs/<name>/resume.pt           optimiser, scheduler and history after the last finished epoch
     runs/<name>/metrics.json        per-epoch history
 """
@@ -18,9 +18,9 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from ..errors import CafeError
+from ..options import DEFAULT_WHICH
 from .model import CAFEModel, ModelConfig
 
-WHICH = ("best", "last")
 
 
 def _atomic(path: Path, write) -> None:
@@ -59,11 +59,11 @@ def resolve_run(checkpoint: str | Path) -> tuple[Path, str]:
     p = Path(checkpoint)
     if p.suffix == ".safetensors":
         return p.parent, p.stem
-    return p, "best"
+    return p, DEFAULT_WHICH
 
 
 def load_model(checkpoint: str | Path, which: str | None = None) -> tuple[CAFEModel, dict[str, Any]]:
-    """The model of a run folder (``best`` unless told) and the run's config."""
+    """The model of a run folder (the final epoch, ``last``, unless told) and the run's config."""
     run, default = resolve_run(checkpoint)
     which = which or default
     config = read_config(run)

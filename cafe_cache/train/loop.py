@@ -2,8 +2,9 @@
 
 Read top to bottom: data -> model -> optimiser -> (resume) -> epochs -> checkpoints.
 Paper defaults: Adam 2e-4, weight decay 1e-4, ExponentialLR 0.9 per epoch, batch 32, 60 epochs,
-seed 3407, input 224, loss = CE + 1.5 l_sep + 5 l_div. ``best`` is chosen on the source's own test
-set, as the official code does.
+seed 3407, input 224, loss = CE + 1.5 l_sep + 5 l_div. Both ``last`` (the final epoch, whose evaluation
+gives the paper's numbers) and ``best`` (best accuracy on the source's own test set: test-set selection,
+kept as an extra, as the official code also saves it) are written.
 
 Under torchrun (``ranks.world`` W > 1) the same loop runs in every process: ``batch_size`` stays the
 global batch, each rank takes ``batch_size / W`` of it from a DistributedSampler, DDP averages the
@@ -157,7 +158,7 @@ def train(cfg: TrainConfig, run: Path, *, resume: bool = False, log: Callable[[s
     if ranks.distributed:
         log(f"{ranks.world} ranks: global batch {cfg.batch_size} = {ranks.world} x {batch_size}, lr {cfg.lr:g}")
     if ranks.is_main:
-        write_config(run, cfg, unwrap(model), cache, init, len(train_set), len(test_set), ranks)
+        write_config(run, cfg, unwrap(model), cache, init, len(train_set), len(test_set), ranks, precision)
 
     # -- epochs ----------------------------------------------------------------------------------
     for epoch in range(len(history), cfg.epochs):
@@ -228,16 +229,17 @@ def train(cfg: TrainConfig, run: Path, *, resume: bool = False, log: Callable[[s
 
 def source_test_accuracy(model: CAFEModel, test_set, cfg: TrainConfig, workers: int, device: torch.device,
                          clip) -> float:
-    """Accuracy (%) on the source's own test split: how ``best`` is chosen."""
+    """Accuracy (%) on the source's own test split: logged per epoch, and how ``best`` is chosen."""
     pred = predict_split(model, test_set, batch_size=max(64, cfg.batch_size), workers=workers, device=device, clip=clip)
     return 100.0 * float((pred.y_true == pred.y_pred).mean())
 
 
 def write_config(run: Path, cfg: TrainConfig, model: CAFEModel, cache: FeatureCache, init, n_train: int,
-                 n_test: int, ranks: Ranks) -> None:
+                 n_test: int, ranks: Ranks, precision: str) -> None:
     """``config.json``: everything needed to rebuild, resume and describe the run."""
     write_json(run / "config.json", {
         "cafe_version": __version__, "model": model.config.to_dict(), "train": cfg.to_dict(),
+        "mask_precision": precision,  # --precision resolved on this device (auto: bf16 on CUDA)
         "clip": {"fingerprint": cache.fingerprint.to_json(), "label": cache.fingerprint.weights_label,
                  "random_weights": cache.random_weights},
         "backbone_init": {"source": init.source, "loaded": len(init.loaded), "missing": init.missing,
