@@ -50,8 +50,10 @@ demo: setup
 EXTRACT_ARGS ?=
 TRAIN_ARGS ?=
 NPROC ?= 1
+# e.g. make reproduce REPRODUCE_ARGS=--dry-run (the settings and commands), or '--precision bf16'
+REPRODUCE_ARGS ?=
 reproduce: setup
-	$(BIN)/cafe reproduce --nproc-per-node $(NPROC) --extract-args "$(EXTRACT_ARGS)" --train-args "$(TRAIN_ARGS)"
+	$(BIN)/cafe reproduce --nproc-per-node $(NPROC) --extract-args "$(EXTRACT_ARGS)" --train-args "$(TRAIN_ARGS)" $(REPRODUCE_ARGS)
 
 sweep: setup
 	$(BIN)/cafe reproduce --tables 1 --sweep --nproc-per-node $(NPROC) --extract-args "$(EXTRACT_ARGS)" --train-args "$(TRAIN_ARGS)"

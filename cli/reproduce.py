@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 
 from cafe_cache import paper
 from cafe_cache.errors import CafeError
@@ -67,7 +68,7 @@ def reproduce(
             raise CafeError(f"--datasets: unknown {unknown}; choose from {', '.join(paper.DATASETS)}.")
         usable = [d for d in usable if d in wanted]
     for m in missing:
-        console.print(f"[yellow]skipping[/] {m}")
+        console.print(f"[yellow]skipping[/] {escape(m)}")  # the message names the [datasets] table
     if not usable:
         raise CafeError("no dataset to run: configure at least one root (README, 'Dataset roots').")
     wanted_tables = tuple(split_list(tables) or ())
