@@ -57,7 +57,7 @@ def reproduce(
     if not any(w == "--precision" or w.startswith("--precision=") for w in train_words):
         train_words += ["--precision", precision]
     settings = Settings.from_args(which, shlex.split(extract_args), train_words)
-    console.print("settings: " + "; ".join(settings.summary()))
+    console.print("settings:\n" + "\n".join(f"  {line}" for line in settings.summary()))
     if not settings.paper_init:
         console.print(f"[yellow]not the paper's backbone init[/]: {MSCELEB_HINT}")
     usable, missing = available_datasets(cache_dir)
