@@ -8,13 +8,14 @@ BIN := $(VENV)/bin
 TORCH ?= torch==2.14.1 torchvision==0.29.1
 DEMO ?= demo
 
-.PHONY: setup test demo bench reproduce sweep clean help
+.PHONY: setup test demo bench gpu-check reproduce sweep clean help
 
 help:
 	@echo "make setup      create $(VENV) and install cafe with its test tools"
 	@echo "make demo       synthetic multi-domain sample -> extract -> train -> eval (random weights)"
 	@echo "make test       run the test suite"
 	@echo "make bench      speed and memory benchmarks (JSON in bench-results/)"
+	@echo "make gpu-check  every CUDA path once, with its speed (bench-results/gpu-check.json; README \"GPU check\")"
 	@echo "make reproduce  the paper's tables for every dataset whose root is configured"
 
 setup: $(VENV)/.installed
@@ -60,6 +61,12 @@ sweep: setup
 
 bench: setup
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
+
+# One run that proves the CUDA paths and measures the GPU (README "GPU check"); on a machine
+# without one: make gpu-check GPU_ARGS='--device cpu --quick'
+GPU_ARGS ?=
+gpu-check: setup
+	$(BIN)/python -m bench.gpu_check $(GPU_ARGS)
 
 clean:
 	rm -rf $(VENV) $(DEMO) runs results bench-results

@@ -81,7 +81,9 @@ def extract(
     workers = default_workers(dev, ranks.local_world) if workers is None else workers
     spec = ClipSpec(model=model, pretrained=pretrained, weights=str(weights) if weights else None,
                     random_weights=random_weights, seed=seed, activation=activation)
-    with process_group(ranks=ranks):  # collectives of stage one are small Python objects: gloo
+    # collectives of stage one are small Python objects (gloo); the device is passed so each rank makes
+    # its own GPU current (else pinned-memory copies put a CUDA context of every rank on GPU 0)
+    with process_group(dev, ranks):
         with ranks.local_main_first():  # a download happens once per node
             clip = load_clip(spec, dev)
         fp = Fingerprint.for_clip(clip, preprocess=preprocess, views=view_list, dtype=dtype, precision=prec)
