@@ -49,7 +49,8 @@ def channel_drop_mask(dim: int, num_classes: int = NUM_CLASSES, drop: int | None
     (official ``Mask()``: 74 positions 438..511 for 512 channels), so it loses ``drop`` pooled
     channels with probability k / (k + tail), else fewer (group 6: 10 with p = 64/74, else 9).
     One mask serves the whole batch; the caller draws a new one every step.  The draw is made on the
-    CPU (``generator`` must be a CPU generator, or None for the global RNG) and moved to ``device``.
+    CPU (``generator`` must be a CPU generator, or None for the global RNG) and moved to ``device``
+    without waiting for the GPU (a plain copy would synchronise the host with it every step).
     """
     k = group_width(dim, num_classes)
     drop = default_drop(k) if drop is None else drop
@@ -61,7 +62,7 @@ def channel_drop_mask(dim: int, num_classes: int = NUM_CLASSES, drop: int | None
     for size in sizes:
         zeros = torch.rand(size, generator=generator).argsort()[:drop]
         groups.append(torch.ones(size).index_fill_(0, zeros, 0.0))
-    return torch.cat(groups).to(device)
+    return torch.cat(groups).to(device, non_blocking=True)
 
 
 def group_max_logits(features: Tensor, num_classes: int = NUM_CLASSES) -> Tensor:
