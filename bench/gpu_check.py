@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
+import psutil
 import torch
 
 from cafe_cache.extract.cache import FeatureCache, cache_path
@@ -48,7 +49,7 @@ from cafe_cache.extract.clip import ClipSpec, LoadedClip, load_clip
 from cafe_cache.extract.run import default_workers, pick_device
 
 from . import images
-from .run import measure, rel_error
+from .run import cpu_name, measure, rel_error
 from .workloads import extract_cache, loading_pass, model_pass, sync, train_config, train_epoch, train_step
 
 REPO = Path(__file__).resolve().parents[1]
@@ -168,6 +169,8 @@ def step_rate(s: Sizes, clip: LoadedClip, precision: str) -> float:
 def train_check(s: Sizes, clip: LoadedClip, work: Path) -> dict[str, Any]:
     device = next(clip.model.parameters()).device
     workers = default_workers(device)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
     out: dict[str, Any] = {"device": str(device), "backbone": "resnet18", "batch_size": s.batch_size,
                            "image_size": s.image_size, "workers": workers, "images_per_epoch": 7 * s.train_per_class}
     for precision in TRAIN_PRECISIONS:
@@ -182,6 +185,7 @@ def train_check(s: Sizes, clip: LoadedClip, work: Path) -> dict[str, Any]:
                           "cached_step_only_images_per_s": step,
                           # the share of a cached epoch the mask branch computes (the rest: waiting for data)
                           "cached_compute_share": min(1.0, rates["cached"] / step)}
+    out["peak_gpu_memory"] = part(lambda: peak_memory(device))
     return out
 
 
@@ -265,6 +269,14 @@ def write_photos(folder: Path, s: Sizes) -> list[Path]:
     return paths
 
 
+def why_onnx_cpu(device: torch.device, providers: list[str]) -> str:
+    if device.type != "cuda":
+        return "this run is on the CPU"
+    if "CUDAExecutionProvider" in providers:
+        return "onnxruntime's CUDAExecutionProvider is installed but did not load (see onnxruntime's warnings)"
+    return f"onnxruntime has no CUDAExecutionProvider (available: {', '.join(providers)}; pip install onnxruntime-gpu)"
+
+
 def predict_check(s: Sizes, device: torch.device, work: Path) -> dict[str, Any]:
     from PIL import Image
 
@@ -311,8 +323,7 @@ def predict_check(s: Sizes, device: torch.device, work: Path) -> dict[str, Any]:
             "mtcnn_on_cuda": {"status": "ran"} if detector._mtcnn.device.type == "cuda"
             else skipped(f"MTCNN ran on {detector._mtcnn.device.type}: no CUDA device in this run"),
             "onnx_cuda_provider": {"status": "ran"} if cuda_provider else skipped(
-                "ran with onnxruntime's CPU provider: " + ("this run is on the CPU" if device.type != "cuda" else
-                f"onnxruntime has no CUDAExecutionProvider (available: {', '.join(providers)})"))}
+                "ran with onnxruntime's CPU provider: " + why_onnx_cpu(device, providers))}
 
 
 # -- 5. environment -----------------------------------------------------------------------------
@@ -340,7 +351,7 @@ def environment_check(device: torch.device) -> dict[str, Any]:
     from cafe_cache.predict.faces import mtcnn_available
 
     return {"device": str(device), "torch": torch.__version__, "python": platform.python_version(),
-            "cpus": os.cpu_count(), "cpu": platform.processor() or platform.machine(),
+            "cpus": os.cpu_count(), "cpu": cpu_name(),
             "onnxruntime": ort.__version__, "onnxruntime_providers": ort.get_available_providers(),
             "facenet_pytorch": mtcnn_available(), "cuda": part(lambda: cuda_info(device))}
 
@@ -384,8 +395,9 @@ def show(result: dict[str, Any]) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"cafe gpu-check on {result['meta']['device']} ({result['meta']['seconds']:.0f} s; "
-                        f"{result['meta']['weights']})")
+    meta = result["meta"]
+    table = Table(title=f"cafe gpu-check on {meta['device']} ({meta['process_seconds']:.0f} s with start-up; "
+                        f"{meta['weights']})")
     for col in ("step", "status", "seconds", "result"):
         table.add_column(col)
     colour = {"ran": "green", "skipped": "yellow", "failed": "red"}
@@ -403,6 +415,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                         help="on a CPU device, still run step 3 (2 processes over gloo; slow on few cores)")
     parser.add_argument("--out", type=Path, default=REPO / "bench-results", help="folder of gpu-check.json")
     args = parser.parse_args(argv)
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        parser.error(f"--device {args.device}: no CUDA device is visible here; run with --device cpu --quick")
     t0 = time.perf_counter()
     s = QUICK if args.quick else FULL
     device = pick_device(args.device)
@@ -440,7 +454,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     order = ("extract", "train", "torchrun", "predict", "environment")  # the numbering
     result["steps"] = {k: steps[k] for k in order if k in steps}
     seconds = time.perf_counter() - t0
-    result["meta"] |= {"seconds": seconds, "target_seconds": TARGET_SECONDS, "within_target": seconds <= TARGET_SECONDS,
+    since_start = time.time() - psutil.Process().create_time()  # start-up (imports) included
+    result["meta"] |= {"seconds": seconds, "process_seconds": since_start, "target_seconds": TARGET_SECONDS,
+                       "within_target": since_start <= TARGET_SECONDS,
                        "failed": [k for k, v in steps.items() if v["status"] == "failed"]}
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / "gpu-check.json"

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import json
 
+import pytest
+import torch
+
 from bench.gpu_check import STATUSES, main
 
 STEPS = ("extract", "train", "torchrun", "predict", "environment")
@@ -31,6 +34,7 @@ def test_cpu_quick_run_reports_every_step_and_skips_gpu_only_parts(tmp_path):
         tr = steps["train"][precision]
         assert tr["cached_images_per_s"] > 0 and tr["online_clip_images_per_s"] > 0
         assert tr["epoch_time_cached_over_online"] > 0 and 0 < tr["cached_compute_share"] <= 1
+    assert steps["train"]["peak_gpu_memory"]["status"] == "skipped"
 
     # GPU-only: skipped with a reason, no figures
     assert steps["torchrun"]["status"] == "skipped" and "NCCL" in steps["torchrun"]["reason"]
@@ -42,3 +46,12 @@ def test_cpu_quick_run_reports_every_step_and_skips_gpu_only_parts(tmp_path):
     assert pr["onnx_vs_torch_max_abs_prob_diff"] < 1e-3
     env = steps["environment"]
     assert env["torch"] and env["cuda"]["status"] == "skipped" and env["cuda"]["reason"]
+    assert result["meta"]["process_seconds"] >= result["meta"]["seconds"] > 0
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message of a machine without CUDA")
+def test_asking_for_cuda_without_one_is_one_line_and_exit_2(tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["--device", "cuda", "--out", str(tmp_path)])
+    assert e.value.code == 2 and "--device cpu" in capsys.readouterr().err
+    assert not (tmp_path / "gpu-check.json").exists()
