@@ -191,19 +191,31 @@ def train_check(s: Sizes, clip: LoadedClip, work: Path) -> dict[str, Any]:
 
 # -- 3. torchrun --------------------------------------------------------------------------------
 
-def launch(cmd: list[str], timeout: float) -> str:
-    """Run ``cmd`` from the repository; its output, or a RuntimeError with its last error line."""
+def error_line(output: str) -> str:
+    """Why a cafe command failed: its first ``error`` line (cafe's one-line errors), else the last
+    exception line (not torchrun's ChildFailedError summary), else the last line."""
+    lines = [ln.strip() for ln in output.splitlines() if ln.strip()]
+    errors = [ln for ln in lines if ln.startswith("error")]
+    exceptions = [ln for ln in lines if "Error" in ln.split(":")[0] and "ChildFailedError" not in ln]
+    return (errors[:1] or exceptions[-1:] or lines[-1:] or ["no output"])[0]
+
+
+def launch(cmd: list[str], what: str, timeout: float = 240) -> str:
+    """Run ``cmd`` from the repository; its output, or a RuntimeError naming ``what`` and why."""
     env = os.environ | {"PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
     if proc.returncode:
-        lines = [ln for ln in (proc.stderr + proc.stdout).splitlines() if ln.strip()]
-        raise RuntimeError(f"exit {proc.returncode} from {' '.join(cmd[2:6])} ...: {lines[-1] if lines else ''}")
+        raise RuntimeError(f"{what} exited {proc.returncode}: {error_line(proc.stdout + proc.stderr)}")
     return proc.stdout
 
 
-def torchrun(nproc: int, *args: str, timeout: float = 240) -> str:
+def cafe(*args: str) -> str:
+    return launch([sys.executable, "-m", "cli", *args], f"cafe {args[0]}")
+
+
+def torchrun(nproc: int, *args: str) -> str:
     return launch([sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
-                   "-m", "cli", *args], timeout)
+                   "-m", "cli", *args], f"torchrun --nproc-per-node {nproc} cafe {args[0]}")
 
 
 def max_feature_diff(a: Path, b: Path) -> float:
@@ -230,7 +242,7 @@ def torchrun_check(s: Sizes, device: torch.device, work: Path, cpu_torchrun: boo
     t0 = time.perf_counter()
     torchrun(nproc, *extract, "--cache-dir", str(work / "ddp-sharded"))
     extract_s = time.perf_counter() - t0
-    launch([sys.executable, "-m", "cli", *extract, "--cache-dir", str(work / "ddp-single")], timeout=240)
+    cafe(*extract, "--cache-dir", str(work / "ddp-single"))
     diff = max_feature_diff(cache_path(work / "ddp-sharded", "raf"), cache_path(work / "ddp-single", "raf"))
     if diff > 1e-3:
         raise RuntimeError(f"the {nproc}-rank cache differs from the one-process cache by up to {diff:.3g}")

@@ -8,7 +8,7 @@ import json
 import pytest
 import torch
 
-from bench.gpu_check import STATUSES, main
+from bench.gpu_check import STATUSES, error_line, main
 
 STEPS = ("extract", "train", "torchrun", "predict", "environment")
 
@@ -55,3 +55,12 @@ def test_asking_for_cuda_without_one_is_one_line_and_exit_2(tmp_path, capsys):
         main(["--device", "cuda", "--out", str(tmp_path)])
     assert e.value.code == 2 and "--device cpu" in capsys.readouterr().err
     assert not (tmp_path / "gpu-check.json").exists()
+
+
+def test_a_failed_launch_is_reported_by_the_line_that_says_why():
+    torchrun_output = ("Traceback (most recent call last):\n  File x\nerror (rank 1 of 2): --batch-size 7 does not split\n"
+                       "torch.distributed.elastic.multiprocessing.errors.ChildFailedError:\n=====\ncli FAILED\n")
+    assert error_line(torchrun_output) == "error (rank 1 of 2): --batch-size 7 does not split"
+    crash = "Traceback (most recent call last):\n  File x\nRuntimeError: CUDA error: no kernel image\n===\n"
+    assert error_line(crash) == "RuntimeError: CUDA error: no kernel image"
+    assert error_line("") == "no output"
