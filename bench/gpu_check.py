@@ -12,8 +12,9 @@ Data are generated (:mod:`bench.images`, :mod:`cafe_cache.synth`), weights are R
    cached / online, and the share of a cached epoch spent computing (epoch rate / step-only rate).
 3. torchrun: ``--nproc-per-node`` = the visible GPUs (NCCL for training's tensors): a short sharded
    extraction, compared with a one-process cache, and one training epoch. With one GPU (torchrun
-   with one process joins no group) the same launch runs with 2 CPU processes over gloo, and NCCL
-   is reported skipped; on a CPU device the step is skipped unless ``--cpu-torchrun``.
+   with one process joins no group, and NCCL takes one GPU per rank) the same launch runs with 2 CPU
+   processes over gloo, and NCCL is checked by a one-rank ``cpu:gloo,cuda:nccl`` group on the GPU
+   (init, an all_reduce, an object gather); on a CPU device the step is skipped unless ``--cpu-torchrun``.
 4. predict: generated photos through MTCNN (on the device) and the trained run; the run exported
    to ONNX and run by onnxruntime with the CUDA provider when it has one (else CPU, said so).
 5. environment: device, driver, torch/CUDA/cuDNN/onnxruntime versions.
@@ -229,6 +230,45 @@ def max_feature_diff(a: Path, b: Path) -> float:
     return worst
 
 
+def nccl_one_process(device: torch.device) -> dict[str, Any]:
+    """With one GPU, NCCL itself: a one-rank group with cafe's backends (``cpu:gloo,cuda:nccl``, as
+    :func:`cafe_cache.distributed.process_group` joins), an all_reduce on the GPU and an object
+    collective. cafe joins no group for one process, and NCCL refuses two ranks on one GPU."""
+    import torch.distributed as dist
+
+    gpu_only(device, "NCCL")
+    if not dist.is_nccl_available():
+        raise Skip("this torch build has no NCCL")
+    torch.cuda.set_device(device)
+    dist.init_process_group("cpu:gloo,cuda:nccl", store=dist.HashStore(), rank=0, world_size=1)
+    try:
+        tensor = torch.arange(4.0, device=device)
+        dist.all_reduce(tensor)
+        box: list[Any] = [None]
+        dist.all_gather_object(box, {"rank": 0})
+        ok = tensor.cpu().tolist() == [0.0, 1.0, 2.0, 3.0] and box == [{"rank": 0}]
+    finally:
+        dist.destroy_process_group()
+    if not ok:
+        raise RuntimeError(f"one-rank NCCL all_reduce gave {tensor.cpu().tolist()}, object gather {box}")
+    return {"world_size": 1, "backend": "cpu:gloo,cuda:nccl",
+            "nccl_version": ".".join(map(str, torch.cuda.nccl.version()))}
+
+
+def nccl_part(device: torch.device, gpus: int, nproc: int) -> dict[str, Any]:
+    """How NCCL was exercised: by the launches (2+ GPUs), by a one-rank group (1 GPU), or not (CPU)."""
+    if gpus >= 2:
+        return {"status": "ran", "by": f"the torchrun launches ({nproc} GPUs)"}
+    if device.type != "cuda":
+        return skipped(f"NCCL needs CUDA GPUs; this run is on {device.type} (the launches ran {nproc} CPU "
+                       "processes over gloo)")
+    by = "a one-rank group on the only GPU (the launches ran 2 CPU processes over gloo: NCCL needs a GPU per rank)"
+    try:
+        return {**part(lambda: nccl_one_process(device)), "by": by}
+    except Exception as e:  # noqa: BLE001 - reported; the launches' results are kept
+        return {"status": "failed", "error": one_line(e), "by": by}
+
+
 def torchrun_check(s: Sizes, device: torch.device, work: Path, cpu_torchrun: bool = False) -> dict[str, Any]:
     if device.type != "cuda" and not cpu_torchrun:
         raise Skip("torchrun with NCCL needs CUDA GPUs (the same launch over gloo on 2 CPU processes: "
@@ -257,8 +297,7 @@ def torchrun_check(s: Sizes, device: torch.device, work: Path, cpu_torchrun: boo
             "extract_seconds_with_launch": extract_s, "sharded_vs_single_max_abs_diff": diff,
             "sharded_equals_single": diff == 0.0,
             "train_epoch_seconds_with_launch": time.perf_counter() - t0, "train_images_per_s": epoch["images_per_s"],
-            "nccl": {"status": "ran"} if nccl else skipped(
-                f"NCCL needs 2 or more visible CUDA GPUs (found {gpus}); ran {nproc} CPU processes over gloo")}
+            "nccl": nccl_part(device, gpus, nproc)}
 
 
 # -- 4. predict ---------------------------------------------------------------------------------
@@ -376,7 +415,7 @@ def highlights(name: str, step: dict[str, Any]) -> str:
         return step.get("reason") or step.get("error", "")
 
     def sub(d: dict[str, Any]) -> str:
-        return "skipped" if d["status"] == "skipped" else "ok"
+        return {"ran": "ok"}.get(d["status"], d["status"])
 
     if name == "extract":
         mem = step["peak_gpu_memory"]

@@ -8,7 +8,7 @@ import json
 import pytest
 import torch
 
-from bench.gpu_check import STATUSES, error_line, main
+from bench.gpu_check import STATUSES, error_line, main, nccl_part
 
 STEPS = ("extract", "train", "torchrun", "predict", "environment")
 
@@ -64,3 +64,8 @@ def test_a_failed_launch_is_reported_by_the_line_that_says_why():
     crash = "Traceback (most recent call last):\n  File x\nRuntimeError: CUDA error: no kernel image\n===\n"
     assert error_line(crash) == "RuntimeError: CUDA error: no kernel image"
     assert error_line("") == "no output"
+
+
+def test_nccl_on_a_cpu_is_skipped_with_the_reason_not_claimed():
+    part = nccl_part(torch.device("cpu"), gpus=0, nproc=2)
+    assert part["status"] == "skipped" and "CUDA" in part["reason"] and "gloo" in part["reason"]
