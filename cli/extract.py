@@ -63,6 +63,7 @@ def extract(
         raise CafeError(f"--dtype {dtype!r}: choose float16 or float32.")
     if precision not in PRECISIONS:
         raise CafeError(f"--precision {precision!r}: choose from {', '.join(PRECISIONS)}.")
+    _check_weight_flags(random_weights, weights)
 
     ranks = from_env()
     say = ranks.main_only(console.print)
@@ -115,6 +116,16 @@ def extract(
             f"{report.errors[0][1]}: {report.errors[0][2]}")
     if random_weights:
         say(RANDOM_BANNER)
+
+
+def _check_weight_flags(random_weights: bool, weights: Path | None) -> None:
+    """--random-weights cannot be combined with a typed --pretrained or --weights: one of them would be ignored."""
+    import click
+    ctx = click.get_current_context(silent=True)
+    typed = ctx is not None and ctx.get_parameter_source("pretrained") == click.core.ParameterSource.COMMANDLINE
+    if random_weights and (typed or weights):
+        raise CafeError(f"--random-weights with {'--pretrained' if typed else '--weights'}: pick one (random "
+                        "weights ignore the other).")
 
 
 def _bar_hook(bar, suffix: str = ""):

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import time
 from contextlib import nullcontext
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 
+import click
 import typer
 
 from cafe_cache.errors import CafeError
@@ -14,6 +16,35 @@ from cafe_cache.options import DEFAULT_WHICH, TRAIN_PRECISIONS, VARIANTS, WHICH
 
 from .common import console, progress, rate_text, split_list
 from .evaluate import evaluate_run
+
+# on --resume these may change (they do not change what is trained); --epochs extends or shortens the run
+RESUME_MAY_CHANGE = ("epochs", "workers", "device")
+NOT_TRAINING = ("out", "resume", "targets", "evaluate", "plots")
+AUGMENT_FLAGS = ("flip", "noise", "erase")
+
+
+def given_options() -> dict:
+    """The options typed on the command line (or set in the environment), not left at their defaults."""
+    ctx = click.get_current_context(silent=True)
+    if ctx is None:
+        return {}
+    sources = (click.core.ParameterSource.COMMANDLINE, click.core.ParameterSource.ENVIRONMENT)
+    return {k: v for k, v in ctx.params.items() if ctx.get_parameter_source(k) in sources}
+
+
+def resumed(cfg, run: Path, given: dict):
+    """The saved config of ``run`` with the options that may change on resume; any other training option that
+    differs from the saved one is refused (it would silently not apply)."""
+    for name, value in given.items():
+        if name in NOT_TRAINING or name in RESUME_MAY_CHANGE:
+            continue
+        saved = getattr(cfg.augment, name) if name in AUGMENT_FLAGS else getattr(cfg, name)
+        if (str(value) if isinstance(value, Path) else value) != saved:
+            flag = "--" + name.replace("_", "-")
+            raise CafeError(f"--resume continues {run} with its saved settings: {flag} {value} differs from the saved "
+                            f"{saved}. Drop {flag}, or start a new run with another --out (on resume only "
+                            f"{', '.join('--' + n for n in RESUME_MAY_CHANGE)} may change).")
+    return replace(cfg, **{k: given[k] for k in RESUME_MAY_CHANGE if k in given})
 
 
 def train(
@@ -73,7 +104,7 @@ def train(
         saved = read_config(out)["train"]
         saved.pop("clip_input")
         saved["augment"] = Augment(**saved["augment"])
-        cfg = TrainConfig(**saved)
+        cfg = resumed(TrainConfig(**saved), out, given_options())
     else:
         if source is None:
             raise CafeError("--source NAME is required (a cache in --cache-dir; see `cafe cache list`).")
@@ -86,6 +117,9 @@ def train(
         out = out or Path("runs") / f"{source}-{datetime.now():%Y%m%d-%H%M%S}"
         if (out / "resume.pt").exists():
             raise CafeError(f"{out} already holds a run; pass --resume to continue it or another --out.")
+    if evaluate and targets:  # a wrong --targets fails now, not after the whole training
+        from cafe_cache.evaluate import target_caches
+        target_caches(Path(cfg.cache_dir), split_list(targets))
     say = ranks.main_only(console.print)
     say(f"training on [bold]{cfg.source}[/] -> {out}  (CLIP input: {cfg.clip_input}, variant {cfg.variant})")
 
