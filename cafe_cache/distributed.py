@@ -135,7 +135,7 @@ def check_device(device: str) -> None:
     try:
         dev = torch.device(device)
     except (RuntimeError, ValueError):
-        raise CafeError(f"--device {device!r} is not a device; use auto, cpu, cuda or cuda:N.") from None
+        raise CafeError(f"--device {device}: not a device; use auto, cpu, cuda or cuda:N.") from None
     if dev.type == "cuda":
         if not torch.cuda.is_available():
             raise CafeError(f"--device {device}: no CUDA GPU is usable here (torch {torch.__version__}, CUDA "

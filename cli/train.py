@@ -8,7 +8,6 @@ from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 
-import click
 import typer
 
 from cafe_cache.errors import CafeError
@@ -23,13 +22,10 @@ NOT_TRAINING = ("out", "resume", "targets", "evaluate", "plots")
 AUGMENT_FLAGS = ("flip", "noise", "erase")
 
 
-def given_options() -> dict:
+def given_options(ctx: typer.Context) -> dict:
     """The options typed on the command line (or set in the environment), not left at their defaults."""
-    ctx = click.get_current_context(silent=True)
-    if ctx is None:
-        return {}
-    sources = (click.core.ParameterSource.COMMANDLINE, click.core.ParameterSource.ENVIRONMENT)
-    return {k: v for k, v in ctx.params.items() if ctx.get_parameter_source(k) in sources}
+    typed = ("COMMANDLINE", "ENVIRONMENT")
+    return {k: v for k, v in ctx.params.items() if getattr(ctx.get_parameter_source(k), "name", None) in typed}
 
 
 def resumed(cfg, run: Path, given: dict):
@@ -48,6 +44,7 @@ def resumed(cfg, run: Path, given: dict):
 
 
 def train(
+    ctx: typer.Context,
     source: str | None = typer.Option(None, "--source", "-s", help="Cache name of the training dataset (cache/NAME.h5)."),
     cache_dir: Path = typer.Option(Path("cache"), help="Folder of the feature caches."),
     out: Path | None = typer.Option(None, help="Run folder. Default: runs/<source>-<time>."),
@@ -104,7 +101,7 @@ def train(
         saved = read_config(out)["train"]
         saved.pop("clip_input")
         saved["augment"] = Augment(**saved["augment"])
-        cfg = resumed(TrainConfig(**saved), out, given_options())
+        cfg = resumed(TrainConfig(**saved), out, given_options(ctx))
     else:
         if source is None:
             raise CafeError("--source NAME is required (a cache in --cache-dir; see `cafe cache list`).")
