@@ -98,7 +98,7 @@ def train(
     if resume:
         if out is None:
             raise CafeError("--resume needs --out RUN, the run folder to continue.")
-        saved = read_config(out)["train"]
+        saved = read_config(out, need=("train",))["train"]
         saved.pop("clip_input")
         saved["augment"] = Augment(**saved["augment"])
         cfg = resumed(TrainConfig(**saved), out, given_options(ctx))

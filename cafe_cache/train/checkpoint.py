@@ -133,7 +133,8 @@ def load_resume(run: Path) -> dict[str, Any] | None:
     return state
 
 
-def read_config(run: Path) -> dict[str, Any]:
+def read_config(run: Path, need: tuple[str, ...] = ()) -> dict[str, Any]:
+    """``run/config.json``; ``need``: entries that must be there (each a JSON object)."""
     f = run / "config.json"
     if not f.is_file():
         raise CafeError(f"{run} is not a cafe run folder (no config.json); pass the folder `cafe train` wrote.")
@@ -141,9 +142,9 @@ def read_config(run: Path) -> dict[str, Any]:
         config = json.loads(f.read_text())
     except (ValueError, UnicodeDecodeError) as e:
         raise CafeError(f"{f} is not valid JSON ({e}); it is damaged. Restore it or retrain.") from None
-    if not isinstance(config, dict) or not all(isinstance(config.get(k), dict) for k in ("model", "train")):
-        raise CafeError(f"{f} lacks the 'model' and 'train' entries `cafe train` writes; it is damaged or not "
-                        "from cafe.")
+    if not isinstance(config, dict) or not all(isinstance(config.get(k), dict) for k in need):
+        raise CafeError(f"{f} lacks the {' and '.join(repr(k) for k in need) or 'JSON object'} `cafe train` "
+                        "writes; it is damaged or not from cafe.")
     return config
 
 
@@ -159,7 +160,7 @@ def load_model(checkpoint: str | Path, which: str | None = None) -> tuple[CAFEMo
     """The model of a run folder (the final epoch, ``last``, unless told) and the run's config."""
     run, default = resolve_run(checkpoint)
     which = which or default
-    config = read_config(run)
+    config = read_config(run, need=("model",))
     try:
         model = CAFEModel(ModelConfig.from_dict(config["model"]))
     except (KeyError, TypeError, ValueError) as e:
