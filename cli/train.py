@@ -18,7 +18,7 @@ from .evaluate import evaluate_run
 
 # on --resume these may change (they do not change what is trained); --epochs extends or shortens the run
 RESUME_MAY_CHANGE = ("epochs", "workers", "device")
-NOT_TRAINING = ("out", "resume", "targets", "evaluate", "plots")
+NOT_TRAINING = ("out", "resume", "targets", "evaluate", "eval_which", "plots")
 AUGMENT_FLAGS = ("flip", "noise", "erase")
 
 

@@ -241,12 +241,12 @@ def flip_bytes(path: Path) -> None:
 def test_4_changed_checkpoint_bytes_are_refused_by_eval_predict_and_resume(env, run_copy, monkeypatch, capsys):
     flip_bytes(run_copy / "best.safetensors")
     with pytest.raises(CafeError, match=r"best\.safetensors does not match the sha256 recorded"):
-        load_model(run_copy)
+        load_model(run_copy, "best")
     assert "best.safetensors does not match the sha256" in cafe_error(
-        monkeypatch, capsys, "eval", "-c", str(run_copy), "--cache-dir", str(env["cache_dir"]), "--workers", "0")
+        monkeypatch, capsys, "eval", "-c", str(run_copy / "best.safetensors"), "--cache-dir", str(env["cache_dir"]), "--workers", "0")
     image = next((env["data"] / "test" / "happy").iterdir())
     assert "best.safetensors does not match the sha256" in cafe_error(
-        monkeypatch, capsys, "predict", str(image), "-c", str(run_copy), "--no-detect", "--device", "cpu")
+        monkeypatch, capsys, "predict", str(image), "-c", str(run_copy / "best.safetensors"), "--no-detect", "--device", "cpu")
     flip_bytes(run_copy / "last.safetensors")
     assert "last.safetensors does not match the sha256" in cafe_error(
         monkeypatch, capsys, "train", "--resume", "--out", str(run_copy), "--no-eval", "--no-plots")
@@ -301,13 +301,13 @@ def test_6_truncated_safetensors_of_an_old_run(env, run_copy, monkeypatch, capsy
     (run_copy / "checksums.json").unlink()  # a run folder from before checksums were recorded
     best = run_copy / "best.safetensors"
     best.write_bytes(best.read_bytes()[: best.stat().st_size // 2])
-    msg = cafe_error(monkeypatch, capsys, "eval", "-c", str(run_copy), "--cache-dir", str(env["cache_dir"]))
+    msg = cafe_error(monkeypatch, capsys, "eval", "-c", str(run_copy / "best.safetensors"), "--cache-dir", str(env["cache_dir"]))
     assert "best.safetensors is not a readable safetensors file" in msg
 
 
 def test_6_invalid_config_json(env, run_copy, monkeypatch, capsys):
     (run_copy / "config.json").write_text('{"model": {"backbone": ')
-    msg = cafe_error(monkeypatch, capsys, "eval", "-c", str(run_copy), "--cache-dir", str(env["cache_dir"]))
+    msg = cafe_error(monkeypatch, capsys, "eval", "-c", str(run_copy / "best.safetensors"), "--cache-dir", str(env["cache_dir"]))
     assert "config.json is not valid JSON" in msg
 
 
@@ -317,7 +317,7 @@ def test_6_weights_of_another_width(env, run_copy, monkeypatch, capsys):
     (run_copy / "checksums.json").unlink()
     other = CAFEModel(ModelConfig("resnet18", clip_dim=64, variant="cafe"))
     save_file({k: v.contiguous() for k, v in other.state_dict().items()}, str(run_copy / "best.safetensors"))
-    msg = cafe_error(monkeypatch, capsys, "eval", "-c", str(run_copy), "--cache-dir", str(env["cache_dir"]))
+    msg = cafe_error(monkeypatch, capsys, "eval", "-c", str(run_copy / "best.safetensors"), "--cache-dir", str(env["cache_dir"]))
     assert "best.safetensors does not fit the model described in" in msg
 
 
