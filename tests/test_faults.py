@@ -5,6 +5,7 @@ are the issue's items."""
 from __future__ import annotations
 
 import errno
+import hashlib
 import json
 import os
 import resource
@@ -264,10 +265,10 @@ def test_4_resume_state_never_runs_code(env, run_copy, tmp_path, monkeypatch, ca
     """A run folder from elsewhere whose resume.pt would execute code when unpickled (its checksum recorded)."""
     marker = tmp_path / "code-ran"
     torch.save({"optimizer": RunsCode(marker), "scheduler": {}, "history": [], "best": 0.0}, run_copy / "resume.pt")
-    sums = json.loads((run_copy / "checksums.json").read_text())
-    from cafe_cache.train.checkpoint import sha256
-    sums["resume.pt"] = [sha256(run_copy / "resume.pt")]
-    (run_copy / "checksums.json").write_text(json.dumps(sums))
+    sums_file = run_copy / "checksums.json"
+    sums = json.loads(sums_file.read_text()) if sums_file.is_file() else {}
+    sums["resume.pt"] = [hashlib.sha256((run_copy / "resume.pt").read_bytes()).hexdigest()]
+    sums_file.write_text(json.dumps(sums))
     msg = cafe_error(monkeypatch, capsys, "train", "--resume", "--out", str(run_copy), "--no-eval", "--no-plots")
     assert "resume.pt cannot be read as cafe resume state" in msg
     assert not marker.exists()
@@ -298,7 +299,7 @@ def test_5_7_dangling_links_and_folders_named_like_images_are_recorded(tmp_path)
 
 # -- 6: one clear line instead of a traceback --------------------------------------------------------------
 def test_6_truncated_safetensors_of_an_old_run(env, run_copy, monkeypatch, capsys):
-    (run_copy / "checksums.json").unlink()  # a run folder from before checksums were recorded
+    (run_copy / "checksums.json").unlink(missing_ok=True)  # a run folder from before checksums were recorded
     best = run_copy / "best.safetensors"
     best.write_bytes(best.read_bytes()[: best.stat().st_size // 2])
     msg = cafe_error(monkeypatch, capsys, "eval", "-c", str(run_copy / "best.safetensors"), "--cache-dir", str(env["cache_dir"]))
@@ -314,7 +315,7 @@ def test_6_invalid_config_json(env, run_copy, monkeypatch, capsys):
 def test_6_weights_of_another_width(env, run_copy, monkeypatch, capsys):
     from safetensors.torch import save_file
     from cafe_cache.train.model import CAFEModel, ModelConfig
-    (run_copy / "checksums.json").unlink()
+    (run_copy / "checksums.json").unlink(missing_ok=True)
     other = CAFEModel(ModelConfig("resnet18", clip_dim=64, variant="cafe"))
     save_file({k: v.contiguous() for k, v in other.state_dict().items()}, str(run_copy / "best.safetensors"))
     msg = cafe_error(monkeypatch, capsys, "eval", "-c", str(run_copy / "best.safetensors"), "--cache-dir", str(env["cache_dir"]))
@@ -322,7 +323,7 @@ def test_6_weights_of_another_width(env, run_copy, monkeypatch, capsys):
 
 
 def test_6_corrupt_resume_state(run_copy, monkeypatch, capsys):
-    (run_copy / "checksums.json").unlink()
+    (run_copy / "checksums.json").unlink(missing_ok=True)
     (run_copy / "resume.pt").write_bytes(b"PK\x03\x04 not a torch file")
     msg = cafe_error(monkeypatch, capsys, "train", "--resume", "--out", str(run_copy), "--no-eval", "--no-plots")
     assert "resume.pt cannot be read as cafe resume state" in msg
