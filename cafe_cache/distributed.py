@@ -130,9 +130,30 @@ def restarted() -> bool:
     return int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0") or 0) > 0
 
 
+def check_device(device: str) -> None:
+    """A --device that torch cannot parse or this machine does not have is one clear error."""
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError):
+        raise CafeError(f"--device {device}: not a device; use auto, cpu, cuda or cuda:N.") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise CafeError(f"--device {device}: no CUDA GPU is usable here (torch {torch.__version__}, CUDA "
+                            f"build {torch.version.cuda or 'none'}); use --device cpu or auto.")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise CafeError(f"--device {device}: this machine has {torch.cuda.device_count()} GPU(s), "
+                            f"cuda:0 to cuda:{torch.cuda.device_count() - 1}.")
+    elif dev.type == "mps" and not torch.backends.mps.is_available():
+        raise CafeError(f"--device {device}: Apple MPS is not available here; use --device cpu or auto.")
+    elif dev.type not in ("cpu", "cuda", "mps"):
+        raise CafeError(f"--device {device}: cafe runs on cpu, cuda or mps.")
+
+
 def rank_device(device: str, ranks: Ranks) -> torch.device:
     """``auto``/``cuda`` -> ``cuda:<local rank>`` when CUDA is present (one GPU per process); ``auto`` is
     the CPU otherwise. An explicit index (``cuda:1``) is kept, for one process only."""
+    if device != "auto":
+        check_device(device)
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     if device == "cuda":

@@ -5,18 +5,22 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
+from cafe_cache.errors import CafeError
 from cafe_cache.extract.cache import FeatureCache, find_caches, shards_dir
 
-from .common import out
+from .common import console, out
 
 app = typer.Typer(help="Inspect feature caches made by `cafe extract`.", no_args_is_help=True)
 
 
 @app.command("info")
 def info(path: Path = typer.Argument(..., help="A cache file (cache/NAME.h5)."),
-         show: int = typer.Option(10, help="How many unreadable/skipped entries to list.")) -> None:
+         show: int = typer.Option(10, help="How many unreadable/skipped entries to list."),
+         verify: bool = typer.Option(False, "--verify", help="Read back every stored row: checksums (caches made by "
+                                     "this cafe) and finite, written features. Exit 2 naming the damaged dataset.")) -> None:
     """Splits, counts, fingerprint and unreadable images of one cache file."""
     c = FeatureCache(path)
     fp = c.fingerprint
@@ -43,6 +47,10 @@ def info(path: Path = typer.Argument(..., help="A cache file (cache/NAME.h5)."),
     out.print(f"{len(skipped):,} label entries skipped by the reader" + (":" if skipped else ""))
     for where, reason in skipped[:show]:
         out.print(f"  {where}: {reason}")
+    if verify:
+        for line in c.verify():
+            out.print(f"verified {line}")
+        out.print("[green]verify: every stored row read back intact[/]")
 
 
 @app.command("list")
@@ -50,7 +58,11 @@ def list_caches(cache_dir: Path = typer.Argument(Path("cache"), help="Folder of 
     """One line per cache in a folder."""
     table = Table("cache", "dataset", "CLIP weights", "splits", "state")
     for p in find_caches(cache_dir):
-        c = FeatureCache(p)
+        try:
+            c = FeatureCache(p)
+        except CafeError as e:  # being written, or damaged: the others are still listed
+            console.print(f"[yellow]skipped {escape(p.name)}:[/] {escape(str(e))}")
+            continue
         table.add_row(p.name, c.dataset, c.fingerprint.weights_label,
                       ", ".join(f"{s} {n:,}" for s, (_, n) in c.splits.items()),
                       "complete" if c.complete else "unfinished")

@@ -7,6 +7,7 @@ import sys
 from typing import NoReturn
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn,
                            TimeElapsedColumn, TimeRemainingColumn)
 
@@ -17,7 +18,8 @@ out = Console(highlight=False)  # results (tables) go to stdout
 def fail(message: str, code: int = 2) -> NoReturn:
     world = os.environ.get("WORLD_SIZE", "1")
     where = f" (rank {os.environ.get('RANK', '?')} of {world})" if world not in ("", "1") else ""  # torchrun
-    console.print(f"[bold red]error{where}:[/] {message}")
+    # one line however long (no wrapping inside paths); "[datasets]" in a message is text, not markup
+    console.print(f"[bold red]error{where}:[/] {escape(message)}", soft_wrap=True)
     sys.exit(code)
 
 

@@ -21,6 +21,7 @@ RANDOM_BANNER = "[bold yellow]RANDOM WEIGHTS[/]: features are meaningless except
 
 
 def extract(
+    ctx: typer.Context,
     dataset: str = typer.Option(..., "--dataset", "-d", help="Reader name: rafdb, ferplus, affectnet, sfew, mma, folder."),
     root: Path | None = typer.Option(None, help="Dataset root. Default: $CAFE_<NAME>_ROOT or cafe.toml [datasets]."),
     name: str | None = typer.Option(None, help="Cache name (file stem). Default: the dataset name; for `folder`, the root folder's name."),
@@ -63,6 +64,7 @@ def extract(
         raise CafeError(f"--dtype {dtype!r}: choose float16 or float32.")
     if precision not in PRECISIONS:
         raise CafeError(f"--precision {precision!r}: choose from {', '.join(PRECISIONS)}.")
+    _check_weight_flags(ctx, random_weights, weights)
 
     ranks = from_env()
     say = ranks.main_only(console.print)
@@ -115,6 +117,15 @@ def extract(
             f"{report.errors[0][1]}: {report.errors[0][2]}")
     if random_weights:
         say(RANDOM_BANNER)
+
+
+def _check_weight_flags(ctx: typer.Context, random_weights: bool, weights: Path | None) -> None:
+    """--random-weights cannot be combined with a typed --pretrained or --weights: one of them would be ignored."""
+    source = ctx.get_parameter_source("pretrained")
+    typed = source is not None and source.name in ("COMMANDLINE", "ENVIRONMENT")
+    if random_weights and (typed or weights):
+        raise CafeError(f"--random-weights with {'--pretrained' if typed else '--weights'}: pick one (random "
+                        "weights ignore the other).")
 
 
 def _bar_hook(bar, suffix: str = ""):

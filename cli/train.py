@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from contextlib import nullcontext
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 
@@ -15,8 +16,35 @@ from cafe_cache.options import DEFAULT_WHICH, TRAIN_PRECISIONS, VARIANTS, WHICH
 from .common import console, progress, rate_text, split_list
 from .evaluate import evaluate_run
 
+# on --resume these may change (they do not change what is trained); --epochs extends or shortens the run
+RESUME_MAY_CHANGE = ("epochs", "workers", "device")
+NOT_TRAINING = ("out", "resume", "targets", "evaluate", "eval_which", "plots")
+AUGMENT_FLAGS = ("flip", "noise", "erase")
+
+
+def given_options(ctx: typer.Context) -> dict:
+    """The options typed on the command line (or set in the environment), not left at their defaults."""
+    typed = ("COMMANDLINE", "ENVIRONMENT")
+    return {k: v for k, v in ctx.params.items() if getattr(ctx.get_parameter_source(k), "name", None) in typed}
+
+
+def resumed(cfg, run: Path, given: dict):
+    """The saved config of ``run`` with the options that may change on resume; any other training option that
+    differs from the saved one is refused (it would silently not apply)."""
+    for name, value in given.items():
+        if name in NOT_TRAINING or name in RESUME_MAY_CHANGE:
+            continue
+        saved = getattr(cfg.augment, name) if name in AUGMENT_FLAGS else getattr(cfg, name)
+        if (str(value) if isinstance(value, Path) else value) != saved:
+            flag = "--" + name.replace("_", "-")
+            raise CafeError(f"--resume continues {run} with its saved settings: {flag} {value} differs from the saved "
+                            f"{saved}. Drop {flag}, or start a new run with another --out (on resume only "
+                            f"{', '.join('--' + n for n in RESUME_MAY_CHANGE)} may change).")
+    return replace(cfg, **{k: given[k] for k in RESUME_MAY_CHANGE if k in given})
+
 
 def train(
+    ctx: typer.Context,
     source: str | None = typer.Option(None, "--source", "-s", help="Cache name of the training dataset (cache/NAME.h5)."),
     cache_dir: Path = typer.Option(Path("cache"), help="Folder of the feature caches."),
     out: Path | None = typer.Option(None, help="Run folder. Default: runs/<source>-<time>."),
@@ -70,10 +98,10 @@ def train(
     if resume:
         if out is None:
             raise CafeError("--resume needs --out RUN, the run folder to continue.")
-        saved = read_config(out)["train"]
+        saved = read_config(out, need=("train",))["train"]
         saved.pop("clip_input")
         saved["augment"] = Augment(**saved["augment"])
-        cfg = TrainConfig(**saved)
+        cfg = resumed(TrainConfig(**saved), out, given_options(ctx))
     else:
         if source is None:
             raise CafeError("--source NAME is required (a cache in --cache-dir; see `cafe cache list`).")
@@ -86,6 +114,9 @@ def train(
         out = out or Path("runs") / f"{source}-{datetime.now():%Y%m%d-%H%M%S}"
         if (out / "resume.pt").exists():
             raise CafeError(f"{out} already holds a run; pass --resume to continue it or another --out.")
+    if evaluate and targets:  # a wrong --targets fails now, not after the whole training
+        from cafe_cache.evaluate import target_caches
+        target_caches(Path(cfg.cache_dir), split_list(targets))
     say = ranks.main_only(console.print)
     say(f"training on [bold]{cfg.source}[/] -> {out}  (CLIP input: {cfg.clip_input}, variant {cfg.variant})")
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from . import register
-from .base import DatasetError, ReadResult, Reader, Sample, parse_int
+from .base import DatasetError, ReadResult, Reader, Sample, open_text, parse_int
 from .folder import image_files
 
 LISTS_DIR, IMAGES_DIR = "Manually_Annotated_file_lists", "Manually_Annotated_Images"
@@ -76,7 +76,7 @@ class AffectNet(Reader):
         return None
 
     def _read_list(self, result: ReadResult, list_file: Path, split: str) -> None:
-        with list_file.open(newline="", encoding="utf-8-sig") as f:
+        with open_text(list_file) as f:
             rows = csv.DictReader(f)
             if not {"subDirectory_filePath", "expression"} <= set(rows.fieldnames or ()):
                 raise DatasetError("expected a header with subDirectory_filePath and expression", list_file, 1)

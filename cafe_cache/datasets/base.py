@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
+import numpy as np
 from PIL import Image
 
 from ..errors import CafeError
@@ -105,13 +107,39 @@ class Reader:
         result.skipped.append((where, message))
 
 
+HIGH_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")  # 16-bit grey PNG/TIFF (and 32-bit int holding them)
+
+
 def open_rgb(path: str | Path) -> Image.Image:
     try:
         with Image.open(path) as im:
             im.load()
-            return im.convert("RGB")
+            return to_8bit(im).convert("RGB")
     except (OSError, ValueError, Image.DecompressionBombError, SyntaxError) as e:  # PIL raises all of these
         raise ImageReadError(f"{type(e).__name__}: {e}") from e
+
+
+def to_8bit(im: Image.Image) -> Image.Image:
+    """High-bit-depth grey scaled to 0..255 (``convert("RGB")`` would clip it to white); others as they are."""
+    if im.mode == "F":
+        raise ImageReadError("32-bit float image (mode F): not supported; convert it to 8 or 16 bits per channel")
+    if im.mode not in HIGH_BIT_MODES:
+        return im
+    values = np.asarray(im).astype(np.int64)
+    if values.size and (values.min() < 0 or values.max() > 65535):
+        raise ImageReadError(f"{im.mode} image with values outside 0..65535: not supported; convert it to 8 or 16 bits")
+    return Image.fromarray(((values * 255 + 32767) // 65535).astype(np.uint8), "L")
+
+
+def open_text(path: Path) -> io.StringIO:
+    """A label file as text (UTF-8, with or without BOM; any line ends, for ``csv``); a file that is not UTF-8
+    is a DatasetError naming the line of the first bad byte."""
+    data = path.read_bytes()
+    try:
+        return io.StringIO(data.decode("utf-8-sig"), newline="")
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        raise DatasetError(f"not UTF-8 text (byte 0x{data[e.start]:02x}); save the file as UTF-8", path, line) from None
 
 
 def parse_int(text: str) -> int | None:

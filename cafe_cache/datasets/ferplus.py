@@ -11,7 +11,7 @@ import numpy as np
 from PIL import Image
 
 from . import register
-from .base import DatasetError, ImageReadError, ReadResult, Reader, Sample, parse_int
+from .base import DatasetError, ImageReadError, ReadResult, Reader, Sample, open_text, parse_int
 
 FOLDER_SPLITS = (("FER2013Train", "train"), ("FER2013Valid", "val"), ("FER2013Test", "test"))
 USAGE_SPLITS = {"Training": "train", "PublicTest": "val", "PrivateTest": "test"}
@@ -123,7 +123,7 @@ class FerPlus(Reader):
         if not label_file.is_file():
             raise DatasetError("label.csv not found: FERPlus's generate_training_data.py writes it "
                                "next to the PNGs", label_file)
-        with label_file.open(newline="", encoding="utf-8-sig") as f:
+        with open_text(label_file) as f:
             rows = csv.reader(f)
             for row in rows:
                 if any(field.strip() for field in row):
@@ -148,7 +148,7 @@ class FerPlus(Reader):
     def _read_csv(self, result: ReadResult) -> None:
         usages = self._pixel_usages()
         votes_file = self.root / VOTES_FILE
-        with votes_file.open(newline="", encoding="utf-8-sig") as f:
+        with open_text(votes_file) as f:
             rows = csv.reader(f)
             header = [h.strip() for h in next(rows, [])]
             if header[:2] != ["Usage", "Image name"]:

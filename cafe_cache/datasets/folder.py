@@ -21,8 +21,22 @@ def image_files(folder: Path) -> list[Path]:
     Hidden files are left out because macOS copies leave ``._name.jpg`` resource forks that are
     not images.
     """
-    return sorted(p for p in folder.rglob("*")
-                  if p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".") and p.is_file())
+    return scan_images(folder)[0]
+
+
+def scan_images(folder: Path) -> tuple[list[Path], list[tuple[Path, str]]]:
+    """(image files, entries named like images that are not files, with why) below ``folder``."""
+    files, odd = [], []
+    for p in sorted(folder.rglob("*")):
+        if p.suffix.lower() not in IMAGE_EXTENSIONS or p.name.startswith("."):
+            continue
+        if p.is_file():
+            files.append(p)
+        elif p.is_symlink() and not p.exists():
+            odd.append((p, "dangling symbolic link (its target does not exist or loops)"))
+        else:
+            odd.append((p, "a folder named like an image, not an image file" if p.is_dir() else "not a regular file"))
+    return files, odd
 
 
 class ClassFolderReader(Reader):
@@ -67,8 +81,9 @@ class ClassFolderReader(Reader):
         elif label == SKIP:
             result.skipped.append((where, "class folder mapped to -1 (skipped)"))
         else:
-            result.samples.extend(Sample(f.relative_to(self.root).as_posix(), label, split)
-                                  for f in image_files(class_dir))
+            files, odd = scan_images(class_dir)
+            result.samples.extend(Sample(f.relative_to(self.root).as_posix(), label, split) for f in files)
+            result.skipped.extend((p.relative_to(self.root).as_posix(), why) for p, why in odd)
 
 
 SPLIT_ALIASES = {"train": "train", "training": "train", "val": "val", "valid": "val",

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from . import register
-from .base import DatasetError, ReadResult, Reader, Sample, parse_int
+from .base import DatasetError, ReadResult, Reader, Sample, open_text, parse_int
 
 LIST_FILE = "EmoLabel/list_patition_label.txt"  # sic: the dataset's own spelling
 PREFIX_SPLITS = {"train": "train", "test": "test"}
@@ -53,11 +53,30 @@ class RafDb(Reader):
     def read(self) -> ReadResult:
         result = ReadResult([])
         list_file = self.root / LIST_FILE
+        seen: dict[str, tuple[int, int]] = {}  # image name -> (line, label) of its first line
         # splitlines() accepts the CRLF line ends of the public copy as well as LF.
-        for number, line in enumerate(list_file.read_text(encoding="utf-8-sig").splitlines(), 1):
-            if line.strip():
+        for number, line in enumerate(open_text(list_file).read().splitlines(), 1):
+            if line.strip() and self._first_time(result, list_file, number, line, seen):
                 self._read_line(result, list_file, number, line)
         return result
+
+    def _first_time(self, result: ReadResult, list_file: Path, number: int, line: str,
+                    seen: dict[str, tuple[int, int]]) -> bool:
+        """False for a repeated image name: skipped when its label agrees, a problem when it does not."""
+        fields = line.split()
+        if len(fields) != 2:
+            return True  # _read_line reports it
+        name, label = fields
+        if name not in seen:
+            seen[name] = (number, parse_int(label))
+            return True
+        first, first_label = seen[name]
+        if parse_int(label) == first_label:
+            result.skipped.append((f"{list_file}:{number}", f"{name} repeats line {first} with the same label"))
+        else:
+            self.problem(result, f"{name} is listed twice with different labels: line {first} says {first_label}, "
+                         f"line {number} says {label}; fix the list", list_file, number)
+        return False
 
     def _read_line(self, result: ReadResult, list_file: Path, number: int, line: str) -> None:
         fields = line.split()

@@ -15,9 +15,13 @@ Layout (``format = "cafe-feature-cache"``, ``format_version = 1``)::
                                   attrs: n_done               rows written so far (resume point)
     /skipped/where, /skipped/reason  (K,) str                 entries the reader dropped (label rules, --skip-bad)
 
+features and images carry HDF5's fletcher32 checksum (caches made before it was added have none and
+stay readable); a damaged block fails its read with the file and dataset named (:mod:`.integrity`).
+
 Rows are written in dataset order, a batch at a time, each batch followed by a flush and an
-update of ``n_done``; rerunning the same extraction continues at ``n_done``. An exclusive lock file
-(``<cache>.h5.lock``) keeps a second process out.
+update of ``n_done``; rerunning the same extraction continues at ``n_done``. A write the disk refuses
+(full, file too large, I/O error) stops the run and leaves the rows of the last flush intact
+(:mod:`.integrity`). An exclusive lock file (``<cache>.h5.lock``) keeps a second process out.
 
 Stored images (``cafe extract --store-images S``) do not change the features, so they are not part
 of the fingerprint; a cache with them is interchangeable with one without.
@@ -38,6 +42,7 @@ from filelock import FileLock, Timeout
 from .. import __version__
 from ..datasets.base import Sample
 from ..errors import CafeError
+from .integrity import NO_CHUNK_CACHE, abandon, check_finite, checked_read, verify_cache, write_failed
 
 if TYPE_CHECKING:
     from .clip import LoadedClip
@@ -115,6 +120,9 @@ def _lock(path: Path) -> FileLock:
     except Timeout:
         raise CafeError(f"{path} is being written by another cafe process (lock {path}.lock is held). "
                         "Wait for it to finish; two processes must not write one cache.") from None
+    except OSError as e:
+        raise CafeError(f"{path.parent}: cannot write the lock file {path.name}.lock ({e.strerror or e}); "
+                        "`cafe extract` needs a writable --cache-dir (reading a finished cache does not).") from None
     return lock
 
 
@@ -129,6 +137,7 @@ class CacheWriter:
         self.fingerprint = fingerprint
         self.store_images = store_images  # side of the stored uint8 images, 0 = none
         self._lock = _lock(self.path)
+        self._broken = False  # a write failed: the file was closed by integrity.abandon
         try:
             if self.path.exists() and force:
                 self.path.unlink()
@@ -143,7 +152,20 @@ class CacheWriter:
     # -- opening ------------------------------------------------------------------------
     def _create(self, dataset, cache_name, root, reader_options, splits, skipped, dim) -> h5py.File:
         tmp = self.path.with_suffix(".h5.partial")
-        f = h5py.File(tmp, "w")
+        f = None
+        try:
+            f = h5py.File(tmp, "w")
+            self._layout(f, dataset, cache_name, root, reader_options, splits, skipped, dim)
+            f.close()
+        except (OSError, RuntimeError) as e:
+            if f is not None:
+                abandon(f, tmp)
+            tmp.unlink(missing_ok=True)
+            raise write_failed(self.path, e, "Nothing was extracted yet.") from None
+        tmp.rename(self.path)  # the file appears only once its layout is whole
+        return h5py.File(self.path, "r+", **NO_CHUNK_CACHE)
+
+    def _layout(self, f, dataset, cache_name, root, reader_options, splits, skipped, dim) -> None:
         f.attrs.update(format=FORMAT, format_version=FORMAT_VERSION, dataset=dataset, cache_name=cache_name,
                        root=str(Path(root).resolve()), reader_options=json.dumps(reader_options, sort_keys=True),
                        fingerprint=self.fingerprint.to_json(), random_weights=self.fingerprint.random_weights,
@@ -153,24 +175,22 @@ class CacheWriter:
         for name, samples in splits.items():
             g = f.create_group(f"splits/{name}")
             n = len(samples)
-            g.create_dataset("features", shape=(n, views, dim), dtype=dtype,
+            g.create_dataset("features", shape=(n, views, dim), dtype=dtype, fletcher32=bool(n),
                              chunks=(max(1, min(n, 1024)), views, dim) if n else None)
             g.create_dataset("labels", data=np.array([s.label for s in samples], dtype=np.int8))
             g.create_dataset("paths", data=[s.path for s in samples], dtype=STR)
             g.create_dataset("error", shape=(n,), dtype=STR)
             if self.store_images and n:
                 side = self.store_images
-                g.create_dataset("images", shape=(n, side, side, 3), dtype=np.uint8, chunks=(1, side, side, 3))
+                g.create_dataset("images", shape=(n, side, side, 3), dtype=np.uint8, chunks=(1, side, side, 3),
+                                 fletcher32=True)
             g.attrs["n_done"] = 0
         sk = f.create_group("skipped")
         sk.create_dataset("where", data=[w for w, _ in skipped], dtype=STR)
         sk.create_dataset("reason", data=[r for _, r in skipped], dtype=STR)
-        f.close()
-        tmp.rename(self.path)  # the file appears only once its layout is whole
-        return h5py.File(self.path, "r+")
 
     def _resume(self, splits: dict[str, list[Sample]]) -> h5py.File:
-        f = _open_checked(self.path, "r+")
+        f = _open_checked(self.path, "r+", **NO_CHUNK_CACHE)
         have = Fingerprint.from_json(f.attrs["fingerprint"])
         diff = have.differences(self.fingerprint)
         if diff:
@@ -200,24 +220,36 @@ class CacheWriter:
     def write(self, split: str, start: int, features: np.ndarray, errors: list[str],
               images: np.ndarray | None = None) -> None:
         """Rows [start, start + len(features)) (and their (B, S, S, 3) stored images); then flush, so a
-        kill loses at most this batch."""
+        kill loses at most this batch. A write the disk refuses raises CacheWriteError, the flushed rows kept."""
         g = self.file[f"splits/{split}"]
         end = start + len(features)
-        g["features"][start:end] = features
-        if images is not None:
-            g["images"][start:end] = images
-        if any(errors):
-            g["error"][start:end] = errors
-        g.attrs["n_done"] = end
-        self.file.flush()
+        try:
+            g["features"][start:end] = features
+            if images is not None:
+                g["images"][start:end] = images
+            if any(errors):
+                g["error"][start:end] = errors
+            g.attrs["n_done"] = end
+            self.file.flush()
+        except (OSError, RuntimeError) as e:
+            self._give_up(e, f"{start:,} rows of split {split!r} before it are kept; the cache is not marked complete.")
 
     def finish(self) -> None:
-        self.file.attrs["complete"] = True
-        self.file.flush()
+        try:
+            self.file.attrs["complete"] = True
+            self.file.flush()
+        except (OSError, RuntimeError) as e:
+            self._give_up(e, "Every row is written; only the mark 'complete' is missing.")
+
+    def _give_up(self, e: BaseException, kept: str):
+        self._broken = True
+        abandon(self.file, self.path)
+        raise write_failed(self.path, e, kept) from None
 
     def close(self) -> None:
         try:
-            self.file.close()
+            if not self._broken:
+                self.file.close()
         finally:
             self._lock.release()
 
@@ -241,9 +273,9 @@ def _check_not_locked(path: Path) -> None:
         pass  # a read-only cache folder: nobody can be writing there
 
 
-def _open_checked(path: Path, mode: str = "r") -> h5py.File:
+def _open_checked(path: Path, mode: str = "r", **options) -> h5py.File:
     try:
-        f = h5py.File(path, mode)
+        f = h5py.File(path, mode, **options)
     except OSError as e:
         raise CafeError(f"{path}: cannot be opened as HDF5 ({e}). If an extraction was killed while writing, "
                         "rerun it with --force to start that dataset again.") from e
@@ -273,7 +305,7 @@ class StoredImages:
         """(S, S, 3) uint8 image of file row ``row``."""
         if self._pid != os.getpid():
             self._file, self._pid = h5py.File(self.path, "r"), os.getpid()
-        return self._file[f"splits/{self.split}/images"][row]
+        return checked_read(self.path, self._file[f"splits/{self.split}/images"], row)
 
     def __getstate__(self) -> dict[str, Any]:
         return {"path": self.path, "split": self.split, "size": self.size, "_file": None, "_pid": None}
@@ -340,13 +372,18 @@ class FeatureCache:
         idx = [self.fingerprint.views.index(v) for v in (views or self.fingerprint.views)]
         with h5py.File(self.path, "r") as f:
             g = f[f"splits/{split}"]
-            err = g["error"].asstr()[:]
+            err = checked_read(self.path, g["error"], text=True)
             rows = np.flatnonzero(err == "")
-            feats = g["features"][:][rows][:, idx].astype(np.float32)
-            labels = g["labels"][:][rows].astype(np.int64)
-            paths = list(g["paths"].asstr()[:][rows])
+            feats = checked_read(self.path, g["features"])[rows][:, idx].astype(np.float32)
+            labels = checked_read(self.path, g["labels"])[rows].astype(np.int64)
+            paths = list(checked_read(self.path, g["paths"], text=True)[rows])
+        check_finite(self.path, split, feats, rows, paths)
         images = StoredImages(self.path, split, self.stored_image_size) if self.stored_image_size else None
         return SplitData(feats, labels, paths, rows, images)
+
+    def verify(self) -> list[str]:
+        """Read back every row (checksums where stored); one line per split, or CacheCorrupt."""
+        return verify_cache(self.path)
 
     def errors(self) -> list[tuple[str, str, str]]:
         """(split, path, reason) of every image that could not be read."""

@@ -31,7 +31,7 @@ from ..evaluate import clip_for, online_features, predict_split
 from ..extract.cache import FeatureCache, cache_path
 from ..extract.run import autocast, default_workers
 from ..options import TRAIN_PRECISIONS
-from .checkpoint import load_resume, save_resume, save_weights, write_json
+from .checkpoint import load_resume, load_weights, save_resume, save_weights, write_json
 from .data import Augment, PairedSamples, limit_split, reader_for
 from .losses import channel_drop_mask, total_loss
 from .model import CAFEModel, ModelConfig
@@ -62,6 +62,9 @@ class TrainConfig:
     device: str = "auto"
     precision: str = "auto"  # mask branch: fp32, or bf16 autocast + channels_last; auto: bf16 on CUDA
 
+    def __post_init__(self) -> None:
+        check_hyperparameters(self)
+
     @property
     def clip_input(self) -> str:
         return "online" if self.online_clip else "cached-views"
@@ -88,6 +91,21 @@ class NonFiniteLoss(CafeError):
     pass
 
 
+
+
+def check_hyperparameters(cfg: TrainConfig) -> None:
+    """Refuse values that would train silently wrong (a sign-flipped lr, negative loss weights) or crash
+    inside Adam, naming the flag."""
+    checks = [("--lr", cfg.lr, lambda v: v > 0, "a finite number > 0 (the paper: 2e-4)"),
+              ("--weight-decay", cfg.weight_decay, lambda v: v >= 0, "a finite number >= 0 (the paper: 1e-4)"),
+              ("--gamma", cfg.gamma, lambda v: 0 < v <= 1, "in (0, 1], the learning rate's decay per epoch (the paper: 0.9)"),
+              ("--w-sep", cfg.w_sep, lambda v: v >= 0, "a finite weight >= 0 (0 turns the separation loss off)"),
+              ("--w-div", cfg.w_div, lambda v: v >= 0, "a finite weight >= 0 (0 turns the diverse loss off)")]
+    for flag, value, ok, must in checks:
+        if not (isinstance(value, (int, float)) and math.isfinite(value) and ok(value)):
+            raise CafeError(f"{flag} {value}: must be {must}.")
+    if cfg.epochs < 1 or cfg.batch_size < 1:
+        raise CafeError(f"--epochs {cfg.epochs} / --batch-size {cfg.batch_size}: both must be at least 1.")
 
 
 def resolve_train_precision(precision: str, device: torch.device) -> str:
@@ -140,8 +158,7 @@ def train(cfg: TrainConfig, run: Path, *, resume: bool = False, log: Callable[[s
     log(init.summary())
     state = load_resume(run) if resume else None
     if state:  # resume where the last finished epoch left off
-        from safetensors.torch import load_file
-        model.load_state_dict(load_file(str(run / "last.safetensors")))
+        load_weights(run, "last", model)
     model.to(device, memory_format=layout)
     model = data_parallel(model, ranks, device)  # one rank: the model itself
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -186,9 +203,10 @@ def train(cfg: TrainConfig, run: Path, *, resume: bool = False, log: Callable[[s
                                                        hits.float()])).tolist()
             parts = [p / ranks.world for p in parts]  # each rank's loss is its batch's mean: average them
             if not math.isfinite(parts[0]):
-                raise NonFiniteLoss(
-                    f"loss became {parts[0]} at epoch {epoch + 1}, step {step + 1}; stopped. The last "
-                    f"good weights are {run / 'last.safetensors'} (epoch {len(history)}). Try a lower --lr.")
+                kept = (f"The last good weights are {run / 'last.safetensors'} (epoch {len(history)})" if history
+                        else "No epoch finished, so no weights were saved")
+                raise NonFiniteLoss(f"loss became {parts[0]} at epoch {epoch + 1}, step {step + 1}; stopped. {kept}. "
+                                    "Try a lower --lr.")
             optimizer.zero_grad(set_to_none=True)
             losses["total"].backward()
             optimizer.step()
