@@ -7,7 +7,8 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from cafe_cache.extract.cache import FeatureCache, find_caches, shards_dir
+from cafe_cache.extract.cache import FeatureCache, find_caches, shards_dir, writing_progress
+from cafe_cache.extract.subset import describe
 
 from .common import out
 
@@ -17,7 +18,14 @@ app = typer.Typer(help="Inspect feature caches made by `cafe extract`.", no_args
 @app.command("info")
 def info(path: Path = typer.Argument(..., help="A cache file (cache/NAME.h5)."),
          show: int = typer.Option(10, help="How many unreadable/skipped entries to list.")) -> None:
-    """Splits, counts, fingerprint and unreadable images of one cache file."""
+    """Splits, counts, fingerprint and unreadable images of one cache file.
+
+    On a cache a running `cafe extract` is writing, the rows written so far (read from the writer's
+    progress file; the HDF5 file itself is left alone)."""
+    running = writing_progress(path)
+    if running is not None:
+        _show_running(path, running)
+        return
     c = FeatureCache(path)
     fp = c.fingerprint
     weights = f"[bold yellow]{fp.weights_label}[/]" if fp.random_weights else fp.weights_label
@@ -27,6 +35,8 @@ def info(path: Path = typer.Argument(..., help="A cache file (cache/NAME.h5)."),
               f"{fp.dtype} ({fp.precision}), made by cafe {c.cafe_version}; "
               + (f"images stored at {c.stored_image_size}px; " if c.stored_image_size else "")
               + ("[green]complete[/]" if c.complete else "[yellow]UNFINISHED: rerun `cafe extract` to finish[/]"))
+    if c.subset:
+        out.print(f"[yellow]partial extraction: {describe(c.subset)}[/]")
     table = Table("split", "images", "written")
     for name, (done, n) in c.splits.items():
         table.add_row(name, f"{n:,}", f"{done:,}")
@@ -43,6 +53,18 @@ def info(path: Path = typer.Argument(..., help="A cache file (cache/NAME.h5)."),
     out.print(f"{len(skipped):,} label entries skipped by the reader" + (":" if skipped else ""))
     for where, reason in skipped[:show]:
         out.print(f"  {where}: {reason}")
+
+
+def _show_running(path: Path, running: dict[str, tuple[int, int]]) -> None:
+    done = sum(d for d, _ in running.values())
+    total = sum(n for _, n in running.values())
+    out.print(f"[bold]{path}[/]")
+    out.print(f"[yellow]being written by a running `cafe extract`[/]: {done:,} of {total:,} rows "
+              f"done ({100 * done / max(1, total):.0f}%)", soft_wrap=True)
+    table = Table("split", "images", "written")
+    for name, (d, n) in running.items():
+        table.add_row(name, f"{n:,}", f"{d:,}")
+    out.print(table)
 
 
 @app.command("list")
