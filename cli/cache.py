@@ -7,9 +7,6 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from cafe_cache.extract.cache import FeatureCache, find_caches, shards_dir, writing_progress
-from cafe_cache.extract.subset import describe
-
 from .common import out
 
 app = typer.Typer(help="Inspect feature caches made by `cafe extract`.", no_args_is_help=True)
@@ -22,6 +19,9 @@ def info(path: Path = typer.Argument(..., help="A cache file (cache/NAME.h5)."),
 
     On a cache a running `cafe extract` is writing, the rows written so far (read from the writer's
     progress file; the HDF5 file itself is left alone)."""
+    from cafe_cache.extract.cache import FeatureCache, shards_dir, writing_progress  # h5py: not for --help
+    from cafe_cache.extract.subset import describe
+
     running = writing_progress(path)
     if running is not None:
         _show_running(path, running)
@@ -70,6 +70,8 @@ def _show_running(path: Path, running: dict[str, tuple[int, int]]) -> None:
 @app.command("list")
 def list_caches(cache_dir: Path = typer.Argument(Path("cache"), help="Folder of caches.")) -> None:
     """One line per cache in a folder."""
+    from cafe_cache.extract.cache import FeatureCache, find_caches
+
     table = Table("cache", "dataset", "CLIP weights", "splits", "state")
     for p in find_caches(cache_dir):
         c = FeatureCache(p)
