@@ -16,6 +16,8 @@
 3. Memory: peak RSS of extraction over two dataset sizes (must be flat; the tiny CLIP keeps 10,000
    images fast on a CPU) and of training, each in its own process.
 4. Evaluation (``cafe eval``): images/s on a cached FERPlus-like target, from files and stored images.
+5. Startup (:mod:`bench.startup`): seconds of ``cafe --help`` and of ``cafe extract`` until its first
+   batch is written, each in a fresh process.
 
 Workers: ``cafe_cache.extract.run.default_workers`` everywhere (0 on the CPU, where worker
 processes only take cores from the model); the old defaults are timed beside it.
@@ -55,6 +57,7 @@ from cafe_cache.extract.run import batch_features, default_workers, pick_device,
 from cafe_cache.train.model import CAFEModel, ModelConfig
 
 from . import images
+from .startup import startup
 from .workloads import (PREPROCESS, VIEWS, channels_last, evaluate_target, extract_cache, loading_pass, model_pass,
                         sample_pass, threads, train_config, train_epoch, train_step)
 
@@ -322,6 +325,11 @@ def table(result: dict) -> str:
              ("", "images stored in the cache", ev["from_stored_images"]["images_per_s"], "")]
     lines = ["| stage | measure | images/s | note |", "|---|---|---:|---|"]
     lines += [f"| {a} | {b} | {c:,.1f} | {d} |" for a, b, c, d in rows]
+    st = result["startup"]
+    lines += ["", "| startup (fresh process) | seconds |", "|---|---:|",
+              f"| cafe --help | {st['help_seconds']:.2f} |",
+              f"| cafe extract to its first batch ({st['clip_model']}, batch {st['batch_size']}) | "
+              f"{st['extract_first_batch_seconds']:.2f} |"]
     mem = result["memory"]
     lines += ["", "| peak RSS (own process) | MiB | DataLoader worker MiB |", "|---|---:|---:|"]
     lines += [f"| {name} | {v['peak_rss_mib']:,.0f} | {v['worker_peak_rss_mib']:,.0f} |"
@@ -357,7 +365,8 @@ def main(argv: list[str] | None = None) -> dict:
         sections = {"extraction": lambda: [extraction(s, clip, raf, work) for clip in clips],
                     "training": lambda: training(s, clips[-1], work),
                     "evaluation": lambda: evaluation(s, clips[-1], ferplus, work),
-                    "memory": lambda: memory(s, device, work)}
+                    "memory": lambda: memory(s, device, work),
+                    "startup": lambda: startup(raf, work, s.clip_model, s.batch_size, s.repeats)}
         for name, section in sections.items():
             started = time.perf_counter()
             print(f"{name}...", end="", file=sys.stderr, flush=True)

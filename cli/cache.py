@@ -9,7 +9,6 @@ from rich.markup import escape
 from rich.table import Table
 
 from cafe_cache.errors import CafeError
-from cafe_cache.extract.cache import FeatureCache, find_caches, shards_dir
 
 from .common import console, out
 
@@ -21,7 +20,17 @@ def info(path: Path = typer.Argument(..., help="A cache file (cache/NAME.h5)."),
          show: int = typer.Option(10, help="How many unreadable/skipped entries to list."),
          verify: bool = typer.Option(False, "--verify", help="Read back every stored row: checksums (caches made by "
                                      "this cafe) and finite, written features. Exit 2 naming the damaged dataset.")) -> None:
-    """Splits, counts, fingerprint and unreadable images of one cache file."""
+    """Splits, counts, fingerprint and unreadable images of one cache file.
+
+    On a cache a running `cafe extract` is writing, the rows written so far (read from the writer's
+    progress file; the HDF5 file itself is left alone)."""
+    from cafe_cache.extract.cache import FeatureCache, shards_dir, writing_progress  # h5py: not for --help
+    from cafe_cache.extract.subset import describe
+
+    running = writing_progress(path)
+    if running is not None:
+        _show_running(path, running)
+        return
     c = FeatureCache(path)
     fp = c.fingerprint
     weights = f"[bold yellow]{fp.weights_label}[/]" if fp.random_weights else fp.weights_label
@@ -31,6 +40,8 @@ def info(path: Path = typer.Argument(..., help="A cache file (cache/NAME.h5)."),
               f"{fp.dtype} ({fp.precision}), made by cafe {c.cafe_version}; "
               + (f"images stored at {c.stored_image_size}px; " if c.stored_image_size else "")
               + ("[green]complete[/]" if c.complete else "[yellow]UNFINISHED: rerun `cafe extract` to finish[/]"))
+    if c.subset:
+        out.print(f"[yellow]partial extraction: {describe(c.subset)}[/]")
     table = Table("split", "images", "written")
     for name, (done, n) in c.splits.items():
         table.add_row(name, f"{n:,}", f"{done:,}")
@@ -53,9 +64,23 @@ def info(path: Path = typer.Argument(..., help="A cache file (cache/NAME.h5)."),
         out.print("[green]verify: every stored row read back intact[/]")
 
 
+def _show_running(path: Path, running: dict[str, tuple[int, int]]) -> None:
+    done = sum(d for d, _ in running.values())
+    total = sum(n for _, n in running.values())
+    out.print(f"[bold]{path}[/]")
+    out.print(f"[yellow]being written by a running `cafe extract`[/]: {done:,} of {total:,} rows "
+              f"done ({100 * done / max(1, total):.0f}%)", soft_wrap=True)
+    table = Table("split", "images", "written")
+    for name, (d, n) in running.items():
+        table.add_row(name, f"{n:,}", f"{d:,}")
+    out.print(table)
+
+
 @app.command("list")
 def list_caches(cache_dir: Path = typer.Argument(Path("cache"), help="Folder of caches.")) -> None:
     """One line per cache in a folder."""
+    from cafe_cache.extract.cache import FeatureCache, find_caches
+
     table = Table("cache", "dataset", "CLIP weights", "splits", "state")
     for p in find_caches(cache_dir):
         try:

@@ -11,6 +11,8 @@ from rich.markup import escape
 from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn,
                            TimeElapsedColumn, TimeRemainingColumn)
 
+from cafe_cache.progress import PlainProgress
+
 console = Console(stderr=True, highlight=False)
 out = Console(highlight=False)  # results (tables) go to stdout
 
@@ -23,8 +25,16 @@ def fail(message: str, code: int = 2) -> NoReturn:
     sys.exit(code)
 
 
-def progress(unit: str = "img") -> Progress:
-    """A rich progress bar showing count, rate in ``unit``/s, elapsed and remaining time."""
+def say_plain(text: str) -> None:
+    """One line on the console, printed as is (no markup, no highlighting)."""
+    console.print(text, markup=False, highlight=False, soft_wrap=True)
+
+
+def progress(unit: str = "img") -> Progress | PlainProgress:
+    """Rich bars (count, rate in ``unit``/s, elapsed and remaining time) on a terminal; on redirected
+    output, a plain progress line per task every ``$CAFE_PROGRESS_INTERVAL`` seconds (default 10)."""
+    if not console.is_terminal:
+        return PlainProgress(write=say_plain, unit=unit)
     return Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),

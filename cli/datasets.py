@@ -42,14 +42,20 @@ def parse_class_map(text: str) -> dict[str, int]:
     return mapping
 
 
-def reader_options(dataset: str, class_map: str | None, name: str | None) -> dict[str, Any]:
-    """Reader keyword options from the ``--class-map`` and ``--name`` flags (folder datasets only)."""
+def reader_options(dataset: str, class_map: str | None, name: str | None, ferplus_ties: str | None = None
+                   ) -> dict[str, Any]:
+    """Reader keyword options from the ``--class-map`` and ``--name`` flags (folder datasets only) and
+    ``--ferplus-ties`` (FERPlus only)."""
     options: dict[str, Any] = {}
+    if ferplus_ties is not None:
+        if dataset != "ferplus":
+            raise CafeError(f"--ferplus-ties applies only to --dataset ferplus, not {dataset!r}")
+        options["ties"] = ferplus_ties
     if class_map:
         options["class_map"] = parse_class_map(class_map)
     if name:
         options["name"] = name
-    if options and dataset != "folder":
+    if (class_map or name) and dataset != "folder":
         raise CafeError("--class-map and --name apply only to --dataset folder "
                         f"({dataset!r} has its own fixed classes and cache name)")
     return options
@@ -64,13 +70,15 @@ def datasets(
     name: str | None = typer.Option(None, "--name", help="folder only: cache name (default: the root folder's name)."),
     skip_bad: bool = typer.Option(False, "--skip-bad", help="Skip malformed label lines, unknown "
                                   "class folders and missing images instead of stopping at the first."),
+    ferplus_ties: str | None = typer.Option(None, "--ferplus-ties", help="ferplus only: a shared highest vote "
+                                            "count is dropped (drop, the default) or the first tied class wins (first)."),
 ) -> None:
     """List the dataset readers, or count the images per split and class one of them reads."""
     try:
         if dataset is None:
             out.print(readers_table())
             return
-        reader = build_reader(dataset, root, strict=not skip_bad, **reader_options(dataset, class_map, name))
+        reader = build_reader(dataset, root, strict=not skip_bad, **reader_options(dataset, class_map, name, ferplus_ties))
         result = reader.read()
     except CafeError as e:
         fail(str(e))

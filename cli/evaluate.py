@@ -6,11 +6,8 @@ import json
 import time
 from pathlib import Path
 
-import numpy as np
 import typer
 from rich.table import Table
-
-from cafe_cache.extract.cache import Fingerprint
 
 from .common import console, out, progress, rate_text, split_list
 
@@ -24,6 +21,9 @@ def evaluate_run(run: Path, which: str, *, cache_dir: Path, targets: list[str] |
     """Evaluate ``run``'s ``which`` weights, print the table and write eval-<which>/ in the run folder."""
     from cafe_cache.evaluate import (check_same_weights, evaluate_caches, jsonable, markdown_table, summary,
                                      target_caches)
+    import numpy as np
+
+    from cafe_cache.extract.cache import Fingerprint
     from cafe_cache.extract.run import default_workers, pick_device
     from cafe_cache.train.checkpoint import load_model, write_json
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from cafe_cache.errors import CafeError
@@ -65,19 +66,43 @@ def sampled_frames(path: Path, every: int) -> int | None:
     return math.ceil(count / every) if count > 0 else None
 
 
-def show(rows: list[dict[str, Any]], saved_to: Path | None) -> None:
+def table_of(rows: list[dict[str, Any]], width: int = 80) -> Table:
+    """The rows as a table that stays readable at 80 columns: columns with nothing in them (frame and
+    time for photos, score without a detector) are left out, an error takes the expression's place,
+    and the file name is cut first."""
+    shown = rows[:SHOWN_ROWS]
+    cells = {
+        "file": [Path(r["file"]).name for r in shown],
+        "frame": ["" if r["frame"] is None else str(r["frame"]) for r in shown],
+        "time s": ["" if r["time_s"] is None else f"{r['time_s']:.2f}" for r in shown],
+        "face": ["" if r["face"] is None else str(r["face"]) for r in shown],
+        "x1,y1,x2,y2": ["" if r["error"] else ",".join(f"{r[k]:.0f}" for k in ("x1", "y1", "x2", "y2"))
+                        for r in shown],
+        "score": ["" if r["score"] is None else f"{r['score']:.2f}" for r in shown],
+        "expression": [escape(f"error: {r['error']}") if r["error"] else f"{r['label']} {r[r['label']]:.2f}"
+                       for r in shown],
+    }
+    columns = [name for name, values in cells.items() if name in ("file", "expression") or any(values)]
+    fixed = {name: max(len(name), *(len(v) for v in cells[name])) for name in columns
+             if name not in ("file", "expression")}
+    expression = min(max(len("expression"), *(len(v) for v in cells["expression"])), 16)
+    # Rich shrinks only wrapping columns: the file name gets what the others leave of ``width``
+    room = width - sum(fixed.values()) - expression - 3 * len(columns) - 1
     table = Table()
-    for name in ("file", "frame", "time s", "face", "box x1,y1,x2,y2", "score", "expression"):
-        table.add_column(name, no_wrap=True, overflow="ellipsis", max_width=32)
-    table.add_column("error", overflow="ellipsis", max_width=48)
-    for r in rows[:SHOWN_ROWS]:
-        ok = r["error"] is None
-        table.add_row(
-            Path(r["file"]).name, "" if r["frame"] is None else str(r["frame"]),
-            "" if r["time_s"] is None else f"{r['time_s']:.2f}", "" if r["face"] is None else str(r["face"]),
-            ",".join(f"{r[k]:.0f}" for k in ("x1", "y1", "x2", "y2")) if ok else "",
-            "" if r["score"] is None else f"{r['score']:.3f}",
-            f"{r['label']} {r[r['label']]:.2f}" if ok else "", r["error"] or "")
+    for name in columns:
+        if name == "file":
+            table.add_column(name, no_wrap=True, overflow="ellipsis", max_width=max(8, min(24, room)))
+        elif name == "expression":
+            table.add_column(name, overflow="fold", width=expression)
+        else:
+            table.add_column(name, no_wrap=True, width=fixed[name])
+    for i in range(len(shown)):
+        table.add_row(*(cells[name][i] for name in columns))
+    return table
+
+
+def show(rows: list[dict[str, Any]], saved_to: Path | None) -> None:
+    table = table_of(rows, max(80, out.width))
     out.print(table)
     if len(rows) > SHOWN_ROWS:
         where = f"all in {saved_to}" if saved_to else "pass --out FILE to keep them all"

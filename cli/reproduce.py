@@ -13,7 +13,6 @@ from rich.markup import escape
 from cafe_cache import paper
 from cafe_cache.errors import CafeError
 from cafe_cache.options import DEFAULT_WHICH, TABLES, TRAIN_PRECISIONS, WHICH
-from cafe_cache.reproduce import MSCELEB_HINT, Settings, available_datasets, plan, write_tables
 
 from .common import console, split_list
 
@@ -48,6 +47,7 @@ def reproduce(
 ) -> None:
     """Reproduce the paper's tables for every dataset whose root is configured (resumable: rerun to continue)."""
     from cafe_cache.report import plot_runs_cross_domain  # torch, matplotlib: only when running
+    from cafe_cache.reproduce import MSCELEB_HINT, Settings, available_datasets, plan, write_tables  # h5py: not for --help
 
     if which not in WHICH:
         raise CafeError(f"--which {which!r}: choose last (the final epoch, official) or best.")

@@ -13,7 +13,7 @@ import typer
 from cafe_cache.errors import CafeError
 from cafe_cache.options import DEFAULT_WHICH, TRAIN_PRECISIONS, VARIANTS, WHICH
 
-from .common import console, progress, rate_text, split_list
+from .common import console, progress, rate_text, say_plain, split_list
 from .evaluate import evaluate_run
 
 # on --resume these may change (they do not change what is trained); --epochs extends or shortens the run
@@ -85,7 +85,8 @@ def train(
     from cafe_cache.report import FIGURES, make_run_figures
     from cafe_cache.train.checkpoint import read_config
     from cafe_cache.train.data import Augment
-    from cafe_cache.train.loop import TrainConfig, train as run_training
+    from cafe_cache.progress import device_hint
+    from cafe_cache.train.loop import TrainConfig, resolve_train_precision, train as run_training
 
     which = tuple(split_list(eval_which) or ())
     if not which or any(w not in WHICH for w in which):
@@ -121,21 +122,11 @@ def train(
     say(f"training on [bold]{cfg.source}[/] -> {out}  (CLIP input: {cfg.clip_input}, variant {cfg.variant})")
 
     dev = rank_device(cfg.device, ranks)
+    say(f"mask branch {cfg.backbone} at {cfg.image_size}px on {device_hint(dev, resolve_train_precision(cfg.precision, dev))}")
     with process_group(dev, ranks), progress() if ranks.is_main else nullcontext() as bar:
-        tasks: dict[int, tuple[int, float]] = {}
-        # a live rate from when the previous step ended (the logged img/s per epoch is timed exactly)
-        last = [time.perf_counter()]
-
-        def on_step(epoch: int, n: int) -> None:  # on rank 0; n counts the images of all ranks
-            if epoch not in tasks:
-                tasks[epoch] = (bar.add_task(f"epoch {epoch + 1}/{cfg.epochs}", total=None, rate=""), last[0])
-            last[0] = time.perf_counter()
-            task, t0 = tasks[epoch]
-            bar.advance(task, n)
-            bar.update(task, rate=rate_text(bar.tasks[task].completed, time.perf_counter() - t0))
-
+        on_epoch, on_step = _epoch_bars(bar, cfg.epochs, say_plain)
         history = run_training(cfg, out, resume=resume, log=console.print, on_step=on_step if bar else None,
-                               ranks=ranks)
+                               on_epoch=on_epoch if bar else None, ranks=ranks)
     if not ranks.is_main:
         return  # rank 0 evaluates and plots
     best = max(history, key=lambda h: h["source_test_acc"])
@@ -150,3 +141,25 @@ def train(
         written = make_run_figures(out, which=which[0], device=dev,
                                    log=lambda m: console.print(f"[yellow]{m}[/]"))
         console.print(f"{len(written)} figures in {out / FIGURES}")
+
+
+def _epoch_bars(bar, epochs: int, say):
+    """(on_epoch, on_step): one progress task per epoch with its known total, so its time stops when the
+    epoch's steps end; after the first epoch's first batches, the measured rate and the run's ETA."""
+    from cafe_cache.progress import SpeedHint
+
+    state: dict = {}
+
+    def on_epoch(epoch: int, images: int) -> None:  # on rank 0; images of all ranks
+        state["task"] = bar.add_task(f"epoch {epoch + 1}/{epochs}", total=images, rate="")
+        state["t0"] = time.perf_counter()
+        if "hint" not in state:
+            state["hint"] = SpeedHint(images * (epochs - epoch), say)
+
+    def on_step(epoch: int, n: int) -> None:
+        state["hint"].batch(n)
+        task = state["task"]
+        bar.advance(task, n)
+        bar.update(task, rate=rate_text(bar.tasks[task].completed, time.perf_counter() - state["t0"]))
+
+    return on_epoch, on_step

@@ -20,4 +20,7 @@ def test_quick_bench_writes_every_section(tmp_path):
     assert tr["epoch_time_cached_from_files_over_online"] > 0 and isinstance(tr["target_met"], bool)
     assert result["evaluation"]["from_stored_images"]["images_per_s"] > 0
     assert result["memory"]["train_cached"]["peak_rss_mib"] > 0 and "extract_growth_mib" in result["memory"]
+    st = result["startup"]
+    assert 0 < st["help_seconds"] < st["extract_first_batch_seconds"]
+    assert "cafe --help" in (tmp_path / path.name.replace(".json", ".md")).read_text()
     assert "RANDOM" in result["meta"]["weights"] and result["meta"]["torch"] and result["meta"]["load_average_end"]

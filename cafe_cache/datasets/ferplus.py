@@ -94,9 +94,11 @@ class FerPlus(Reader):
 
     def _locate(self) -> tuple[Path, str]:
         """The folder holding the data and which form it is in: 'folders' or 'csv'."""
-        for base in (self.root, self.root / "data"):
+        bases = (self.root, self.root / "data")
+        for base in bases:  # the FERPlus repository keeps fer2013new.csv beside data/FER2013*/: folders win
             if any((base / folder).is_dir() for folder, _ in FOLDER_SPLITS):
                 return base, "folders"
+        for base in bases:
             if (base / VOTES_FILE).is_file():
                 if not (base / PIXELS_FILE).is_file():
                     raise DatasetError(f"{PIXELS_FILE} not found next to {VOTES_FILE}: FERPlus only "

@@ -4,7 +4,8 @@ Layout (``format = "cafe-feature-cache"``, ``format_version = 1``)::
 
     /                      attrs: dataset, cache_name, root, reader_options (JSON), fingerprint (JSON),
                                   random_weights, cafe_version, complete,
-                                  stored_image_size (0 or absent: no stored images)
+                                  stored_image_size (0 or absent: no stored images),
+                                  subset (JSON: {} or the --splits/--limit of a partial extraction)
     /splits/<split>/features   (N, V, D) float16|float32   V = number of views, in fingerprint order
     /splits/<split>/labels     (N,) int8                     target ids (cafe_cache.classes)
     /splits/<split>/paths      (N,) str                      image source relative to the root
@@ -21,7 +22,10 @@ stay readable); a damaged block fails its read with the file and dataset named (
 Rows are written in dataset order, a batch at a time, each batch followed by a flush and an
 update of ``n_done``; rerunning the same extraction continues at ``n_done``. A write the disk refuses
 (full, file too large, I/O error) stops the run and leaves the rows of the last flush intact
-(:mod:`.integrity`). An exclusive lock file (``<cache>.h5.lock``) keeps a second process out.
+(:mod:`.integrity`). An exclusive lock
+file (``<cache>.h5.lock``) keeps a second process out; it is removed once the cache is complete. While
+writing, the writer also keeps ``<cache>.h5.progress.json`` (rows done per split) up to date, so
+``cafe cache info`` can show progress without opening the HDF5 file under the writer.
 
 Stored images (``cafe extract --store-images S``) do not change the features, so they are not part
 of the fingerprint; a cache with them is interchangeable with one without.
@@ -113,6 +117,35 @@ def shards_dir(path: Path) -> Path:
     return Path(path).with_suffix(".shards")
 
 
+def progress_file(path: Path) -> Path:
+    """The side file a running writer keeps its rows done in (``cache/x.h5.progress.json``)."""
+    return Path(str(path) + ".progress.json")
+
+
+def writing_progress(path: Path) -> dict[str, tuple[int, int]] | None:
+    """{split: (rows done, rows)} of a cache a running `cafe extract` is writing now, or None when
+    nobody is writing it. Reads only the side file and tests the lock: the writer is not disturbed."""
+    side = progress_file(path)
+    if not side.is_file() or not _is_locked(path):
+        return None
+    try:
+        return {k: (int(d), int(n)) for k, (d, n) in json.loads(side.read_text())["splits"].items()}
+    except (OSError, ValueError, KeyError, TypeError):
+        return None  # caught between the writer's write and rename: no progress to show this instant
+
+
+def _is_locked(path: Path) -> bool:
+    lock = FileLock(str(path) + ".lock", timeout=0)
+    try:
+        lock.acquire()
+        lock.release()
+        return False
+    except Timeout:
+        return True
+    except OSError:
+        return False
+
+
 def _lock(path: Path) -> FileLock:
     lock = FileLock(str(path) + ".lock", timeout=0)
     try:
@@ -131,8 +164,10 @@ class CacheWriter:
 
     def __init__(self, path: Path, fingerprint: Fingerprint, *, dataset: str, cache_name: str, root: Path,
                  reader_options: dict[str, Any], splits: dict[str, list[Sample]],
-                 skipped: list[tuple[str, str]], feature_dim: int, force: bool = False, store_images: int = 0):
+                 skipped: list[tuple[str, str]], feature_dim: int, force: bool = False, store_images: int = 0,
+                 subset: dict[str, Any] | None = None):
         self.path = Path(path)
+        self.subset = subset or {}
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.fingerprint = fingerprint
         self.store_images = store_images  # side of the stored uint8 images, 0 = none
@@ -169,7 +204,8 @@ class CacheWriter:
         f.attrs.update(format=FORMAT, format_version=FORMAT_VERSION, dataset=dataset, cache_name=cache_name,
                        root=str(Path(root).resolve()), reader_options=json.dumps(reader_options, sort_keys=True),
                        fingerprint=self.fingerprint.to_json(), random_weights=self.fingerprint.random_weights,
-                       cafe_version=__version__, complete=False, stored_image_size=self.store_images)
+                       cafe_version=__version__, complete=False, stored_image_size=self.store_images,
+                       subset=json.dumps(self.subset, sort_keys=True))
         dtype = np.float16 if self.fingerprint.dtype == "float16" else np.float32
         views = len(self.fingerprint.views)
         for name, samples in splits.items():
@@ -197,6 +233,14 @@ class CacheWriter:
             f.close()
             raise CafeError(f"{self.path} was made with other settings ({'; '.join(diff)}). Re-extract it: pass "
                             "--force to replace it, or --cache-dir DIR to keep both.")
+        had = json.loads(f.attrs.get("subset", "{}"))
+        if had != self.subset:
+            from .subset import describe
+
+            f.close()
+            raise CafeError(f"{self.path} holds {describe(had)}, this extraction asks for {describe(self.subset)}; "
+                            "a partial cache is never taken for a full one. Pass --force to replace it, or "
+                            "--cache-dir DIR to keep both.")
         stored = int(f.attrs.get("stored_image_size", 0))
         if stored != self.store_images:
             f.close()
@@ -233,6 +277,15 @@ class CacheWriter:
             self.file.flush()
         except (OSError, RuntimeError) as e:
             self._give_up(e, f"{start:,} rows of split {split!r} before it are kept; the cache is not marked complete.")
+        self._write_progress()
+
+    def _write_progress(self) -> None:
+        """Rows done per split into the side file, replaced atomically (see :func:`writing_progress`)."""
+        done = {name: [int(g.attrs["n_done"]), len(g["labels"])] for name, g in self.file["splits"].items()}
+        side = progress_file(self.path)
+        tmp = side.with_name(side.name + ".tmp")
+        tmp.write_text(json.dumps({"splits": done}))
+        tmp.replace(side)
 
     def finish(self) -> None:
         try:
@@ -248,10 +301,15 @@ class CacheWriter:
 
     def close(self) -> None:
         try:
+            complete = False
             if not self._broken:
+                complete = bool(self.file.attrs["complete"])
                 self.file.close()
+            progress_file(self.path).unlink(missing_ok=True)
         finally:
             self._lock.release()
+        if complete:  # a finished cache needs no lock file beside it; an unfinished one keeps it
+            Path(str(self.path) + ".lock").unlink(missing_ok=True)
 
     def __enter__(self) -> "CacheWriter":
         return self
@@ -341,6 +399,7 @@ class FeatureCache:
             self.cafe_version = str(a["cafe_version"])
             self.complete = bool(a["complete"])
             self.stored_image_size = int(a.get("stored_image_size", 0))
+            self.subset = json.loads(a.get("subset", "{}"))  # {} = the whole dataset
             self.splits = {name: (int(g.attrs["n_done"]), len(g["labels"])) for name, g in f["splits"].items()}
 
     @property

@@ -8,6 +8,7 @@ an explicit ``random_weights=True``.
 from __future__ import annotations
 
 import hashlib
+import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -105,7 +106,25 @@ def resolve_activation(spec: ClipSpec) -> str:
 def _create(model: str, activation: str, pretrained: str | None = None) -> torch.nn.Module:
     """open_clip's model with the activation asked for (``-quickgelu`` configs carry it already)."""
     quick = activation == "quickgelu" and not model.endswith("-quickgelu")
-    return open_clip.create_model(model, pretrained=pretrained, force_quick_gelu=quick)
+    if pretrained:
+        return open_clip.create_model(model, pretrained=pretrained, force_quick_gelu=quick)
+    # random or file weights: cafe says which itself (the RANDOM WEIGHTS banner, the file's name), so
+    # open_clip's "No pretrained weights loaded ... initialized randomly" is noise, and false for a file
+    quiet = _DropMessage("No pretrained weights loaded")
+    logging.getLogger().addFilter(quiet)
+    try:
+        return open_clip.create_model(model, pretrained=None, force_quick_gelu=quick)
+    finally:
+        logging.getLogger().removeFilter(quiet)
+
+
+class _DropMessage(logging.Filter):
+    def __init__(self, prefix: str):
+        super().__init__()
+        self.prefix = prefix
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(self.prefix)
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:

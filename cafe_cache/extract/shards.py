@@ -141,7 +141,8 @@ def join(writer: CacheWriter, plan: Plan, folder: Path) -> None:
 
 def extract_sharded(ranks: Ranks, reader: Reader, splits: dict[str, list[Sample]], skipped: list[tuple[str, str]],
                     clip: LoadedClip, fingerprint: Fingerprint, path: Path, *, dataset: str, cache_name: str,
-                    store_images: int = 0, force: bool = False, batch_size: int = 64, workers: int = 0,
+                    store_images: int = 0, force: bool = False, subset: dict | None = None,
+                    batch_size: int = 64, workers: int = 0,
                     device: torch.device | str = "cpu", precision: str = "fp32",
                     on_plan: Callable[[dict[str, int]], None] | None = None,
                     on_batch: Callable[[str, int], None] | None = None) -> ExtractReport | None:
@@ -158,7 +159,7 @@ def extract_sharded(ranks: Ranks, reader: Reader, splits: dict[str, list[Sample]
         writer = main["writer"] = CacheWriter(
             path, fingerprint, dataset=dataset, cache_name=cache_name, root=reader.root,
             reader_options=reader.options(), splits=splits, skipped=skipped, feature_dim=clip.embed_dim,
-            force=force, store_images=store_images)
+            force=force, store_images=store_images, subset=subset)
         if all(writer.n_done(s) >= len(v) for s, v in splits.items()):
             writer.finish()
             shutil.rmtree(folder, ignore_errors=True)

@@ -42,12 +42,22 @@ COLUMNS = ("file", "frame", "time_s", "face", "x1", "y1", "x2", "y2", "score", *
 
 def random_warning(random_clip: bool, random_backbone: bool) -> str | None:
     """The warning every prediction run prints for a model that is not a real result."""
+    if random_clip and random_backbone:
+        return ("this model was trained on RANDOM CLIP WEIGHTS and its ResNet mask branch started from random "
+                "weights (--backbone-weights none) (a smoke test): its predictions mean nothing.")
     if random_clip:
         return ("this model was trained on RANDOM CLIP WEIGHTS (a smoke test): its predictions mean nothing.")
     if random_backbone:
         return ("this model's ResNet mask branch started from random weights (--backbone-weights none), not "
                 "face-pretrained ones: expect weak predictions.")
     return None
+
+
+def clamp_box(box: tuple[float, float, float, float], width: int, height: int) -> tuple[float, float, float, float]:
+    """A detector's box cut to the image (detectors may reach past the border; the crop is taken from
+    the unclamped box, as its margins matter for the alignment)."""
+    x1, y1, x2, y2 = box
+    return (min(max(x1, 0.0), width), min(max(y1, 0.0), height), min(max(x2, 0.0), width), min(max(y2, 0.0), height))
 
 
 def face_tensor(crops: list[Image.Image], size: int, mean: tuple = IMAGENET_MEAN, std: tuple = IMAGENET_STD,
@@ -185,7 +195,8 @@ def _predict_chunk(chunk: list[PictureResult], predictor: FacePredictor, detecto
     for picture, faces in zip(chunk, found):
         for k, face in enumerate(faces):
             p = next(probs)
-            box = (0.0, 0.0, float(picture.image.width), float(picture.image.height)) if face is None else face.box
+            size = (picture.image.width, picture.image.height)
+            box = (0.0, 0.0, float(size[0]), float(size[1])) if face is None else clamp_box(face.box, *size)
             picture.rows.append(_row(
                 picture.path, picture.frame, picture.seconds, face=k,
                 **dict(zip(("x1", "y1", "x2", "y2"), (round(v, 1) for v in box))),

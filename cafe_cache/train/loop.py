@@ -126,9 +126,13 @@ def rank_batch(batch_size: int, ranks: Ranks) -> int:
 
 
 def train(cfg: TrainConfig, run: Path, *, resume: bool = False, log: Callable[[str], None] = print,
-          on_step: Callable[[int, int], None] | None = None, ranks: Ranks = SINGLE) -> list[dict[str, Any]]:
+          on_step: Callable[[int, int], None] | None = None, ranks: Ranks = SINGLE,
+          on_epoch: Callable[[int, int], None] | None = None) -> list[dict[str, Any]]:
     """Train into the run folder ``run``; returns the per-epoch history. With several ranks, call it in
-    every process (inside :func:`cafe_cache.distributed.process_group`)."""
+    every process (inside :func:`cafe_cache.distributed.process_group`).
+
+    ``on_epoch(epoch, images)`` is called as each epoch starts with the images it will take (all ranks),
+    ``on_step(epoch, n)`` after each step with the images of that step (all ranks)."""
     log = ranks.main_only(log)
     run.mkdir(parents=True, exist_ok=True)
     device = rank_device(cfg.device, ranks)
@@ -142,6 +146,14 @@ def train(cfg: TrainConfig, run: Path, *, resume: bool = False, log: Callable[[s
     cache.require_complete()
     reader = reader_for(cache, cfg.root)
     views = cache.fingerprint.views
+    if cache.random_weights:
+        log(f"[bold yellow]RANDOM WEIGHTS[/]: the CLIP features of {cfg.source} come from "
+            f"{cache.fingerprint.weights_label}; this run tests the pipeline, its results mean nothing.")
+    if cache.subset:
+        from ..extract.subset import describe
+
+        log(f"[yellow]{cache.path} is a partial extraction ({describe(cache.subset)})[/]: "
+            "results are not those of the whole dataset.")
     train_data = limit_split(cache.load("train"), cfg.limit, cfg.seed)
     test_data = limit_split(cache.load("test"), cfg.limit and max(1, cfg.limit // 4), cfg.seed)
     train_set = PairedSamples(train_data, reader, views, cfg.image_size, cfg.augment, cfg.seed)
@@ -186,6 +198,8 @@ def train(cfg: TrainConfig, run: Path, *, resume: bool = False, log: Callable[[s
         loader = DataLoader(train_set, batch_size=batch_size, sampler=sampler, num_workers=workers,
                             pin_memory=device.type == "cuda", persistent_workers=False)
         drops = torch.Generator().manual_seed(cfg.seed * 1000 + epoch)  # one drop mask per step (eq. 4)
+        if on_epoch:
+            on_epoch(epoch, len(sampler) * ranks.world)
         model.train()
         sums = {"loss": 0.0, "ce": 0.0, "sep": 0.0, "div": 0.0}
         correct = seen = 0
@@ -260,7 +274,7 @@ def write_config(run: Path, cfg: TrainConfig, model: CAFEModel, cache: FeatureCa
         "mask_precision": precision,  # --precision resolved on this device (auto: bf16 on CUDA)
         "clip": {"fingerprint": cache.fingerprint.to_json(), "label": cache.fingerprint.weights_label,
                  "random_weights": cache.random_weights},
-        "backbone_init": {"source": init.source, "loaded": len(init.loaded), "missing": init.missing,
+        "backbone_init": {"source": init.source, "loaded": len(init.loaded), "missing": [] if init.source == "none" else init.missing,
                           "random_init": cfg.backbone_weights == "none"},
         "source_cache": str(cache.path), "samples": {"train": n_train, "test": n_test},
         "ranks": {"world": ranks.world, "batch_per_rank": cfg.batch_size // ranks.world},

@@ -1,0 +1,137 @@
+"""Progress a person can watch in a log file, and the speed hint printed when a long job starts.
+
+On a terminal the CLI draws Rich bars. Redirected output (``> log``, nohup, a cluster job, CI) gets
+no live bars from Rich, so :class:`PlainProgress` prints a plain line per task at a steady interval
+instead: done/total, percent, rate, elapsed and ETA. It offers the few ``rich.progress.Progress``
+methods the commands use (``add_task``, ``advance``, ``update``, ``tasks``), so a command drives
+either one the same way. ``CAFE_PROGRESS_INTERVAL`` (seconds, default 10) sets the interval.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+INTERVAL_ENV = "CAFE_PROGRESS_INTERVAL"
+DEFAULT_INTERVAL = 10.0
+
+
+def interval_from_env() -> float:
+    try:
+        return max(0.0, float(os.environ.get(INTERVAL_ENV, DEFAULT_INTERVAL)))
+    except ValueError:
+        return DEFAULT_INTERVAL
+
+
+def clock(seconds: float) -> str:
+    """``75`` -> ``1:15``; ``3725`` -> ``1:02:05``."""
+    s = int(round(max(0.0, seconds)))
+    h, rest = divmod(s, 3600)
+    return f"{h}:{rest // 60:02d}:{rest % 60:02d}" if h else f"{rest // 60}:{rest % 60:02d}"
+
+
+def status_line(description: str, done: int, total: int | None, seconds: float, unit: str = "img") -> str:
+    """``train: 120/1,965 (6%)  2.9 img/s  elapsed 0:41  ETA 10:35``."""
+    rate = done / seconds if seconds > 0 else 0.0
+    count = f"{done:,}/{total:,} ({100 * done / total:.0f}%)" if total else f"{done:,}"
+    text = f"{description}: {count}  " + (f"{rate:,.1f} {unit}/s" if rate else f"- {unit}/s")
+    text += f"  elapsed {clock(seconds)}"
+    if total and rate and done < total:
+        text += f"  ETA {clock((total - done) / rate)}"
+    return text
+
+
+@dataclass
+class PlainTask:
+    description: str
+    total: int | None
+    completed: int = 0
+    started: float = field(default_factory=time.perf_counter)
+    last_line: float = field(default_factory=time.perf_counter)
+    finished: bool = False
+    fields: dict[str, Any] = field(default_factory=dict)
+
+
+class PlainProgress:
+    """Line-per-interval progress for a non-terminal; see the module docstring."""
+
+    def __init__(self, write: Callable[[str], None] | None = None, interval: float | None = None, unit: str = "img"):
+        self.write = write or (lambda s: print(s, file=sys.stderr, flush=True))
+        self.interval = interval_from_env() if interval is None else interval
+        self.unit = unit
+        self.tasks: list[PlainTask] = []
+
+    def add_task(self, description: str, total: int | None = None, **fields: Any) -> int:
+        self.tasks.append(PlainTask(description, total, fields=fields))
+        return len(self.tasks) - 1
+
+    def update(self, task: int, *, total: int | None = None, completed: int | None = None, **fields: Any) -> None:
+        t = self.tasks[task]
+        if total is not None:
+            t.total = total
+        if completed is not None:
+            t.completed = completed
+        t.fields.update(fields)
+        if completed is not None:  # a rate field alone follows an advance: no second line
+            self._maybe_line(t)
+
+    def advance(self, task: int, n: float = 1) -> None:
+        t = self.tasks[task]
+        t.completed += int(n)
+        self._maybe_line(t)
+
+    def _maybe_line(self, t: PlainTask) -> None:
+        now = time.perf_counter()
+        done = bool(t.total) and t.completed >= t.total
+        if t.finished or not (done or now - t.last_line >= self.interval):
+            return
+        t.last_line, t.finished = now, done
+        self.write(status_line(t.description, t.completed, t.total, now - t.started, self.unit))
+
+    def __enter__(self) -> "PlainProgress":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        pass
+
+
+class SpeedHint:
+    """Says once, after the first ``batches`` batches, the measured rate and the ETA of the whole job.
+
+    The first batch carries warm-up cost (lazy initialisation, caches), so the rate is timed from
+    the end of the first batch on.
+    """
+
+    def __init__(self, total: int, say: Callable[[str], None], *, batches: int = 3, unit: str = "img"):
+        self.total, self.say, self.batches, self.unit = total, say, batches, unit
+        self.seen = self.done = 0
+        self.t_first: float | None = None
+        self.n_first = 0
+
+    def batch(self, n: int) -> None:
+        self.seen += 1
+        self.done += n
+        if self.seen == 1:
+            self.t_first, self.n_first = time.perf_counter(), self.done
+            return
+        if self.seen != self.batches or self.t_first is None:
+            return
+        seconds = time.perf_counter() - self.t_first
+        rate = (self.done - self.n_first) / seconds if seconds > 0 else 0.0
+        if rate > 0:
+            left = max(0, self.total - self.done)
+            self.say(f"measured {rate:,.1f} {self.unit}/s over the first batches: "
+                     f"{self.total:,} {self.unit} take about {clock(self.total / rate)} (ETA {clock(left / rate)})")
+
+
+def device_hint(device: Any, precision: str) -> str:
+    """``cpu, fp32, 2 threads`` (the torch thread count on the CPU; the GPU's name on CUDA)."""
+    import torch
+
+    kind = getattr(device, "type", str(device))
+    if kind == "cuda":
+        return f"{torch.cuda.get_device_name(device)}, {precision}"
+    return f"{kind}, {precision}, {torch.get_num_threads()} threads"
