@@ -284,8 +284,11 @@ class CacheWriter:
         done = {name: [int(g.attrs["n_done"]), len(g["labels"])] for name, g in self.file["splits"].items()}
         side = progress_file(self.path)
         tmp = side.with_name(side.name + ".tmp")
-        tmp.write_text(json.dumps({"splits": done}))
-        tmp.replace(side)
+        try:
+            tmp.write_text(json.dumps({"splits": done}))
+            tmp.replace(side)
+        except OSError:  # only for watching: a full disk is reported by the next row write
+            tmp.unlink(missing_ok=True)
 
     def finish(self) -> None:
         try:
