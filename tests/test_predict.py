@@ -24,6 +24,7 @@ from torchvision.transforms import v2
 from typer.testing import CliRunner
 
 from cafe_cache.classes import CLASSES
+from cafe_cache.errors import CafeError
 from cafe_cache.extract.clip import ClipSpec, load_clip
 from cafe_cache.extract.preprocess import IMAGENET_MEAN, IMAGENET_STD, load_uint8, normalize
 from cafe_cache.predict import infer
@@ -221,3 +222,18 @@ def test_not_a_cafe_onnx_file(tmp_path, inputs):
     junk.write_bytes(b"\x08\x07junk")
     result = CliRunner().invoke(app, ["predict", "--onnx", str(junk), str(inputs / "a_astronaut.jpg")])
     assert result.exit_code != 0 and "cafe export" in str(result.exception)
+
+
+def test_an_op_the_exporter_cannot_write_is_one_cafe_line(run_dir, tmp_path, monkeypatch):
+    def refuse(*args, **kwargs):
+        raise RuntimeError("Exporting the operator 'aten::fused_thing' is not supported\n\n"
+                           + "graph(%clip_image : Float(3, 3, 32, 32)):\n  %1 = aten::fused_thing(%clip_image)\n" * 50)
+
+    monkeypatch.setattr(torch.onnx, "export", refuse)
+    out = tmp_path / "x.onnx"
+    result = CliRunner().invoke(app, ["export", "--checkpoint", str(run_dir), "--out", str(out)])
+    message = str(result.exception)
+    assert isinstance(result.exception, CafeError) and "\n" not in message
+    assert str(run_dir) in message and "fused_thing" in message and "--opset" in message
+    assert not out.exists() and not list(tmp_path.iterdir())
+    assert torch.backends.mha.get_fastpath_enabled()

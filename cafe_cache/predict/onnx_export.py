@@ -16,9 +16,11 @@ file alone is enough: :class:`OnnxPredictor` needs onnxruntime and no CAFE model
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -84,11 +86,7 @@ def export_onnx(checkpoint: str | Path, out: str | Path, *, which: str | None = 
     examples = [_random_inputs(predictor, b, generator) for b in PARITY_BATCHES]
     tmp = out.with_name(out.name + ".tmp")
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # the exporter's deprecation and tracer notes are not the user's concern
-            torch.onnx.export(predictor.graph, examples[-1], str(tmp), dynamo=False, opset_version=opset,
-                              input_names=list(INPUTS), output_names=["logits"],
-                              dynamic_axes={name: {0: "batch"} for name in (*INPUTS, "logits")})
+        _trace(predictor, examples[-1], tmp, opset)
         model = onnx.load(str(tmp))
         onnx.helper.set_model_props(model, {k: json.dumps(v) for k, v in meta.items()})
         model.doc_string = (f"CAFE facial expression recognition: {INPUTS[0]} (batch, 3, {predictor.clip_size}, "
@@ -106,6 +104,38 @@ def export_onnx(checkpoint: str | Path, out: str | Path, *, which: str | None = 
         raise
     os.replace(tmp, out)
     return ExportReport(out, diff, opset, meta)
+
+
+@contextlib.contextmanager
+def mha_fast_path_disabled() -> Iterator[None]:
+    """PyTorch's MultiheadAttention fast path off, restored after.
+
+    In eval mode without gradients ``nn.MultiheadAttention`` (open_clip's ViT blocks) may run as one
+    fused ``aten::_native_multi_head_attention`` op, which the ONNX exporter cannot write; the
+    cafe-tiny CLIP's single head avoids it by chance, ViT-B-32's 12 heads do not.  The slow path
+    computes the same attention from ops ONNX has.
+    """
+    was = torch.backends.mha.get_fastpath_enabled()
+    torch.backends.mha.set_fastpath_enabled(False)
+    try:
+        yield
+    finally:
+        torch.backends.mha.set_fastpath_enabled(was)
+
+
+def _trace(predictor: Predictor, example: tuple[torch.Tensor, ...], path: Path, opset: int) -> None:
+    """``torch.onnx.export`` of the inference graph; a graph it cannot write is one CafeError line."""
+    try:
+        with warnings.catch_warnings(), mha_fast_path_disabled():
+            warnings.simplefilter("ignore")  # the exporter's deprecation and tracer notes are not the user's concern
+            torch.onnx.export(predictor.graph, example, str(path), dynamo=False, opset_version=opset,
+                              input_names=list(INPUTS), output_names=["logits"],
+                              dynamic_axes={name: {0: "batch"} for name in (*INPUTS, "logits")})
+    except Exception as e:  # UnsupportedOperatorError, SymbolicValueError, ... carry a graph dump: first line only
+        first = next((line for line in str(e).splitlines() if line.strip()), "")[:300]
+        raise CafeError(f"cannot export {predictor.name} to ONNX opset {opset}: {type(e).__name__}: {first}. "
+                        "Try another --opset (e.g. 18), or predict with `cafe predict --checkpoint` (PyTorch) "
+                        "instead of --onnx.") from e
 
 
 def _random_inputs(predictor: Predictor, batch: int, generator: torch.Generator) -> tuple[torch.Tensor, ...]:
