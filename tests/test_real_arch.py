@@ -73,3 +73,60 @@ def test_onnx_predictions_equal_pytorch_on_vit_b_32(base, exported):
     onnx_probs = OnnxPredictor(exported[0], "cpu").predict_faces(crops)
     np.testing.assert_allclose(onnx_probs, torch_probs, atol=1e-4)
     assert (onnx_probs.argmax(1) == torch_probs.argmax(1)).all()
+
+
+def test_predict_cli_with_pytorch_and_with_onnx_agree(base, exported, tmp_path):
+    files = [str(p) for p in sorted((base / "toyset" / "test").glob("*/*.png"))[:3]]
+    rows = {}
+    for backend in (("--checkpoint", base / "run"), ("--onnx", exported[0])):
+        out = tmp_path / f"{backend[0][2:]}.json"
+        output = cafe("predict", *backend, "--no-detect", "--device", "cpu", *files, "--out", out)
+        assert "RANDOM CLIP WEIGHTS" in output
+        rows[backend[0]] = json.loads(out.read_text())["rows"]
+    assert len(rows["--checkpoint"]) == len(rows["--onnx"]) == 3
+    for a, b in zip(rows["--checkpoint"], rows["--onnx"]):
+        assert a["label"] == b["label"] and a["file"] == b["file"]
+        assert abs(a["Happy"] - b["Happy"]) < 1e-4
+
+
+def test_train_online_clip_runs_vit_b_32_on_every_batch(base, monkeypatch):
+    """One epoch with CLIP on every augmented batch: 7 images, so a couple of ViT-B-32 forwards."""
+    import cafe_cache.train.loop as loop
+
+    seen = []
+    real = loop.online_features
+
+    def spy(clip, images):
+        features = real(clip, images)
+        seen.append((clip.info.model, tuple(images.shape[-2:]), tuple(features.shape[1:])))
+        return features
+
+    monkeypatch.setattr(loop, "online_features", spy)
+    cafe("train", "--source", "toyset", "--cache-dir", base / "cache", "--out", base / "online", "--epochs", 1,
+         "--image-size", 32, "--backbone-weights", "none", "--batch-size", 7, "--no-plots", "--no-eval",
+         "--online-clip", "--device", "cpu")
+    assert seen and set(seen) == {("ViT-B-32", (32, 32), (512,))}
+    config = json.loads((base / "online" / "config.json").read_text())
+    assert config["train"]["online_clip"] and (base / "online" / "last.safetensors").exists()
+
+
+def test_eval_with_online_clip_on_bgr_images(base):
+    """`--bgr-targets` makes eval run ViT-B-32 on the target's images (the cached features are RGB)."""
+    cafe("eval", "--checkpoint", base / "run", "--cache-dir", base / "cache", "--bgr-targets", "toyset",
+         "--device", "cpu")
+    results = json.loads((base / "run" / "eval-best" / "results.json").read_text())
+    target = results["targets"]["toyset"]
+    assert target["bgr"] and target["n"] == 7 and sum(map(sum, target["confusion"])) == 7
+    assert results["clip"].startswith("ViT-B-32") and "quickgelu" in results["clip"]
+
+
+def test_zeroshot_text_tower_of_vit_b_32(base, tmp_path):
+    """35 prompts (5 templates x 7 classes) through the real 12-layer text transformer."""
+    import shutil
+
+    caches = shutil.copytree(base / "cache", tmp_path / "cache")
+    cafe("zeroshot", "--cache-dir", caches, "--out", tmp_path / "zs", "--device", "cpu")
+    (text_file,) = (caches / "text").glob("*.npy")
+    assert np.load(text_file).shape[-1] == 512
+    (table,) = json.loads((tmp_path / "zs" / "results.json").read_text())["tables"]
+    assert table["random_weights"] and table["targets"]["toyset"]["n"] == 7
