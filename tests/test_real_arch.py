@@ -130,3 +130,14 @@ def test_zeroshot_text_tower_of_vit_b_32(base, tmp_path):
     assert np.load(text_file).shape[-1] == 512
     (table,) = json.loads((tmp_path / "zs" / "results.json").read_text())["tables"]
     assert table["random_weights"] and table["targets"]["toyset"]["n"] == 7
+
+
+def test_export_quantize_int8_of_vit_b_32(base, exported, tmp_path):
+    """Dynamic int8 of the real graph: kept only with >= 98% top-1 agreement with fp32 (random inputs)."""
+    path = tmp_path / "int8.onnx"
+    output = cafe("export", "--checkpoint", base / "run", "--out", path, "--quantize", "int8")
+    assert float(output.split("agrees with fp32 on ")[1].split("%")[0]) >= 98
+    assert path.stat().st_size < exported[0].stat().st_size / 3  # int8 weights: about a quarter of fp32
+    crops = faces(base)
+    int8, fp32 = (OnnxPredictor(p, "cpu").predict_faces(crops) for p in (path, exported[0]))
+    assert (int8.argmax(1) == fp32.argmax(1)).mean() >= 0.75 and np.abs(int8 - fp32).max() < 0.05

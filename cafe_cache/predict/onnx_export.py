@@ -39,6 +39,8 @@ INPUTS = ("clip_image", "mask_image")
 PARITY_TOLERANCE = 1e-3  # fp32 logits, onnxruntime vs PyTorch
 PARITY_BATCHES = (1, 3)  # two batch sizes: proves the batch axis is really dynamic
 FORMAT = "cafe-onnx-1"
+QUANTIZE_CHECK_FACES = 32  # random inputs on which int8 and fp32 top-1 classes are compared
+MIN_INT8_AGREEMENT = 0.98  # below this the int8 file is not kept
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,7 @@ class ExportReport:
     max_abs_diff: float  # largest |logit difference| onnxruntime vs PyTorch over the parity batches
     opset: int
     metadata: dict[str, Any]
+    int8_agreement: float | None = None  # with --quantize int8: top-1 agreement with fp32 on the checked inputs
 
 
 def metadata(predictor: Predictor, checkpoint: str | Path) -> dict[str, Any]:
@@ -70,7 +73,8 @@ def metadata(predictor: Predictor, checkpoint: str | Path) -> dict[str, Any]:
 
 
 def export_onnx(checkpoint: str | Path, out: str | Path, *, which: str | None = None,
-                clip_weights: str | None = None, opset: int = 17, seed: int = 0) -> ExportReport:
+                clip_weights: str | None = None, opset: int = 17, seed: int = 0,
+                quantize: str | None = None) -> ExportReport:
     """Write ``out`` and check it against PyTorch; a file that fails the check is not kept.
 
     Uses the TorchScript exporter (``dynamo=False``): it needs nothing beyond torch and onnx,
@@ -100,11 +104,41 @@ def export_onnx(checkpoint: str | Path, out: str | Path, *, which: str | None = 
         if not diff <= PARITY_TOLERANCE:
             raise CafeError(f"the ONNX graph's logits differ from PyTorch's by up to {diff:.2e} "
                             f"(> {PARITY_TOLERANCE:g}); nothing was written. Try another --opset (used {opset}).")
+        agreement = _quantize_int8(tmp, session, predictor, generator) if quantize else None
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
     os.replace(tmp, out)
-    return ExportReport(out, diff, opset, meta)
+    return ExportReport(out, diff, opset, meta, agreement)
+
+
+def _quantize_int8(path: Path, fp32, predictor: Predictor, generator: torch.Generator) -> float:
+    """Replace the fp32 file at ``path`` by onnxruntime's dynamic int8 quantisation (int8 weights of
+    MatMul/Gemm, activations quantised at run time), kept only if its top-1 class agrees with fp32's on
+    at least ``MIN_INT8_AGREEMENT`` of ``QUANTIZE_CHECK_FACES`` random inputs; returns the agreement."""
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    q = path.with_name(path.name + ".int8")
+    try:
+        quantize_dynamic(str(path), str(q), weight_type=QuantType.QInt8)
+        model = onnx.load(str(q))
+        props = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
+        onnx.helper.set_model_props(model, {**props, "quantization": json.dumps("int8 dynamic (onnxruntime)")})
+        onnx.save(model, str(q))
+        inputs = _random_inputs(predictor, QUANTIZE_CHECK_FACES, generator)
+        feeds = lambda s: {n: dict(zip(INPUTS, inputs))[n].numpy() for n in _input_names(s)}  # noqa: E731
+        int8 = _session(q, "cpu")
+        top = [s.run(["logits"], feeds(s))[0].argmax(1) for s in (fp32, int8)]
+        agreement = float((top[0] == top[1]).mean())
+        if agreement < MIN_INT8_AGREEMENT:
+            raise CafeError(f"int8 quantisation changes the top class on {1 - agreement:.0%} of "
+                            f"{QUANTIZE_CHECK_FACES} checked inputs (needs >= {MIN_INT8_AGREEMENT:.0%} agreement); "
+                            "nothing was written. Export without --quantize.")
+        os.replace(q, path)
+        return agreement
+    finally:
+        q.unlink(missing_ok=True)
 
 
 @contextlib.contextmanager
