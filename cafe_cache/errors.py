@@ -8,3 +8,17 @@ class CafeError(Exception):
 class RaisedOnRankZero(CafeError):
     """Raised on the other processes of a torchrun launch when rank 0 stopped with a CafeError, so
     they stop too; rank 0 prints the message, they stay quiet."""
+
+
+# Modules of the optional ``predict`` extra (setup.cfg): cafe predict / cafe export need them.
+PREDICT_EXTRA_MODULES = ("cv2", "onnx", "onnxruntime", "skimage")
+PREDICT_EXTRA_HINT = "pip install 'cafe-fer[predict]'"
+
+
+def missing_extra(error: ModuleNotFoundError) -> CafeError | None:
+    """The one-line error for a module of an optional extra that is not installed; None for any other."""
+    top = (error.name or "").split(".")[0]
+    if top not in PREDICT_EXTRA_MODULES:
+        return None
+    return CafeError(f"the Python module '{top}' is not installed: `cafe predict` and `cafe export` need the "
+                     f"predict extra. Install it with: {PREDICT_EXTRA_HINT}")

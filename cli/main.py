@@ -6,9 +6,10 @@ Each sub-command lives in its own module of this package; this file only lists t
 from __future__ import annotations
 
 import typer
+from rich.markup import escape
 
 from cafe_cache import __version__
-from cafe_cache.errors import CafeError, RaisedOnRankZero
+from cafe_cache.errors import CafeError, RaisedOnRankZero, missing_extra
 
 from . import cache as cache_cmd
 from . import datasets as datasets_cmd
@@ -63,13 +64,18 @@ app.command("plot")(plot_cmd.plot)
 
 
 def main() -> None:
-    """Console-script entry point: user errors become one red line and exit status 2."""
+    """Console-script entry point: user errors (and a missing optional extra) become one red line, exit 2."""
     try:
         app()
     except RaisedOnRankZero:
         raise SystemExit(2) from None  # rank 0 prints the message once
     except CafeError as e:
         fail(str(e))
+    except ModuleNotFoundError as e:
+        extra = missing_extra(e)
+        if extra is None:
+            raise
+        fail(escape(str(extra)))  # keep [predict] from being read as rich markup
 
 
 if __name__ == "__main__":

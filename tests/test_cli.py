@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 from typer.testing import CliRunner
 
@@ -42,3 +44,38 @@ def test_the_cli_starts_without_torch():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "[]"
+
+
+def run_main(monkeypatch, capsys, *args: str) -> tuple[int, str]:
+    """`cafe ARGS` through the console-script entry point: (exit status, stderr with wrapping undone)."""
+    from cli.main import main
+
+    monkeypatch.setattr(sys, "argv", ["cafe", *args])
+    with pytest.raises(SystemExit) as exit_:
+        main()
+    return exit_.value.code, " ".join(capsys.readouterr().err.split())
+
+
+def uninstall(monkeypatch, module: str) -> None:
+    """As if ``module`` were not installed: importing it raises ModuleNotFoundError, as pip would leave it,
+    and cafe's predict modules (which import it at their top) are imported afresh."""
+    for name in [n for n in sys.modules if n.startswith("cafe_cache.predict")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, module, None)
+
+
+@pytest.mark.parametrize("module, command", [("cv2", "predict"), ("onnxruntime", "export"), ("onnx", "export")])
+def test_a_missing_predict_extra_is_one_line_naming_it(monkeypatch, capsys, tmp_path, module, command):
+    uninstall(monkeypatch, module)
+    args = (["predict", "--checkpoint", str(tmp_path), str(tmp_path)] if command == "predict"
+            else ["export", "--checkpoint", str(tmp_path), "--out", str(tmp_path / "x.onnx")])
+    code, err = run_main(monkeypatch, capsys, *args)
+    assert code == 2 and "Traceback" not in err
+    assert f"'{module}' is not installed" in err and "pip install 'cafe-fer[predict]'" in err
+
+
+def test_another_missing_module_is_not_blamed_on_the_extra():
+    from cafe_cache.errors import missing_extra
+
+    assert missing_extra(ModuleNotFoundError("x", name="h5py")) is None
+    assert "cafe-fer[predict]" in str(missing_extra(ModuleNotFoundError("x", name="skimage.feature")))

@@ -24,6 +24,7 @@ from torchvision.transforms import v2
 from typer.testing import CliRunner
 
 from cafe_cache.classes import CLASSES
+from cafe_cache.errors import CafeError
 from cafe_cache.extract.clip import ClipSpec, load_clip
 from cafe_cache.extract.preprocess import IMAGENET_MEAN, IMAGENET_STD, load_uint8, normalize
 from cafe_cache.predict import infer
@@ -221,3 +222,39 @@ def test_not_a_cafe_onnx_file(tmp_path, inputs):
     junk.write_bytes(b"\x08\x07junk")
     result = CliRunner().invoke(app, ["predict", "--onnx", str(junk), str(inputs / "a_astronaut.jpg")])
     assert result.exit_code != 0 and "cafe export" in str(result.exception)
+
+
+def test_an_op_the_exporter_cannot_write_is_one_cafe_line(run_dir, tmp_path, monkeypatch):
+    def refuse(*args, **kwargs):
+        raise RuntimeError("Exporting the operator 'aten::fused_thing' is not supported\n\n"
+                           + "graph(%clip_image : Float(3, 3, 32, 32)):\n  %1 = aten::fused_thing(%clip_image)\n" * 50)
+
+    monkeypatch.setattr(torch.onnx, "export", refuse)
+    out = tmp_path / "x.onnx"
+    result = CliRunner().invoke(app, ["export", "--checkpoint", str(run_dir), "--out", str(out)])
+    message = str(result.exception)
+    assert isinstance(result.exception, CafeError) and "\n" not in message
+    assert str(run_dir) in message and "fused_thing" in message and "--opset" in message
+    assert not out.exists() and not list(tmp_path.iterdir())
+    assert torch.backends.mha.get_fastpath_enabled()
+
+
+def test_export_quantize_int8_agrees_with_fp32(run_dir, inputs, onnx_file, tmp_path):
+    path = tmp_path / "int8.onnx"
+    result = CliRunner().invoke(app, ["export", "--checkpoint", str(run_dir), "--out", str(path), "--quantize", "int8"])
+    assert result.exit_code == 0, (result.output, result.exception)
+    agreement = float(" ".join(result.output.split()).split("agrees with fp32 on ")[1].split("%")[0])
+    assert agreement >= 98
+    model = onnx.load(str(path))
+    assert any(n.op_type in ("MatMulInteger", "DynamicQuantizeLinear") for n in model.graph.node)
+    assert not any(n.op_type == "MatMulInteger" for n in onnx.load(str(onnx_file[0])).graph.node)
+    crop = Image.fromarray(data.astronaut()).resize((100, 100))
+    int8, fp32 = (OnnxPredictor(p, "cpu").predict_faces([crop]) for p in (path, onnx_file[0]))
+    assert int8.argmax() == fp32.argmax() and np.abs(int8 - fp32).max() < 0.05
+    assert not list(tmp_path.glob("*.int8")) and not list(tmp_path.glob("*.tmp"))
+
+
+def test_export_quantize_refuses_other_choices(run_dir, tmp_path):
+    result = CliRunner().invoke(app, ["export", "--checkpoint", str(run_dir), "--out", str(tmp_path / "x.onnx"),
+                                      "--quantize", "int4"])
+    assert isinstance(result.exception, CafeError) and "int8" in str(result.exception)

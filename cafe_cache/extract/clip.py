@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import warnings
+import zipfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -135,6 +137,26 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
+def is_torchscript_archive(path: Path) -> bool:
+    """OpenAI's own ``ViT-B-32.pt`` files are TorchScript archives: a zip with ``constants.pkl`` and ``code/``."""
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as z:
+        return any(name.endswith("/constants.pkl") for name in z.namelist())
+
+
+def _load_file(model: torch.nn.Module, path: Path) -> None:
+    """Weights from a local file into ``model`` (strict), in any layout open_clip reads.
+
+    ``torch.load`` refuses TorchScript archives with ``weights_only=True``; for them it hands the file
+    to ``torch.jit.load``, which reads tensors and TorchScript code, never pickled Python objects, so
+    ``weights_only=False`` is used for archives only.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch's "looks like a TorchScript archive" and jit deprecation notes
+        open_clip.load_checkpoint(model, str(path), strict=True, weights_only=not is_torchscript_archive(path))
+
+
 def _check_model_name(model: str) -> None:
     if model not in open_clip.list_models():
         raise CafeError(f"unknown CLIP model {model!r}. open_clip knows e.g. ViT-B-32, ViT-B-16, ViT-L-14 "
@@ -167,7 +189,7 @@ def load_clip(spec: ClipSpec, device: str | torch.device = "cpu") -> LoadedClip:
             raise CafeError(f"weights file not found: {path}. " + _how_to_get_weights(spec.model))
         model = _create(spec.model, act)
         try:
-            open_clip.load_checkpoint(model, str(path), strict=True)
+            _load_file(model, path)
         except Exception as e:  # open_clip raises RuntimeError/KeyError/pickle errors for a wrong file
             raise CafeError(f"{path}: not a checkpoint of {spec.model} ({type(e).__name__}: {str(e)[:300]}). "
                             "Check --model matches the file.") from e

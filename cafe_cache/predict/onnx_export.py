@@ -16,9 +16,11 @@ file alone is enough: :class:`OnnxPredictor` needs onnxruntime and no CAFE model
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,6 +39,8 @@ INPUTS = ("clip_image", "mask_image")
 PARITY_TOLERANCE = 1e-3  # fp32 logits, onnxruntime vs PyTorch
 PARITY_BATCHES = (1, 3)  # two batch sizes: proves the batch axis is really dynamic
 FORMAT = "cafe-onnx-1"
+QUANTIZE_CHECK_FACES = 32  # random inputs on which int8 and fp32 top-1 classes are compared
+MIN_INT8_AGREEMENT = 0.98  # below this the int8 file is not kept
 
 
 @dataclass(frozen=True)
@@ -45,6 +49,7 @@ class ExportReport:
     max_abs_diff: float  # largest |logit difference| onnxruntime vs PyTorch over the parity batches
     opset: int
     metadata: dict[str, Any]
+    int8_agreement: float | None = None  # with --quantize int8: top-1 agreement with fp32 on the checked inputs
 
 
 def metadata(predictor: Predictor, checkpoint: str | Path) -> dict[str, Any]:
@@ -68,13 +73,15 @@ def metadata(predictor: Predictor, checkpoint: str | Path) -> dict[str, Any]:
 
 
 def export_onnx(checkpoint: str | Path, out: str | Path, *, which: str | None = None,
-                clip_weights: str | None = None, opset: int = 17, seed: int = 0) -> ExportReport:
+                clip_weights: str | None = None, opset: int = 17, seed: int = 0,
+                quantize: str | None = None) -> ExportReport:
     """Write ``out`` and check it against PyTorch; a file that fails the check is not kept.
 
     Uses the TorchScript exporter (``dynamo=False``): it needs nothing beyond torch and onnx,
     whereas the newer exporter needs the ``onnxscript`` package.
     """
     import onnx
+    import onnxruntime  # noqa: F401  (the parity check needs it: a missing extra is named before any work)
 
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -84,11 +91,7 @@ def export_onnx(checkpoint: str | Path, out: str | Path, *, which: str | None = 
     examples = [_random_inputs(predictor, b, generator) for b in PARITY_BATCHES]
     tmp = out.with_name(out.name + ".tmp")
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # the exporter's deprecation and tracer notes are not the user's concern
-            torch.onnx.export(predictor.graph, examples[-1], str(tmp), dynamo=False, opset_version=opset,
-                              input_names=list(INPUTS), output_names=["logits"],
-                              dynamic_axes={name: {0: "batch"} for name in (*INPUTS, "logits")})
+        _trace(predictor, examples[-1], tmp, opset)
         model = onnx.load(str(tmp))
         onnx.helper.set_model_props(model, {k: json.dumps(v) for k, v in meta.items()})
         model.doc_string = (f"CAFE facial expression recognition: {INPUTS[0]} (batch, 3, {predictor.clip_size}, "
@@ -101,11 +104,73 @@ def export_onnx(checkpoint: str | Path, out: str | Path, *, which: str | None = 
         if not diff <= PARITY_TOLERANCE:
             raise CafeError(f"the ONNX graph's logits differ from PyTorch's by up to {diff:.2e} "
                             f"(> {PARITY_TOLERANCE:g}); nothing was written. Try another --opset (used {opset}).")
+        agreement = _quantize_int8(tmp, session, predictor, generator) if quantize else None
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
     os.replace(tmp, out)
-    return ExportReport(out, diff, opset, meta)
+    return ExportReport(out, diff, opset, meta, agreement)
+
+
+def _quantize_int8(path: Path, fp32, predictor: Predictor, generator: torch.Generator) -> float:
+    """Replace the fp32 file at ``path`` by onnxruntime's dynamic int8 quantisation (int8 weights of
+    MatMul/Gemm, activations quantised at run time), kept only if its top-1 class agrees with fp32's on
+    at least ``MIN_INT8_AGREEMENT`` of ``QUANTIZE_CHECK_FACES`` random inputs; returns the agreement."""
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    q = path.with_name(path.name + ".int8")
+    try:
+        quantize_dynamic(str(path), str(q), weight_type=QuantType.QInt8)
+        model = onnx.load(str(q))
+        props = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
+        onnx.helper.set_model_props(model, {**props, "quantization": json.dumps("int8 dynamic (onnxruntime)")})
+        onnx.save(model, str(q))
+        inputs = _random_inputs(predictor, QUANTIZE_CHECK_FACES, generator)
+        feeds = lambda s: {n: dict(zip(INPUTS, inputs))[n].numpy() for n in _input_names(s)}  # noqa: E731
+        int8 = _session(q, "cpu")
+        top = [s.run(["logits"], feeds(s))[0].argmax(1) for s in (fp32, int8)]
+        agreement = float((top[0] == top[1]).mean())
+        if agreement < MIN_INT8_AGREEMENT:
+            raise CafeError(f"int8 quantisation changes the top class on {1 - agreement:.0%} of "
+                            f"{QUANTIZE_CHECK_FACES} checked inputs (needs >= {MIN_INT8_AGREEMENT:.0%} agreement); "
+                            "nothing was written. Export without --quantize.")
+        os.replace(q, path)
+        return agreement
+    finally:
+        q.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def mha_fast_path_disabled() -> Iterator[None]:
+    """PyTorch's MultiheadAttention fast path off, restored after.
+
+    In eval mode without gradients ``nn.MultiheadAttention`` (open_clip's ViT blocks) may run as one
+    fused ``aten::_native_multi_head_attention`` op, which the ONNX exporter cannot write; the
+    cafe-tiny CLIP's single head avoids it by chance, ViT-B-32's 12 heads do not.  The slow path
+    computes the same attention from ops ONNX has.
+    """
+    was = torch.backends.mha.get_fastpath_enabled()
+    torch.backends.mha.set_fastpath_enabled(False)
+    try:
+        yield
+    finally:
+        torch.backends.mha.set_fastpath_enabled(was)
+
+
+def _trace(predictor: Predictor, example: tuple[torch.Tensor, ...], path: Path, opset: int) -> None:
+    """``torch.onnx.export`` of the inference graph; a graph it cannot write is one CafeError line."""
+    try:
+        with warnings.catch_warnings(), mha_fast_path_disabled():
+            warnings.simplefilter("ignore")  # the exporter's deprecation and tracer notes are not the user's concern
+            torch.onnx.export(predictor.graph, example, str(path), dynamo=False, opset_version=opset,
+                              input_names=list(INPUTS), output_names=["logits"],
+                              dynamic_axes={name: {0: "batch"} for name in (*INPUTS, "logits")})
+    except Exception as e:  # UnsupportedOperatorError, SymbolicValueError, ... carry a graph dump: first line only
+        first = next((line for line in str(e).splitlines() if line.strip()), "")[:300]
+        raise CafeError(f"cannot export {predictor.name} to ONNX opset {opset}: {type(e).__name__}: {first}. "
+                        "Try another --opset (e.g. 18), or predict with `cafe predict --checkpoint` (PyTorch) "
+                        "instead of --onnx.") from e
 
 
 def _random_inputs(predictor: Predictor, batch: int, generator: torch.Generator) -> tuple[torch.Tensor, ...]:
