@@ -284,8 +284,13 @@ class CacheWriter:
         done = {name: [int(g.attrs["n_done"]), len(g["labels"])] for name, g in self.file["splits"].items()}
         side = progress_file(self.path)
         tmp = side.with_name(side.name + ".tmp")
-        tmp.write_text(json.dumps({"splits": done}))
-        tmp.replace(side)
+        try:
+            tmp.write_text(json.dumps({"splits": done}))
+            tmp.replace(side)
+        except OSError as e:  # a full disk: the rows are flushed, stop here with the one-line error
+            tmp.unlink(missing_ok=True)
+            self._give_up(e, f"The rows up to {sum(d for d, _ in done.values()):,} are kept; the cache is not marked "
+                          "complete.")
 
     def finish(self) -> None:
         try:
