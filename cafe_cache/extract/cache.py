@@ -287,8 +287,10 @@ class CacheWriter:
         try:
             tmp.write_text(json.dumps({"splits": done}))
             tmp.replace(side)
-        except OSError:  # only for watching: a full disk is reported by the next row write
+        except OSError as e:  # a full disk: the rows are flushed, stop here with the one-line error
             tmp.unlink(missing_ok=True)
+            self._give_up(e, f"The rows up to {sum(d for d, _ in done.values()):,} are kept; the cache is not marked "
+                          "complete.")
 
     def finish(self) -> None:
         try:
