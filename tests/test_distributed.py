@@ -242,7 +242,9 @@ def test_ranks_from_torchrun_environment(monkeypatch):
     ranks = from_env()
     assert (ranks.rank, ranks.world, ranks.local_rank, ranks.local_world, ranks.is_main) == (3, 4, 1, 2, False)
     assert rank_device("cpu", ranks) == torch.device("cpu")
-    with pytest.raises(CafeError, match="CUDA_VISIBLE_DEVICES"):
+    # no GPU here: refused before the rank's device is chosen; with GPUs, CUDA_VISIBLE_DEVICES is named
+    with pytest.raises(CafeError, match="no CUDA GPU is usable here" if not torch.cuda.is_available()
+                       else "CUDA_VISIBLE_DEVICES"):
         rank_device("cuda:1", ranks)
     monkeypatch.setenv("RANK", "x")
     with pytest.raises(CafeError, match="not numbers"):
