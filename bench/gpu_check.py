@@ -37,17 +37,18 @@ import sys
 import tempfile
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import psutil
 import torch
 
+from cafe_cache.device import default_workers, pick_device
 from cafe_cache.extract.cache import FeatureCache, cache_path
 from cafe_cache.extract.clip import ClipSpec, LoadedClip, load_clip
-from cafe_cache.extract.run import default_workers, pick_device
 
 from . import images
 from .run import cpu_name, measure, rel_error
@@ -151,7 +152,7 @@ def extract_check(s: Sizes, clip: LoadedClip, raf: Path, work: Path) -> dict[str
 
 def step_rate(s: Sizes, clip: LoadedClip, precision: str) -> float:
     """Images/s of cached stage-two steps on tensors already on the device (no loading)."""
-    from cafe_cache.train.model import CAFEModel, ModelConfig
+    from cafe_cache.model.cafe import CAFEModel, ModelConfig
 
     device = next(clip.model.parameters()).device
     layout = torch.channels_last if precision != "fp32" else torch.contiguous_format

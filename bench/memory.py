@@ -18,8 +18,8 @@ from pathlib import Path
 import psutil
 import torch
 
+from cafe_cache.device import resolve_precision
 from cafe_cache.extract.clip import ClipSpec, load_clip
-from cafe_cache.extract.run import resolve_precision
 
 from .workloads import extract_cache, train_config, train_epoch
 

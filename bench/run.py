@@ -16,10 +16,13 @@
 3. Memory: peak RSS of extraction over two dataset sizes (must be flat; the tiny CLIP keeps 10,000
    images fast on a CPU) and of training, each in its own process.
 4. Evaluation (``cafe eval``): images/s on a cached FERPlus-like target, from files and stored images.
-5. Startup (:mod:`bench.startup`): seconds of ``cafe --help`` and of ``cafe extract`` until its first
+5. Export (:mod:`bench.export`): ``cafe export`` of the training section's run, fp32 and
+   ``--quantize int8``; onnxruntime CPU images/s of both (default threads and one thread), the int8
+   speed-up, file sizes and top-1 agreement.
+6. Startup (:mod:`bench.startup`): seconds of ``cafe --help`` and of ``cafe extract`` until its first
    batch is written, each in a fresh process.
 
-Workers: ``cafe_cache.extract.run.default_workers`` everywhere (0 on the CPU, where worker
+Workers: ``cafe_cache.device.default_workers`` everywhere (0 on the CPU, where worker
 processes only take cores from the model); the old defaults are timed beside it.
 
 Every measure is run once to warm up, then ``repeats`` rounds in which every measure of a section
@@ -41,25 +44,39 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import open_clip
 import torch
 
+from cafe_cache.device import default_workers, pick_device, resolve_precision
 from cafe_cache.extract.cache import cache_path
 from cafe_cache.extract.clip import ClipSpec, LoadedClip, load_clip
+from cafe_cache.extract.loop import batch_features
 from cafe_cache.extract.preprocess import mean_std
-from cafe_cache.extract.run import batch_features, default_workers, pick_device, resolve_precision
-from cafe_cache.train.model import CAFEModel, ModelConfig
+from cafe_cache.model.cafe import CAFEModel, ModelConfig
 
 from . import images
+from .export import export_speed
 from .startup import startup
-from .workloads import (PREPROCESS, VIEWS, channels_last, evaluate_target, extract_cache, loading_pass, model_pass,
-                        sample_pass, threads, train_config, train_epoch, train_step)
+from .workloads import (
+    PREPROCESS,
+    VIEWS,
+    channels_last,
+    evaluate_target,
+    extract_cache,
+    loading_pass,
+    model_pass,
+    sample_pass,
+    threads,
+    train_config,
+    train_epoch,
+    train_step,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 TARGET_RATIO = 0.45  # stage-two epoch, cached / online (issue 4)
@@ -84,14 +101,15 @@ class Settings:
     memory_images: tuple[int, int]  # two extraction sizes whose peak RSS must agree
     repeats: int
     old_defaults: bool  # also time the worker counts the CLI used before this benchmark
+    export_batch: int  # inputs per onnxruntime run of the export section
 
 
 FULL = Settings(clip_model="ViT-B-32", image_size=224, raf_size=100, ferplus_size=48, batch_size=32,
                 train_per_class=10, test_per_class=1, target_per_class=4, memory_model="cafe-tiny",
-                memory_images=(1000, 10000), repeats=3, old_defaults=True)
+                memory_images=(1000, 10000), repeats=3, old_defaults=True, export_batch=16)
 QUICK = Settings(clip_model="cafe-tiny", image_size=32, raf_size=24, ferplus_size=16, batch_size=8,
                  train_per_class=2, test_per_class=1, target_per_class=1, memory_model="cafe-tiny",
-                 memory_images=(35, 140), repeats=1, old_defaults=False)
+                 memory_images=(35, 140), repeats=1, old_defaults=False, export_batch=4)
 
 
 def measure(runs: dict[str, Callable[[], float]], repeats: int) -> dict[str, dict]:
@@ -330,6 +348,16 @@ def table(result: dict) -> str:
               f"| cafe --help | {st['help_seconds']:.2f} |",
               f"| cafe extract to its first batch ({st['clip_model']}, batch {st['batch_size']}) | "
               f"{st['extract_first_batch_seconds']:.2f} |"]
+    ex = result["export"]
+    lines += ["", f"| cafe export ({ex['model']}), onnxruntime CPU, batch {ex['batch']} | fp32 images/s | "
+                  "int8 images/s | int8 speed-up |", "|---|---:|---:|---:|"]
+    lines += [f"| {label.replace('_', ' ')} | {ex[label]['fp32']['images_per_s']:,.1f} | "
+              f"{ex[label]['int8']['images_per_s']:,.1f} | {ex[label]['int8_speedup']:.2f}x |"
+              for label in ("default_threads", "1_thread")]
+    lines += ["", f"export files: fp32 {ex['file_mib']['fp32']:,.0f} MiB, int8 {ex['file_mib']['int8']:,.0f} MiB; "
+                  f"int8 top-1 agreement with fp32 {ex['export_check_agreement']:.0%} (export's check), "
+                  f"{ex['bench_inputs_agreement']:.0%} (these inputs); keep int8 (>= {ex['min_agreement']:.0%} and "
+                  f"faster): {'yes' if ex['keep_int8'] else 'NO'}"]
     mem = result["memory"]
     lines += ["", "| peak RSS (own process) | MiB | DataLoader worker MiB |", "|---|---:|---:|"]
     lines += [f"| {name} | {v['peak_rss_mib']:,.0f} | {v['worker_peak_rss_mib']:,.0f} |"
@@ -366,6 +394,8 @@ def main(argv: list[str] | None = None) -> dict:
                     "training": lambda: training(s, clips[-1], work),
                     "evaluation": lambda: evaluation(s, clips[-1], ferplus, work),
                     "memory": lambda: memory(s, device, work),
+                    # run-0: the training section's first (warm-up) epoch, cached features from files
+                    "export": lambda: export_speed(work / "run-0", work, batch=s.export_batch, repeats=s.repeats),
                     "startup": lambda: startup(raf, work, s.clip_model, s.batch_size, s.repeats)}
         for name, section in sections.items():
             started = time.perf_counter()

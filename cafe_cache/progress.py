@@ -12,8 +12,9 @@ from __future__ import annotations
 import os
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 INTERVAL_ENV = "CAFE_PROGRESS_INTERVAL"
 DEFAULT_INTERVAL = 10.0
@@ -91,7 +92,7 @@ class PlainProgress:
         t.last_line, t.finished = now, done
         self.write(status_line(t.description, t.completed, t.total, now - t.started, self.unit))
 
-    def __enter__(self) -> "PlainProgress":
+    def __enter__(self) -> PlainProgress:
         return self
 
     def __exit__(self, *exc) -> None:

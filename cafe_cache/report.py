@@ -28,13 +28,20 @@ from torch.utils.data import default_collate
 from .classes import CLASSES
 from .errors import CafeError
 from .extract.cache import FeatureCache, cache_path
-from .figures import DPI, grad_cam, plot_class_masks, plot_confusion, plot_cross_domain, plot_gradcam_grid, \
-    plot_training_curves
+from .figures import (
+    DPI,
+    grad_cam,
+    plot_class_masks,
+    plot_confusion,
+    plot_cross_domain,
+    plot_gradcam_grid,
+    plot_training_curves,
+)
+from .model.cafe import CAFEModel
 from .options import DEFAULT_WHICH, GRADCAM_IMAGES
 from .paper import CAFE_CROSS_DOMAIN
 from .train.checkpoint import load_model, read_config
 from .train.data import PairedSamples, reader_for
-from .train.model import CAFEModel
 
 FIGURES = "figures"
 DISPLAY_SIZE = 224  # Grad-CAM images are shown square, as the mask branch sees them

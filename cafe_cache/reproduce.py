@@ -59,7 +59,7 @@ class Settings:
     random_clip: bool = False
 
     @classmethod
-    def from_args(cls, which: str, extract_args: list[str], train_args: list[str]) -> "Settings":
+    def from_args(cls, which: str, extract_args: list[str], train_args: list[str]) -> Settings:
         """What the commands will use (for --dry-run and the start of a run)."""
         return cls(which=which, backbone_init=_flag(train_args, "--backbone-weights", "imagenet"),
                    mask_precision=_flag(train_args, "--precision", "fp32"),
@@ -67,7 +67,7 @@ class Settings:
                    random_clip="--random-weights" in extract_args)
 
     @classmethod
-    def from_runs(cls, experiments: list[Experiment], which: str) -> "Settings":
+    def from_runs(cls, experiments: list[Experiment], which: str) -> Settings:
         """What the finished runs used, read from their config.json (the first run differing decides)."""
         configs = [c for c in (e.config() for e in experiments) if c]
         def pick(values, official):
@@ -225,7 +225,7 @@ def write_tables(experiments: list[Experiment], results_dir: Path, which: str = 
         by_table.setdefault(e.table, []).append(e)
     written = []
     paper_rows = {
-        "1": lambda srcs: [(f"CAFE (paper)", r.source, dict(r.acc)) for r in paper.TABLE1
+        "1": lambda srcs: [("CAFE (paper)", r.source, dict(r.acc)) for r in paper.TABLE1
                            if r.method == "CAFE" and r.source in srcs],
         "2": lambda srcs: [(f"{r.method} (paper)", r.source, dict(r.acc)) for r in paper.TABLE2],
         "4": lambda srcs: [("CLIP+Finetune (paper)", "rafdb", dict(paper.TABLE4_CLIP_FINETUNE.acc))],
@@ -254,7 +254,7 @@ def write_tables(experiments: list[Experiment], results_dir: Path, which: str = 
         path = results_dir / f"table{table}.md" if table != "sweep" else results_dir / "sweep.md"
         path.write_text(text)
         written.append(path)
-        summary[table] = [{"label": l, "source": s, "accuracy": a} for l, s, a in rows]
+        summary[table] = [{"label": lab, "source": s, "accuracy": a} for lab, s, a in rows]
     (results_dir / "summary.json").write_text(json.dumps(
         {"random_weights": random, "which": which, "deviations": deviations, "tables": summary}, indent=2))
     return written

@@ -13,9 +13,9 @@ Everything is deterministic: an image's pixels depend only on (seed, domain, spl
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont

@@ -36,8 +36,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from .errors import CafeError
-from .evaluate import clip_for, metrics, summary
 from .extract.cache import FeatureCache, Fingerprint
+from .extract.online import clip_for
+from .metrics import metrics, summary
 from .paper import ZERO_SHOT
 
 # Prompt templates: the five of Exp-CLIP's "Expression Ensemble Five" (models/Text.py in

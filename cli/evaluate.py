@@ -19,13 +19,13 @@ def evaluate_run(run: Path, which: str, *, cache_dir: Path, targets: list[str] |
                  bgr_targets: tuple[str, ...] = (), clip_weights: str | None = None, batch_size: int = 128,
                  workers: int | None = None, device: str = "auto", roots: dict[str, str] | None = None) -> dict:
     """Evaluate ``run``'s ``which`` weights, print the table and write eval-<which>/ in the run folder."""
-    from cafe_cache.evaluate import (check_same_weights, evaluate_caches, jsonable, markdown_table, summary,
-                                     target_caches)
     import numpy as np
 
+    from cafe_cache.device import default_workers, pick_device
     from cafe_cache.extract.cache import Fingerprint
-    from cafe_cache.extract.run import default_workers, pick_device
+    from cafe_cache.metrics import jsonable, markdown_table, summary
     from cafe_cache.train.checkpoint import load_model, write_json
+    from cafe_cache.train.evaluate import check_same_weights, evaluate_caches, target_caches
 
     model, config = load_model(run, which)
     trained_on = Fingerprint.from_json(config["clip"]["fingerprint"])
@@ -70,7 +70,7 @@ def evaluate_run(run: Path, which: str, *, cache_dir: Path, targets: list[str] |
 
 
 def print_results(results: dict, source: str | None, title: str) -> None:
-    from cafe_cache.evaluate import means_line
+    from cafe_cache.metrics import means_line
 
     table = Table("target", "n", "accuracy", "UAR", title=title, title_justify="left")
     for name, m in results.items():
@@ -93,7 +93,7 @@ def evaluate(
     json_out: bool = typer.Option(False, "--json", help="Also print the results as JSON on stdout."),
 ) -> None:
     """Evaluate a trained run on cached target datasets; writes RUN/eval-<which>/results.{json,md}."""
-    from cafe_cache.evaluate import jsonable
+    from cafe_cache.metrics import jsonable
     from cafe_cache.train.checkpoint import resolve_run
 
     run, default = resolve_run(checkpoint)

@@ -19,7 +19,13 @@ def export(
     quantize: str | None = typer.Option(None, help="int8: onnxruntime dynamic quantisation for CPU deployment (about 4x smaller); kept only if its top-1 class agrees with fp32 on >= 98% of the inputs checked."),
 ) -> None:
     """Export to ONNX (dynamic batch, preprocessing in the metadata) and check it against PyTorch."""
-    from cafe_cache.predict.onnx_export import INPUTS, PARITY_BATCHES, PARITY_TOLERANCE, QUANTIZE_CHECK_FACES, export_onnx  # torch, onnx
+    from cafe_cache.predict.onnx_export import (  # torch, onnx
+        INPUTS,
+        PARITY_BATCHES,
+        PARITY_TOLERANCE,
+        QUANTIZE_CHECK_FACES,
+        export_onnx,
+    )
 
     if quantize not in (None, "int8"):
         raise CafeError(f"--quantize {quantize}: the one choice is int8.")

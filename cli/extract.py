@@ -12,7 +12,8 @@ import typer
 
 from cafe_cache.datasets import build_reader
 from cafe_cache.errors import CafeError
-from cafe_cache.options import DEFAULT_MODEL, DEFAULT_PRETRAINED, EXTRACT_PRECISIONS as PRECISIONS, PREPROCESS, VIEWS
+from cafe_cache.options import DEFAULT_MODEL, DEFAULT_PRETRAINED, PREPROCESS, VIEWS
+from cafe_cache.options import EXTRACT_PRECISIONS as PRECISIONS
 
 from .common import console, progress, rate_text, say_plain, split_list
 from .datasets import reader_options
@@ -53,10 +54,10 @@ def extract(
     Several GPUs or nodes: launch it with torchrun (`torchrun --nproc-per-node N -m cli extract ...`);
     each process extracts shards of the dataset and the result is the same single cache.
     """
+    from cafe_cache.device import default_workers, resolve_precision
     from cafe_cache.distributed import from_env, process_group, rank_device  # torch: only when running
     from cafe_cache.extract.cache import Fingerprint, cache_path, shards_dir
     from cafe_cache.extract.clip import ClipSpec, load_clip
-    from cafe_cache.extract.run import default_workers, resolve_precision
     from cafe_cache.extract.subset import describe, select
     from cafe_cache.progress import device_hint
 
@@ -207,7 +208,7 @@ def _bar_hook(bar, suffix: str = "", say=None):
 def _single(reader, result, splits, clip, fp, path, dataset, cache_name, store_images, force, subset, options):
     """One process writes the cache directly."""
     from cafe_cache.extract.cache import CacheWriter, shards_dir
-    from cafe_cache.extract.run import extract as run_extract
+    from cafe_cache.extract.loop import extract as run_extract
 
     if force:  # shards of an earlier torchrun launch belong to the cache being replaced
         shutil.rmtree(shards_dir(path), ignore_errors=True)

@@ -6,7 +6,6 @@ Each sub-command lives in its own module of this package; this file only lists t
 from __future__ import annotations
 
 import typer
-from rich.markup import escape
 
 from cafe_cache import __version__
 from cafe_cache.errors import CafeError, RaisedOnRankZero, missing_extra

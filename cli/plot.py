@@ -20,7 +20,7 @@ def plot(
     device: str = typer.Option("auto", help="Where the model runs for Grad-CAM."),
 ) -> None:
     """Training curves, class masks (Fig. 5), confusion matrices and Grad-CAM (Fig. 4) into RUN/figures/."""
-    from cafe_cache.extract.run import pick_device  # torch, matplotlib: only when running
+    from cafe_cache.device import pick_device  # torch, matplotlib: only when running
     from cafe_cache.report import FIGURES, find_runs, make_run_figures, plot_runs_cross_domain
 
     single = (path / "config.json").is_file()

@@ -131,7 +131,7 @@ def predict(
     clip_weights: str | None = typer.Option(None, help="The CLIP file the run's cache was made from, if it was made from a file."),
 ) -> None:
     """Facial expression of every face in photos and videos: a table, and --out CSV/JSON."""
-    from cafe_cache.extract.run import pick_device
+    from cafe_cache.device import pick_device
     from cafe_cache.predict.faces import get_detector
     from cafe_cache.predict.infer import draw_faces, predict_inputs
     from cafe_cache.predict.media import iter_inputs

@@ -47,7 +47,13 @@ def reproduce(
 ) -> None:
     """Reproduce the paper's tables for every dataset whose root is configured (resumable: rerun to continue)."""
     from cafe_cache.report import plot_runs_cross_domain  # torch, matplotlib: only when running
-    from cafe_cache.reproduce import MSCELEB_HINT, Settings, available_datasets, plan, write_tables  # h5py: not for --help
+    from cafe_cache.reproduce import (  # h5py: not for --help
+        MSCELEB_HINT,
+        Settings,
+        available_datasets,
+        plan,
+        write_tables,
+    )
 
     if which not in WHICH:
         raise CafeError(f"--which {which!r}: choose last (the final epoch, official) or best.")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.markup import escape
@@ -25,7 +24,7 @@ def synth(
                                         help="Training images per class and domain."),
     test_per_class: int = typer.Option(8, "--test-per-class", min=1,
                                        help="Test images per class and domain."),
-    size: Optional[int] = typer.Option(None, "--size", min=16, max=1024,
+    size: int | None = typer.Option(None, "--size", min=16, max=1024,
                                        help="Image side in pixels (default: 100, and 48 for lowres)."),
     domains: str = typer.Option(",".join(DOMAINS), "--domains",
                                 help=f"Comma-separated domains to write, from: {', '.join(DOMAINS)}."),

@@ -81,12 +81,14 @@ def train(
     Several GPUs or nodes: launch it with torchrun (`torchrun --nproc-per-node N -m cli train --out RUN ...`);
     --batch-size stays the global batch, split evenly over the processes.
     """
+    from cafe_cache.device import resolve_train_precision
     from cafe_cache.distributed import from_env, process_group, rank_device, restarted  # torch: only when running
+    from cafe_cache.progress import device_hint
     from cafe_cache.report import FIGURES, make_run_figures
     from cafe_cache.train.checkpoint import read_config
+    from cafe_cache.train.config import TrainConfig
     from cafe_cache.train.data import Augment
-    from cafe_cache.progress import device_hint
-    from cafe_cache.train.loop import TrainConfig, resolve_train_precision, train as run_training
+    from cafe_cache.train.loop import train as run_training
 
     which = tuple(split_list(eval_which) or ())
     if not which or any(w not in WHICH for w in which):
@@ -116,7 +118,7 @@ def train(
         if (out / "resume.pt").exists():
             raise CafeError(f"{out} already holds a run; pass --resume to continue it or another --out.")
     if evaluate and targets:  # a wrong --targets fails now, not after the whole training
-        from cafe_cache.evaluate import target_caches
+        from cafe_cache.train.evaluate import target_caches
         target_caches(Path(cfg.cache_dir), split_list(targets))
     say = ranks.main_only(console.print)
     say(f"training on [bold]{cfg.source}[/] -> {out}  (CLIP input: {cfg.clip_input}, variant {cfg.variant})")

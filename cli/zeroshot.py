@@ -18,7 +18,7 @@ from .evaluate import print_results
 
 
 def _markdown(tables: list[dict[str, Any]]) -> str:
-    from cafe_cache.evaluate import markdown_table
+    from cafe_cache.metrics import markdown_table
     from cafe_cache.zeroshot import APPROXIMATION_NOTE
     parts = []
     for t in tables:
@@ -41,9 +41,9 @@ def zeroshot(
 ) -> None:
     """Zero-shot FER baselines (CLIP prompts, Exp-CLIP head) on the cached test features; no training."""
     from cafe_cache import zeroshot as zs  # torch, open_clip: only when running
-    from cafe_cache.evaluate import target_caches
-    from cafe_cache.extract.run import pick_device
+    from cafe_cache.device import pick_device
     from cafe_cache.train.checkpoint import write_json
+    from cafe_cache.train.evaluate import target_caches
 
     caches = target_caches(cache_dir, split_list(targets))
     if not caches:

@@ -18,8 +18,8 @@ from cafe_cache.datasets import build_reader
 from cafe_cache.errors import CafeError
 from cafe_cache.extract.cache import CacheWriter, FeatureCache, Fingerprint, cache_path
 from cafe_cache.extract.clip import ClipSpec, load_clip
+from cafe_cache.extract.loop import extract
 from cafe_cache.extract.preprocess import IMAGENET_MEAN, IMAGENET_STD, load_uint8, normalize
-from cafe_cache.extract.run import extract
 from cli.main import app
 
 from .conftest import TINY_CLIP

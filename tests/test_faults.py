@@ -12,7 +12,6 @@ import resource
 import shutil
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import h5py
@@ -27,7 +26,8 @@ from cafe_cache.datasets.base import DatasetError, open_rgb
 from cafe_cache.errors import CafeError
 from cafe_cache.extract.cache import FeatureCache
 from cafe_cache.train.checkpoint import load_model
-from cafe_cache.train.loop import TrainConfig, train
+from cafe_cache.train.config import TrainConfig
+from cafe_cache.train.loop import train
 from cli.main import main
 
 from .conftest import TINY_CLIP, write_folder_dataset
@@ -314,7 +314,8 @@ def test_6_invalid_config_json(env, run_copy, monkeypatch, capsys):
 
 def test_6_weights_of_another_width(env, run_copy, monkeypatch, capsys):
     from safetensors.torch import save_file
-    from cafe_cache.train.model import CAFEModel, ModelConfig
+
+    from cafe_cache.model.cafe import CAFEModel, ModelConfig
     (run_copy / "checksums.json").unlink(missing_ok=True)
     other = CAFEModel(ModelConfig("resnet18", clip_dim=64, variant="cafe"))
     save_file({k: v.contiguous() for k, v in other.state_dict().items()}, str(run_copy / "best.safetensors"))

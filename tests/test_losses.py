@@ -7,9 +7,15 @@ import torch
 import torch.nn.functional as F
 
 from cafe_cache.errors import CafeError
-from cafe_cache.train import losses
-from cafe_cache.train.losses import (channel_drop_mask, classification_loss, diverse_loss,
-                                     group_max_logits, separation_loss, total_loss)
+from cafe_cache.model import losses
+from cafe_cache.model.losses import (
+    channel_drop_mask,
+    classification_loss,
+    diverse_loss,
+    group_max_logits,
+    separation_loss,
+    total_loss,
+)
 
 
 def test_drop_mask_512_drops_10_per_group_of_73():

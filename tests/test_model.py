@@ -10,9 +10,9 @@ import torchvision.models as tvm
 from safetensors.torch import save_file
 
 from cafe_cache.errors import CafeError
-from cafe_cache.train import losses
-from cafe_cache.train.backbones import build_backbone, load_backbone_weights, reduce_width
-from cafe_cache.train.model import CAFEModel, ModelConfig
+from cafe_cache.model import losses
+from cafe_cache.model.backbones import build_backbone, load_backbone_weights, reduce_width
+from cafe_cache.model.cafe import CAFEModel, ModelConfig
 
 
 def images(batch: int = 4) -> torch.Tensor:

@@ -12,9 +12,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from cafe_cache.device import resolve_precision
 from cafe_cache.extract.clip import ClipSpec, load_clip
+from cafe_cache.extract.loop import batch_features
 from cafe_cache.extract.preprocess import IMAGENET_MEAN, IMAGENET_STD
-from cafe_cache.extract.run import batch_features, resolve_precision
 
 TOLERANCE = 1e-2
 VIEWS = ("clean", "hflip")

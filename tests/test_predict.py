@@ -33,8 +33,9 @@ from cafe_cache.predict.infer import NO_FACE, Predictor, predict_inputs
 from cafe_cache.predict.media import iter_inputs
 from cafe_cache.predict.onnx_export import OnnxPredictor
 from cafe_cache.train.checkpoint import load_model
+from cafe_cache.train.config import TrainConfig
 from cafe_cache.train.data import Augment, to_tensor
-from cafe_cache.train.loop import TrainConfig, train
+from cafe_cache.train.loop import train
 from cli.main import app
 
 from .conftest import TINY_CLIP, write_folder_dataset

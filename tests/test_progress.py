@@ -14,7 +14,6 @@ import time
 from pathlib import Path
 
 import h5py
-import pytest
 from rich.console import Console
 from typer.testing import CliRunner
 
@@ -171,7 +170,8 @@ def test_extract_splits_and_limit_are_deterministic_recorded_and_not_taken_for_f
 
 
 def test_training_on_a_limited_cache_says_so(tmp_path):
-    from cafe_cache.train.loop import TrainConfig, train
+    from cafe_cache.train.config import TrainConfig
+    from cafe_cache.train.loop import train
 
     root = write_folder_dataset(tmp_path / "toyset", {"train": 3, "test": 2})
     r = CliRunner().invoke(app, extract_args(root, tmp_path / "cache", "--limit", "14")[3:])
@@ -247,7 +247,7 @@ def test_predict_table_reads_at_80_columns_and_boxes_are_clamped():
 
 # -- the means' label -------------------------------------------------------------------------------
 def test_paper_mean_label_only_for_the_papers_five_sets():
-    from cafe_cache.evaluate import means_line
+    from cafe_cache.metrics import means_line
 
     def result(acc):
         return {"accuracy": acc, "uar": acc, "n": 10, "per_class": {}}

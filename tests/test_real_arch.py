@@ -18,8 +18,8 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner
 
-from cafe_cache.predict.onnx_export import OnnxPredictor
 from cafe_cache.predict.infer import Predictor
+from cafe_cache.predict.onnx_export import OnnxPredictor
 from cli.main import app
 
 from .conftest import write_folder_dataset

@@ -16,10 +16,11 @@ from cafe_cache.datasets import build_reader, open_rgb
 from cafe_cache.errors import CafeError
 from cafe_cache.extract.cache import CacheWriter, FeatureCache, cache_path
 from cafe_cache.extract.clip import ClipSpec, load_clip
+from cafe_cache.extract.loop import extract
 from cafe_cache.extract.preprocess import IMAGENET_MEAN, IMAGENET_STD
-from cafe_cache.extract.run import extract
+from cafe_cache.train.config import TrainConfig
 from cafe_cache.train.data import Augment, PairedSamples, reader_for, to_tensor
-from cafe_cache.train.loop import TrainConfig, train
+from cafe_cache.train.loop import train
 
 from .conftest import TINY_CLIP, write_folder_dataset
 from .test_extract import fingerprint
@@ -130,6 +131,7 @@ def test_stored_images_train_without_the_dataset_folder(folder_dataset, tmp_path
     with pytest.raises(CafeError, match="pass --root"):
         train(TrainConfig(cache_dir=str(tmp_path / "plain"), **cfg), tmp_path / "run-c", log=lambda *_: None)
     from typer.testing import CliRunner
+
     from cli.main import app
     r = CliRunner().invoke(app, ["cache", "info", str(tmp_path / "stored" / "toyset.h5")])
     assert "images stored at 32px" in r.output

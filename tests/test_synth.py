@@ -13,8 +13,16 @@ from typer.testing import CliRunner
 
 from cafe_cache.classes import NUM_CLASSES, class_id
 from cafe_cache.errors import CafeError
-from cafe_cache.synth import (DOMAINS, FOLDER_NAMES, NOTE_FILE, make_demo_sample, render, sample_rng,
-                              write_folder, write_rafdb)
+from cafe_cache.synth import (
+    DOMAINS,
+    FOLDER_NAMES,
+    NOTE_FILE,
+    make_demo_sample,
+    render,
+    sample_rng,
+    write_folder,
+    write_rafdb,
+)
 from cli.synth import synth
 
 LIST = Path("EmoLabel/list_patition_label.txt")

@@ -13,15 +13,17 @@ from safetensors.torch import load_file
 from cafe_cache import synth
 from cafe_cache.datasets import build_reader
 from cafe_cache.errors import CafeError
-from cafe_cache.evaluate import clip_for, confusion_matrix, metrics, online_features, summary
 from cafe_cache.extract.cache import CacheWriter, FeatureCache, Fingerprint
 from cafe_cache.extract.clip import ClipSpec, load_clip
-from cafe_cache.extract.run import extract
+from cafe_cache.extract.loop import extract
+from cafe_cache.extract.online import clip_for, online_features
+from cafe_cache.metrics import confusion_matrix, metrics, summary
+from cafe_cache.model.losses import total_loss
 from cafe_cache.train import loop
 from cafe_cache.train.checkpoint import load_model
+from cafe_cache.train.config import TrainConfig
 from cafe_cache.train.data import Augment, PairedSamples, reader_for
-from cafe_cache.train.loop import TrainConfig, train
-from cafe_cache.train.losses import total_loss
+from cafe_cache.train.loop import train
 
 from .conftest import TINY_CLIP
 
@@ -88,7 +90,7 @@ def test_checkpoint_round_trip_and_config(trained, caches):
     # the best checkpoint reproduces the best epoch's source test accuracy
     cache = FeatureCache(caches / "synth-line.h5")
     ds = PairedSamples(cache.load("test"), reader_for(cache), cache.fingerprint.views, 32)
-    from cafe_cache.evaluate import predict_split
+    from cafe_cache.train.evaluate import predict_split
     pred = predict_split(best, ds, workers=0)
     assert 100 * (pred.y_true == pred.y_pred).mean() == pytest.approx(best_epoch["source_test_acc"])
 
@@ -137,7 +139,7 @@ def test_online_clip_and_cache_give_the_same_loss_on_the_same_batch(caches):
                               for x in zip(*[ds[i] for i in range(8)]))
     online = online_features(clip, images)
     torch.testing.assert_close(online, cached, rtol=1e-4, atol=1e-5)
-    from cafe_cache.train.model import CAFEModel, ModelConfig
+    from cafe_cache.model.cafe import CAFEModel, ModelConfig
     torch.manual_seed(0)
     model = CAFEModel(ModelConfig(clip_dim=32)).eval()
     drop = torch.ones(32)
@@ -179,6 +181,7 @@ def test_metrics_against_a_hand_made_confusion_matrix():
 
 def test_cli_train_then_eval_labels_random_weights(caches, tmp_path):
     from typer.testing import CliRunner
+
     from cli.main import app
     run = tmp_path / "run"
     r = CliRunner().invoke(app, ["train", "--source", "synth-line", "--cache-dir", str(caches), "--out", str(run),
@@ -212,7 +215,7 @@ def test_eval_refuses_caches_made_with_other_clip_weights(caches, tmp_path, trai
 
 def test_bgr_targets_swap_channels_for_clip_and_mask_branch(trained, caches):
     """The official notebooks' colour bug, on request: CLIP runs online on the BGR image."""
-    from cafe_cache.evaluate import evaluate_caches, target_caches
+    from cafe_cache.train.evaluate import evaluate_caches, target_caches
     model, _ = load_model(trained[0])
     cs = target_caches(caches, ["synth-color"])
     rgb = evaluate_caches(model, cs, image_size=32, workers=0)["synth-color"]
@@ -231,7 +234,7 @@ def test_bgr_targets_swap_channels_for_clip_and_mask_branch(trained, caches):
 
 def test_bf16_mixed_precision_trains_in_channels_last(caches, tmp_path):
     """--precision bf16: autocast + channels_last for the mask branch; weights stay fp32 and finite."""
-    from cafe_cache.train.loop import resolve_train_precision
+    from cafe_cache.device import resolve_train_precision
     assert resolve_train_precision("auto", torch.device("cpu")) == "fp32"
     with pytest.raises(CafeError, match="--precision 'fp8'"):
         resolve_train_precision("fp8", torch.device("cpu"))

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
-from . import register
-from .base import DatasetError, ReadResult, Reader, Sample, open_text, parse_int
+from .base import DatasetError, Reader, ReadResult, Sample, open_text, parse_int
 from .folder import image_files
+from .registry import register
 
 LISTS_DIR, IMAGES_DIR = "Manually_Annotated_file_lists", "Manually_Annotated_Images"
 LIST_SPLITS = (("training.csv", "train"), ("validation.csv", "test"))

@@ -10,8 +10,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from . import register
-from .base import DatasetError, ImageReadError, ReadResult, Reader, Sample, open_text, parse_int
+from .base import DatasetError, ImageReadError, Reader, ReadResult, Sample, open_text, parse_int
+from .registry import register
 
 FOLDER_SPLITS = (("FER2013Train", "train"), ("FER2013Valid", "val"), ("FER2013Test", "test"))
 USAGE_SPLITS = {"Training": "train", "PublicTest": "val", "PrivateTest": "test"}

@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from ..classes import CLASSES, class_id
-from . import register
-from .base import DatasetError, ReadResult, Reader, Sample
+from .base import DatasetError, Reader, ReadResult, Sample
+from .registry import register
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
 SKIP = -1  # a class-map value that drops a class folder on purpose (e.g. CK+ contempt)

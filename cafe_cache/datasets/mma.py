@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from . import register
 from .folder import ClassFolderReader
+from .registry import register
 
 
 @register

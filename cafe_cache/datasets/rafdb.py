@@ -6,8 +6,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from . import register
-from .base import DatasetError, ReadResult, Reader, Sample, open_text, parse_int
+from .base import DatasetError, Reader, ReadResult, Sample, open_text, parse_int
+from .registry import register
 
 LIST_FILE = "EmoLabel/list_patition_label.txt"  # sic: the dataset's own spelling
 PREFIX_SPLITS = {"train": "train", "test": "test"}

@@ -74,8 +74,8 @@ class Fingerprint:
     activation: str = "gelu"
 
     @classmethod
-    def for_clip(cls, clip: "LoadedClip", *, preprocess: str, views: tuple[str, ...], dtype: str,
-                 precision: str) -> "Fingerprint":
+    def for_clip(cls, clip: LoadedClip, *, preprocess: str, views: tuple[str, ...], dtype: str,
+                 precision: str) -> Fingerprint:
         """The fingerprint of features made by ``clip`` with these settings."""
         info = clip.info
         return cls(model=info.model, weights=info.source, weights_sha256=info.sha256,
@@ -86,13 +86,13 @@ class Fingerprint:
         return json.dumps(asdict(self), sort_keys=True)
 
     @classmethod
-    def from_json(cls, text: str) -> "Fingerprint":
+    def from_json(cls, text: str) -> Fingerprint:
         d = json.loads(text)
         d["views"] = tuple(d["views"])
         d.setdefault("activation", "quickgelu" if d["model"].endswith("-quickgelu") else "gelu")  # cafe <= 0.1
         return cls(**d)
 
-    def differences(self, other: "Fingerprint") -> list[str]:
+    def differences(self, other: Fingerprint) -> list[str]:
         return [f"{f.name}: cache has {getattr(self, f.name)!r}, asked for {getattr(other, f.name)!r}"
                 for f in fields(self) if getattr(self, f.name) != getattr(other, f.name)]
 
@@ -101,7 +101,7 @@ class Fingerprint:
         who = f"RANDOM WEIGHTS (seed {self.seed})" if self.random_weights else self.weights
         return f"{self.model} {who} ({self.activation})"
 
-    def same_weights(self, other: "Fingerprint") -> bool:
+    def same_weights(self, other: Fingerprint) -> bool:
         """Same CLIP: model, weights and activation (features of the two are comparable)."""
         return (self.model, self.weights, self.weights_sha256, self.random_weights, self.seed, self.activation) == \
                (other.model, other.weights, other.weights_sha256, other.random_weights, other.seed, other.activation)
@@ -316,7 +316,7 @@ class CacheWriter:
         if complete:  # a finished cache needs no lock file beside it; an unfinished one keeps it
             Path(str(self.path) + ".lock").unlink(missing_ok=True)
 
-    def __enter__(self) -> "CacheWriter":
+    def __enter__(self) -> CacheWriter:
         return self
 
     def __exit__(self, *exc) -> None:

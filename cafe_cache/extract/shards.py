@@ -20,9 +20,10 @@ from __future__ import annotations
 import json
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import h5py
 import torch
@@ -32,7 +33,7 @@ from ..distributed import Ranks
 from ..errors import CafeError
 from .cache import CacheWriter, Fingerprint, shards_dir
 from .clip import LoadedClip
-from .run import ExtractReport, extract
+from .loop import ExtractReport, extract
 
 COPY_ROWS = 4096  # rows per copy when joining shards into the cache
 
@@ -69,7 +70,7 @@ class Plan:
         tmp.replace(folder / "plan.json")
 
     @classmethod
-    def load(cls, folder: Path) -> "Plan | None":
+    def load(cls, folder: Path) -> Plan | None:
         f = folder / "plan.json"
         if not f.is_file():
             return None

@@ -41,7 +41,6 @@ from PIL import Image
 from ..errors import CafeError
 from ..options import DETECTOR_NAMES
 
-
 MTCNN_INSTALL = "pip install --no-deps facenet-pytorch==2.6.0"
 
 # insightface's ArcFace 5-point template for 112x112 crops (`arcface_dst` in

@@ -25,13 +25,13 @@ from PIL import Image, ImageDraw, ImageFont
 from torch import Tensor, nn
 
 from ..classes import CLASSES
+from ..device import pick_device
 from ..errors import CafeError
-from ..evaluate import clip_for
 from ..extract.cache import Fingerprint
+from ..extract.online import clip_for
 from ..extract.preprocess import IMAGENET_MEAN, IMAGENET_STD, load_uint8, normalize
-from ..extract.run import pick_device
+from ..model.cafe import CAFEModel
 from ..train.checkpoint import load_model
-from ..train.model import CAFEModel
 from .faces import FaceDetector, align_face
 from .media import InputItem, iter_video_frames, read_image
 

@@ -1,12 +1,8 @@
-"""Stage two: train CAFE's mask branch against cached, frozen CLIP features.
+"""Stage two: train CAFE's mask branch against cached, frozen CLIP features, then evaluate it.
 
-:mod:`.model` holds the CAFE model and its ablation variants, :mod:`.backbones` the mask-branch
-backbones and their weight loading, :mod:`.losses` the paper's losses (eqs. 3-9).
+- :mod:`.config`     ``TrainConfig``, every option of ``cafe train``.
+- :mod:`.data`       paired samples: the image for the mask branch and its cached CLIP feature.
+- :mod:`.loop`       the training loop (setup, one epoch, end of epoch).
+- :mod:`.checkpoint` weights and resume state of a run folder.
+- :mod:`.evaluate`   predictions and metrics of a trained run on every cached target.
 """
-
-from .backbones import BACKBONES, LoadReport, build_backbone, load_backbone_weights
-from .losses import channel_drop_mask, total_loss
-from .model import VARIANTS, CAFEModel, ModelConfig
-
-__all__ = ["BACKBONES", "VARIANTS", "CAFEModel", "LoadReport", "ModelConfig", "build_backbone",
-           "channel_drop_mask", "load_backbone_weights", "total_loss"]

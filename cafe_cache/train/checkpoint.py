@@ -27,8 +27,8 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from ..errors import CafeError
+from ..model.cafe import CAFEModel, ModelConfig
 from ..options import DEFAULT_WHICH
-from .model import CAFEModel, ModelConfig
 
 CHECKSUMS = "checksums.json"
 RESUME_KEYS = ("optimizer", "scheduler", "history", "best")

@@ -46,7 +46,7 @@ class Augment:
     erase: bool = True
 
     @classmethod
-    def none(cls) -> "Augment":
+    def none(cls) -> Augment:
         return cls(False, False, False)
 
 

@@ -17,60 +17,26 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch.utils.data import DataLoader, DistributedSampler
 
 from .. import __version__
+from ..device import autocast, default_workers, resolve_train_precision
 from ..distributed import SINGLE, Ranks, data_parallel, rank_device, unwrap
 from ..errors import CafeError
-from ..evaluate import clip_for, online_features, predict_split
 from ..extract.cache import FeatureCache, cache_path
-from ..extract.run import autocast, default_workers
-from ..options import TRAIN_PRECISIONS
+from ..extract.online import clip_for, online_features
+from ..model.cafe import CAFEModel, ModelConfig
+from ..model.losses import channel_drop_mask, total_loss
 from .checkpoint import load_resume, load_weights, save_resume, save_weights, write_json
-from .data import Augment, PairedSamples, limit_split, reader_for
-from .losses import channel_drop_mask, total_loss
-from .model import CAFEModel, ModelConfig
-
-
-@dataclass
-class TrainConfig:
-    source: str
-    cache_dir: str = "cache"
-    root: str | None = None  # where the source images are now, if they moved since extraction
-    backbone: str = "resnet18"
-    backbone_weights: str = "imagenet"  # a file (MS-Celeb ResNet-18 as the paper), "imagenet", or "none"
-    variant: str = "cafe"
-    w_sep: float = 1.5
-    w_div: float = 5.0
-    epochs: int = 60
-    batch_size: int = 32
-    lr: float = 2e-4
-    weight_decay: float = 1e-4
-    gamma: float = 0.9
-    seed: int = 3407
-    image_size: int = 224
-    augment: Augment = field(default_factory=Augment)
-    online_clip: bool = False  # the official behaviour: CLIP on every augmented batch
-    clip_weights: str | None = None  # the CLIP file, for --online-clip when the cache came from a file
-    limit: int | None = None  # at most this many training images (test: a quarter), for quick runs
-    workers: int | None = None  # image-loading processes; None: default_workers(device)
-    device: str = "auto"
-    precision: str = "auto"  # mask branch: fp32, or bf16 autocast + channels_last; auto: bf16 on CUDA
-
-    def __post_init__(self) -> None:
-        check_hyperparameters(self)
-
-    @property
-    def clip_input(self) -> str:
-        return "online" if self.online_clip else "cached-views"
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self) | {"clip_input": self.clip_input}
+from .config import TrainConfig
+from .data import PairedSamples, limit_split, reader_for
+from .evaluate import predict_split
 
 
 @dataclass
@@ -89,32 +55,6 @@ class EpochLog:
 
 class NonFiniteLoss(CafeError):
     pass
-
-
-
-
-def check_hyperparameters(cfg: TrainConfig) -> None:
-    """Refuse values that would train silently wrong (a sign-flipped lr, negative loss weights) or crash
-    inside Adam, naming the flag."""
-    checks = [("--lr", cfg.lr, lambda v: v > 0, "a finite number > 0 (the paper: 2e-4)"),
-              ("--weight-decay", cfg.weight_decay, lambda v: v >= 0, "a finite number >= 0 (the paper: 1e-4)"),
-              ("--gamma", cfg.gamma, lambda v: 0 < v <= 1, "in (0, 1], the learning rate's decay per epoch (the paper: 0.9)"),
-              ("--w-sep", cfg.w_sep, lambda v: v >= 0, "a finite weight >= 0 (0 turns the separation loss off)"),
-              ("--w-div", cfg.w_div, lambda v: v >= 0, "a finite weight >= 0 (0 turns the diverse loss off)")]
-    for flag, value, ok, must in checks:
-        if not (isinstance(value, (int, float)) and math.isfinite(value) and ok(value)):
-            raise CafeError(f"{flag} {value}: must be {must}.")
-    if cfg.epochs < 1 or cfg.batch_size < 1:
-        raise CafeError(f"--epochs {cfg.epochs} / --batch-size {cfg.batch_size}: both must be at least 1.")
-
-
-def resolve_train_precision(precision: str, device: torch.device) -> str:
-    """``auto``: bf16 mixed precision on CUDA (needs no loss scaling), fp32 on the CPU (as the official code)."""
-    if precision not in TRAIN_PRECISIONS:
-        raise CafeError(f"--precision {precision!r}: choose from {', '.join(TRAIN_PRECISIONS)}.")
-    if precision == "auto":
-        return "bf16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
-    return precision
 
 
 def rank_batch(batch_size: int, ranks: Ranks) -> int:

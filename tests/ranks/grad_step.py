@@ -13,8 +13,8 @@ import sys
 import torch
 
 from cafe_cache.distributed import data_parallel, from_env, process_group, unwrap
-from cafe_cache.train.losses import channel_drop_mask, total_loss
-from cafe_cache.train.model import CAFEModel, ModelConfig
+from cafe_cache.model.cafe import CAFEModel, ModelConfig
+from cafe_cache.model.losses import channel_drop_mask, total_loss
 
 out, steps, dtype = sys.argv[1], int(sys.argv[2]), getattr(torch, sys.argv[3])
 torch.set_num_threads(1)

@@ -9,7 +9,7 @@ Variants (``ModelConfig.variant``), the paper's method and its ablations:
 - ``clip_finetune``: logits = FC(concat(F, backbone feature)).
 
 The separation and diverse losses are computed by the training loop from ``masked``
-(see :func:`cafe_cache.train.losses.total_loss`); the two variants without a mask return
+(see :func:`cafe_cache.model.losses.total_loss`); the two variants without a mask return
 ``masked=None`` and must train with both of those loss weights at 0.
 """
 

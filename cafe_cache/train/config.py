@@ -1,0 +1,65 @@
+"""``TrainConfig``: every option of ``cafe train``, checked when made, saved in the run's ``config.json``.
+
+Paper defaults: Adam 2e-4, weight decay 1e-4, ExponentialLR 0.9 per epoch, batch 32, 60 epochs,
+seed 3407, input 224, loss = CE + 1.5 l_sep + 5 l_div.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from ..errors import CafeError
+from .data import Augment
+
+
+@dataclass
+class TrainConfig:
+    source: str
+    cache_dir: str = "cache"
+    root: str | None = None  # where the source images are now, if they moved since extraction
+    backbone: str = "resnet18"
+    backbone_weights: str = "imagenet"  # a file (MS-Celeb ResNet-18 as the paper), "imagenet", or "none"
+    variant: str = "cafe"
+    w_sep: float = 1.5
+    w_div: float = 5.0
+    epochs: int = 60
+    batch_size: int = 32
+    lr: float = 2e-4
+    weight_decay: float = 1e-4
+    gamma: float = 0.9
+    seed: int = 3407
+    image_size: int = 224
+    augment: Augment = field(default_factory=Augment)
+    online_clip: bool = False  # the official behaviour: CLIP on every augmented batch
+    clip_weights: str | None = None  # the CLIP file, for --online-clip when the cache came from a file
+    limit: int | None = None  # at most this many training images (test: a quarter), for quick runs
+    workers: int | None = None  # image-loading processes; None: default_workers(device)
+    device: str = "auto"
+    precision: str = "auto"  # mask branch: fp32, or bf16 autocast + channels_last; auto: bf16 on CUDA
+
+    def __post_init__(self) -> None:
+        check_hyperparameters(self)
+
+    @property
+    def clip_input(self) -> str:
+        return "online" if self.online_clip else "cached-views"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self) | {"clip_input": self.clip_input}
+
+
+def check_hyperparameters(cfg: TrainConfig) -> None:
+    """Refuse values that would train silently wrong (a sign-flipped lr, negative loss weights) or crash
+    inside Adam, naming the flag."""
+    checks = [("--lr", cfg.lr, lambda v: v > 0, "a finite number > 0 (the paper: 2e-4)"),
+              ("--weight-decay", cfg.weight_decay, lambda v: v >= 0, "a finite number >= 0 (the paper: 1e-4)"),
+              ("--gamma", cfg.gamma, lambda v: 0 < v <= 1, "in (0, 1], the learning rate's decay per epoch (the paper: 0.9)"),
+              ("--w-sep", cfg.w_sep, lambda v: v >= 0, "a finite weight >= 0 (0 turns the separation loss off)"),
+              ("--w-div", cfg.w_div, lambda v: v >= 0, "a finite weight >= 0 (0 turns the diverse loss off)")]
+    for flag, value, ok, must in checks:
+        if not (isinstance(value, (int, float)) and math.isfinite(value) and ok(value)):
+            raise CafeError(f"{flag} {value}: must be {must}.")
+    if cfg.epochs < 1 or cfg.batch_size < 1:
+        raise CafeError(f"--epochs {cfg.epochs} / --batch-size {cfg.batch_size}: both must be at least 1.")
