@@ -28,7 +28,9 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 	$(BIN)/python -m pip install --no-deps facenet-pytorch==2.6.0
 	touch $@
 
+# ruff (lint + import order, configured in pyproject.toml), then the suite
 test: setup
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -n 2 -q tests
 
 # The demo: three synthetic domains (line drawings in the RAF-DB layout, colour and low-res
