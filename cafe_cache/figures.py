@@ -1,4 +1,4 @@
-"""Figures for runs and reports (PNG), plus the Grad-CAM used for the paper's Fig. 4.
+"""Figures for runs and reports (PNG); the Grad-CAM maps they draw come from :mod:`cafe_cache.gradcam`.
 
 Every plotting function builds a standalone :class:`matplotlib.figure.Figure` (rendered by
 Agg when saved; pyplot and its global state are never touched, so this works headless and
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 import textwrap
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +24,8 @@ from matplotlib.image import AxesImage
 from matplotlib.patches import Rectangle
 
 from .classes import CLASSES
-from .paper import DATASET_NAMES, DATASETS, paper_mean, unseen_mean
+from .metrics import means
+from .paper import DATASET_NAMES, DATASETS
 
 RANDOM_WEIGHTS_NOTE = "(RANDOM WEIGHTS — not a real result)"
 DPI = 100
@@ -152,13 +153,8 @@ def _grid(acc: Mapping[str, Mapping[str, float]], rows: list[str],
 
 
 def _means(acc: Mapping[str, Mapping[str, float]], rows: list[str]) -> np.ndarray:
-    """Per source: [mean of all five incl. source, mean of the four unseen]; NaN if incomplete."""
-    out = np.full((len(rows), 2), np.nan)
-    for i, src in enumerate(rows):
-        row = acc.get(src, {})
-        if src in DATASETS and all(d in row for d in DATASETS):
-            out[i] = paper_mean(row), unseen_mean(row, src)
-    return out
+    """Per source: [paper mean, unseen mean] over the paper's five test sets; NaN if incomplete."""
+    return np.array([[np.nan if m is None else m for m in means(acc.get(src, {}), src, DATASETS)] for src in rows])
 
 
 def _draw_accuracy_panel(ax: Axes, values: np.ndarray, rows: list[str], cols: list[str],
@@ -322,7 +318,7 @@ def plot_training_curves(history: Sequence[Mapping[str, float]], path: str | Pat
     return _save(fig, path, dpi)
 
 
-# --------------------------------------------------------------------------- Grad-CAM
+# --------------------------------------------------------------------------- Grad-CAM grid
 
 
 def _resize(cam: np.ndarray, height: int, width: int) -> np.ndarray:
@@ -362,47 +358,3 @@ def plot_gradcam_grid(images: Sequence[np.ndarray], cams: Sequence[np.ndarray],
     return _save(fig, path, dpi)
 
 
-def grad_cam(model: torch.nn.Module, target_layer: torch.nn.Module,
-             forward: Callable[[], torch.Tensor], class_idx: torch.Tensor,
-             size: tuple[int, int]) -> np.ndarray:
-    """Grad-CAM maps (B, H, W) in [0, 1] for ``class_idx`` at ``target_layer``'s output.
-
-    ``forward()`` runs the model on the batch and returns logits (B, C); it is a closure so
-    any wiring (CAFE feeds cached CLIP features and images to different branches) works.
-    The map is ReLU(sum_k w_k A_k) with w_k the spatial mean of d logit / d A_k, upsampled
-    bilinearly to ``size`` and divided by its maximum per image (all zeros stays zeros).
-    Put the model in eval mode first: in train mode batch norm couples the images.
-    Parameter gradients are left untouched (gradients are taken w.r.t. the activation only).
-    """
-    if not any(m is target_layer for m in model.modules()):
-        raise ValueError("target_layer is not a submodule of model")
-    captured: list[torch.Tensor] = []
-
-    def keep_output(_module, _inputs, output):
-        # A frozen branch gives an output without a graph; a leaf copy makes it differentiable.
-        if not output.requires_grad:
-            output = output.detach().requires_grad_(True)
-        captured.append(output)
-        return output
-
-    handle = target_layer.register_forward_hook(keep_output)
-    try:
-        with torch.enable_grad():
-            logits = forward()
-    finally:
-        handle.remove()
-    if len(captured) != 1:
-        raise ValueError(f"target_layer ran {len(captured)} times in forward(); expected once")
-    activation = captured[0]
-    if activation.ndim != 4:
-        raise ValueError(f"target_layer output must be (B, C, h, w); got {tuple(activation.shape)}")
-
-    idx = torch.as_tensor(class_idx, device=logits.device).long().reshape(-1, 1)
-    score = logits.gather(1, idx).sum()
-    (grads,) = torch.autograd.grad(score, activation)
-    weights = grads.mean(dim=(2, 3), keepdim=True)
-    cam = torch.relu((weights * activation).sum(dim=1, keepdim=True)).detach()
-    cam = torch.nn.functional.interpolate(cam.float(), size=tuple(size), mode="bilinear",
-                                          align_corners=False)[:, 0]
-    peak = cam.flatten(1).amax(dim=1).clamp_min(1e-12)[:, None, None]
-    return (cam / peak).cpu().numpy()

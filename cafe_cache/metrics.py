@@ -6,11 +6,13 @@ The paper's Table 1 "Mean" averages all five test sets INCLUDING the source; we 
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
 from .classes import CLASSES, NUM_CLASSES
+from .paper import DATASETS
 
 
 def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, n: int = NUM_CLASSES) -> np.ndarray:
@@ -33,13 +35,31 @@ def metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, Any]:
     }
 
 
+def means(acc: Mapping[str, float], source: str | None,
+          over: Sequence[str] | None = None) -> tuple[float | None, float | None]:
+    """The paper's two means of one row of accuracies (test set -> %), the one definition cafe uses.
+
+    - paper mean: every test set of ``over``, the source's own included (Table 1's "Mean");
+    - unseen mean: those other than ``source`` (Table 2's "Mean").
+
+    ``over`` is the test sets a mean is taken over: the paper's five for its tables, by default those
+    in ``acc``. A mean with one of its test sets missing is None, never a mean over fewer sets that
+    would pass for the paper's.
+    """
+    over = list(acc) if over is None else list(over)
+    unseen = [d for d in over if d != source]
+
+    def mean(sets: list[str]) -> float | None:
+        return float(np.mean([acc[d] for d in sets])) if sets and all(d in acc for d in sets) else None
+
+    return mean(over), mean(unseen)
+
+
 def summary(results: dict[str, dict[str, Any]], source: str | None) -> dict[str, float | None]:
-    """paper_mean: all targets incl. the source (Table 1's Mean); unseen_mean: the others only."""
+    """:func:`means` over the evaluated targets, and the source's own accuracy."""
     accs = {k: v["accuracy"] for k, v in results.items()}
-    unseen = [a for k, a in accs.items() if k != source]
-    return {"paper_mean": float(np.mean(list(accs.values()))) if accs else None,
-            "unseen_mean": float(np.mean(unseen)) if unseen else None,
-            "source": accs.get(source) if source else None}
+    paper_mean, unseen_mean = means(accs, source)
+    return {"paper_mean": paper_mean, "unseen_mean": unseen_mean, "source": accs.get(source) if source else None}
 
 
 def markdown_table(results: dict[str, dict[str, Any]], source: str | None, title: str) -> str:
@@ -61,8 +81,6 @@ def means_line(results: dict[str, dict[str, Any]], source: str | None) -> list[s
         return []
     if source is None:
         return [f"mean over the {len(results)} test sets: {s['paper_mean']:.2f}"]
-    from .paper import DATASETS  # the paper's five test sets
-
     name = "paper Mean" if set(results) == set(DATASETS) else "Mean"  # the paper's label only for its own sets
     parts = [f"{name} (all {len(results)} test sets, source included): {s['paper_mean']:.2f}"]
     if s["unseen_mean"] is not None:

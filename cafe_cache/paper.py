@@ -7,12 +7,12 @@ CAFE-NOTES.md.  All numbers are accuracies in percent on each dataset's test set
 Two different "means" appear in the paper and they are easy to confuse:
 
 * Table 1 (and Tables 3-5) average all five test sets INCLUDING the source's own
-  (:func:`paper_mean`; RAF-DB-trained CAFE: 63.48).
+  (the paper mean of :func:`cafe_cache.metrics.means`; RAF-DB-trained CAFE: 63.48).
 * Table 2 (ablation) lists only the four unseen sets and averages those
-  (:func:`unseen_mean`; RAF-DB-trained CAFE: 57.17).
+  (its unseen mean; RAF-DB-trained CAFE: 57.17).
 
-Fig. 3 (the loss-weight sweep) is a plot whose values are not given in the text, so
-only the chosen weights are recorded here (:data:`LOSS_WEIGHTS`).
+Fig. 3 (the loss-weight sweep) is a plot whose values are not given in the text; the chosen
+weights are the defaults of :mod:`cafe_cache.model.losses` (``DEFAULT_SEP_WEIGHT``, ``DEFAULT_DIV_WEIGHT``).
 """
 
 from __future__ import annotations
@@ -142,10 +142,6 @@ TABLE4_CLIP_FINETUNE = _row("Table 4", "CLIP+Finetune", "rafdb", _RAF_ORDER,
 TABLE5_NO_SIGMOID = _row("Table 5", "No sigmoid", "rafdb", _RAF_ORDER,
                          (89.24, 62.58, 46.37, 46.58, 45.49), 58.05)
 
-# Section 5.2 / 5.9: the weights the paper uses for l_sep and l_div (Fig. 3 sweeps them).
-LOSS_WEIGHTS: dict[str, float] = {"sep": 1.5, "div": 5.0}
-
-
 def cross_domain(method: str = "CAFE") -> dict[str, dict[str, float]]:
     """Table 1 for one method as {source: {target: acc}} (column order no longer matters)."""
     rows = {r.source: dict(r.acc) for r in TABLE1 if r.method == method}
@@ -174,22 +170,3 @@ ZERO_SHOT: dict[str, dict[str, dict[str, float]]] = {
         "ferplus": {"uar": 36.05, "war": 33.89},
     },
 }
-
-
-def paper_mean(row: Mapping[str, float]) -> float:
-    """Mean over all five test sets including the source: Table 1's "Mean" column."""
-    missing = [d for d in DATASETS if d not in row]
-    if missing:
-        raise ValueError(f"paper_mean needs all five test sets; missing {missing}")
-    return sum(row[d] for d in DATASETS) / len(DATASETS)
-
-
-def unseen_mean(row: Mapping[str, float], source: str) -> float:
-    """Mean over the four test sets other than ``source``: Table 2's "Mean" column."""
-    if source not in DATASETS:
-        raise ValueError(f"unknown source {source!r}; expected one of {DATASETS}")
-    others = [d for d in DATASETS if d != source]
-    missing = [d for d in others if d not in row]
-    if missing:
-        raise ValueError(f"unseen_mean for source {source!r} is missing {missing}")
-    return sum(row[d] for d in others) / len(others)

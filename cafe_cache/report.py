@@ -30,13 +30,13 @@ from .errors import CafeError
 from .extract.cache import FeatureCache, cache_path
 from .figures import (
     DPI,
-    grad_cam,
     plot_class_masks,
     plot_confusion,
     plot_cross_domain,
     plot_gradcam_grid,
     plot_training_curves,
 )
+from .gradcam import grad_cam
 from .model.cafe import CAFEModel
 from .options import DEFAULT_WHICH, GRADCAM_IMAGES
 from .paper import CAFE_CROSS_DOMAIN

@@ -19,6 +19,7 @@ from pathlib import Path
 from . import paper
 from .datasets import default_root, root_env_var
 from .extract.cache import FeatureCache, cache_path
+from .metrics import means
 from .options import DEFAULT_WHICH, TABLES
 
 SWEEP_SEP = (0.5, 1.0, 1.5, 2.0, 3.0)  # with w_div = 5
@@ -163,32 +164,35 @@ def _cell(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}"
 
 
-def _means(acc: dict[str, float], source: str) -> tuple[float | None, float | None]:
-    have = [d for d in paper.DATASETS if d in acc]
-    unseen = [d for d in have if d != source]
-    return (sum(acc[d] for d in have) / len(have) if len(have) == len(paper.DATASETS) else None,
-            sum(acc[d] for d in unseen) / len(unseen) if unseen else None)
-
-
 BEST_COLUMN = "unseen Mean, best epoch (test-set selection)"
 
 
 def table_markdown(title: str, rows: list[tuple[str, str, dict[str, float]]], note: str = "",
-                   selected: dict[tuple[str, str], float | None] | None = None) -> str:
-    """rows: (label, source, {target: acc}); columns are the five datasets then the two means, and, with
+                   selected: dict[tuple[str, str], float | None] | None = None,
+                   over: tuple[str, ...] = paper.DATASETS) -> str:
+    """rows: (label, source, {target: acc}); columns are the five datasets then the two means over the
+    datasets ``over`` (the ones run; the paper's rows are averaged over the same ones), and, with
     ``selected`` ((label, source) -> unseen mean of the ``best`` weights), the test-set-selection extra."""
+    mean_name = "paper Mean (5 sets, source incl.)" if tuple(over) == paper.DATASETS else \
+        f"Mean ({', '.join(paper.DATASET_NAMES[d] for d in over)}; source incl.)"
     head = "| method | trained on | " + " | ".join(paper.DATASET_NAMES[d] for d in paper.DATASETS) + \
-           " | paper Mean (5 sets, source incl.) | unseen Mean |" + (f" {BEST_COLUMN} |" if selected else "")
+           f" | {mean_name} | unseen Mean |" + (f" {BEST_COLUMN} |" if selected else "")
     width = len(paper.DATASETS) + 4 + bool(selected)
     lines = [f"## {title}", "", head, "|" + "---|" * width]
     for label, source, acc in rows:
-        pm, um = _means(acc, source)
+        pm, um = means(acc, source, over)
         cells = " | ".join(_cell(acc.get(d)) for d in paper.DATASETS)
         extra = f" {_cell(selected.get((label, source)))} |" if selected else ""
-        lines.append(f"| {label} | {paper.DATASET_NAMES.get(source, source)} | {cells} | {_cell(pm)} | {_cell(um)} |{extra}")
+        lines.append(f"| {label} | {paper.DATASET_NAMES.get(source, source)} | {cells} | {_cell(pm)} | "
+                     f"{_cell(um)} |{extra}")
     if note:
         lines += ["", note]
     return "\n".join(lines) + "\n"
+
+
+def covered(rows: list[tuple[str, str, dict[str, float]]]) -> tuple[str, ...]:
+    """The paper's datasets our rows have a number for (all five when none has any): what the means are over."""
+    return tuple(d for d in paper.DATASETS if any(d in acc for _, _, acc in rows)) or paper.DATASETS
 
 
 def ours(exp: Experiment, which: str = DEFAULT_WHICH) -> dict[str, float]:
@@ -217,7 +221,8 @@ def write_tables(experiments: list[Experiment], results_dir: Path, which: str = 
     deviations = settings.deviations()
     random = settings.random_clip or any((e.results(which) or {}).get("random_weights") for e in experiments)
     warn = "**RANDOM WEIGHTS — not a real result.** " if random else ""
-    missing = "Datasets not run are shown as -; the paper's rows are from the published tables."
+    missing = ("Datasets not run are shown as -; the paper's rows are from the published tables, their means "
+               "taken over the same datasets as ours.")
     if not settings.paper_init:
         missing += " " + MSCELEB_HINT
     by_table: dict[str, list[Experiment]] = {}
@@ -243,14 +248,16 @@ def write_tables(experiments: list[Experiment], results_dir: Path, which: str = 
             exps = exps + [e for e in experiments if e.table == "1" and e.source == exps[0].source]
         labelled = [(("CAFE" if e.table == "1" and table == "5" else e.label), e) for e in exps]
         rows = [(label, e.source, ours(e, which)) for label, e in labelled]
+        over = covered(rows)
         selected = None
         if which == "last" and any(e.results("best") for e in exps):  # the test-set selection, as an extra
-            selected = {(label, e.source): _means(ours(e, "best"), e.source)[1] for label, e in labelled}
+            selected = {(label, e.source): means(ours(e, "best"), e.source, over)[1]
+                        for label, e in labelled}
         if table == "1":
             rows += zero_shot_rows(results_dir)
         sources = {e.source for e in exps}
         title = f"{titles[table]}, {epoch}" + "".join(f" — {d}" for d in deviations)
-        text = table_markdown(title, rows + paper_rows[table](sources), warn + missing, selected)
+        text = table_markdown(title, rows + paper_rows[table](sources), warn + missing, selected, over)
         path = results_dir / f"table{table}.md" if table != "sweep" else results_dir / "sweep.md"
         path.write_text(text)
         written.append(path)

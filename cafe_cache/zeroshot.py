@@ -93,14 +93,6 @@ def ensemble_embeddings(prompt_features: torch.Tensor) -> torch.Tensor:
     return F.normalize(mean, dim=-1)
 
 
-def class_text_embeddings(model: nn.Module, tokenizer: Tokenizer,
-                          classnames: Sequence[str] = CLASS_PROMPT_NAMES,
-                          templates: Sequence[str] = PROMPT_TEMPLATES,
-                          device: str | torch.device = "cpu") -> torch.Tensor:
-    """Unit-length class embeddings (C, D) from the CLIP text tower via the prompt ensemble."""
-    return ensemble_embeddings(encode_prompts(model, tokenizer, classnames, templates, device))
-
-
 def _cache_file(cache_dir: Path, model_id: str, classnames: Sequence[str],
                 templates: Sequence[str]) -> Path:
     """Where one (model, prompt set) entry lives; the hash covers everything that matters."""

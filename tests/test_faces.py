@@ -23,7 +23,6 @@ from cafe_cache.predict.faces import (
     Face,
     align_face,
     alignment_matrix,
-    crop_faces,
     get_detector,
     mtcnn_available,
     similarity_matrix,
@@ -128,7 +127,7 @@ def test_two_faces_side_by_side(mtcnn, astronaut):
     assert len(found) == 2
     centres = sorted((f.box[0] + f.box[2]) / 2 for f in found)
     assert centres[0] < 170 < centres[1]
-    crops = crop_faces(canvas, found, size=64)
+    crops = [align_face(canvas, face, size=64) for face in found]
     assert [c.size for c in crops] == [(64, 64), (64, 64)]
 
 

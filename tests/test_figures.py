@@ -13,6 +13,7 @@ from PIL import Image
 from torch import nn
 
 from cafe_cache import figures
+from cafe_cache.gradcam import grad_cam
 from cafe_cache.paper import CAFE_CROSS_DOMAIN
 
 DPI = 50  # small images keep the tests quick; the layout is the same at any dpi
@@ -101,14 +102,14 @@ def test_grad_cam_peaks_where_the_class_evidence_is(frozen):
     x = torch.zeros(2, 3, 32, 32)
     x[0, :, 4:12, 20:28] = 1.0  # bright patch top right
     x[1, :, 22:30, 2:10] = 1.0  # bright patch bottom left
-    cam = figures.grad_cam(net, net.features, lambda: net(x), torch.tensor([0, 0]), (32, 32))
+    cam = grad_cam(net, net.features, lambda: net(x), torch.tensor([0, 0]), (32, 32))
     assert cam.shape == (2, 32, 32) and cam.min() >= 0 and cam.max() == pytest.approx(1.0)
     r0, c0 = np.unravel_index(cam[0].argmax(), (32, 32))
     r1, c1 = np.unravel_index(cam[1].argmax(), (32, 32))
     assert 4 <= r0 < 12 and 20 <= c0 < 28
     assert 22 <= r1 < 30 and 2 <= c1 < 10
 
-    dark = figures.grad_cam(net, net.features, lambda: net(x), torch.tensor([1, 1]), (16, 16))
+    dark = grad_cam(net, net.features, lambda: net(x), torch.tensor([1, 1]), (16, 16))
     assert dark.shape == (2, 16, 16)
     assert dark[0, 3:5, 11:13].max() < 0.2 and dark[0, 12, 3] > 0.9  # patch dark, rest lit
     assert not net.features[0]._forward_hooks  # hook removed
@@ -118,5 +119,5 @@ def test_grad_cam_peaks_where_the_class_evidence_is(frozen):
 def test_grad_cam_refuses_a_foreign_layer():
     net = BrightnessNet()
     with pytest.raises(ValueError, match="not a submodule"):
-        figures.grad_cam(net, nn.ReLU(), lambda: net(torch.zeros(1, 3, 8, 8)),
+        grad_cam(net, nn.ReLU(), lambda: net(torch.zeros(1, 3, 8, 8)),
                          torch.tensor([0]), (8, 8))

@@ -36,11 +36,10 @@ def test_prompt_set_matches_classes():
 
 def test_class_embeddings_and_logits(tiny):
     model, tokenizer = tiny
-    emb = zs.class_text_embeddings(model, tokenizer)
+    raw = zs.encode_prompts(model, tokenizer, zs.CLASS_PROMPT_NAMES, zs.PROMPT_TEMPLATES)
+    emb = zs.ensemble_embeddings(raw)
     assert emb.shape == (7, 32)
     assert torch.allclose(emb.norm(dim=-1), torch.ones(7), atol=1e-5)
-
-    raw = zs.encode_prompts(model, tokenizer, zs.CLASS_PROMPT_NAMES, zs.PROMPT_TEMPLATES)
     assert raw.shape == (7, len(zs.PROMPT_TEMPLATES), 32)
     # The ensemble is the renormalised mean of the unit-length prompt embeddings.
     expected = F.normalize(F.normalize(raw, dim=-1).mean(dim=1), dim=-1)

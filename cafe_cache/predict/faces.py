@@ -309,6 +309,3 @@ def align_face(image: Image.Image, face: Face, size: int = 100, margin: float = 
     return image.transform((size, size), Image.Transform.AFFINE, affine, Image.Resampling.BICUBIC)
 
 
-def crop_faces(image: Image.Image, faces: list[Face], size: int = 100) -> list[Image.Image]:
-    """Aligned crops of ``faces`` in the same order."""
-    return [align_face(image, face, size) for face in faces]

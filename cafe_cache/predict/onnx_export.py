@@ -113,24 +113,14 @@ def export_onnx(checkpoint: str | Path, out: str | Path, *, which: str | None = 
 
 
 def _quantize_int8(path: Path, fp32, predictor: Predictor, generator: torch.Generator) -> float:
-    """Replace the fp32 file at ``path`` by onnxruntime's dynamic int8 quantisation (int8 weights of
-    MatMul/Gemm, activations quantised at run time), kept only if its top-1 class agrees with fp32's on
-    at least ``MIN_INT8_AGREEMENT`` of ``QUANTIZE_CHECK_FACES`` random inputs; returns the agreement."""
-    import onnx
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
+    """Replace the fp32 file at ``path`` by its int8 version (:func:`quantize_int8`), kept only if its top-1
+    class agrees with fp32's on at least ``MIN_INT8_AGREEMENT`` of ``QUANTIZE_CHECK_FACES`` random inputs;
+    returns the agreement."""
     q = path.with_name(path.name + ".int8")
     try:
-        quantize_dynamic(str(path), str(q), weight_type=QuantType.QInt8)
-        model = onnx.load(str(q))
-        props = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
-        onnx.helper.set_model_props(model, {**props, "quantization": json.dumps("int8 dynamic (onnxruntime)")})
-        onnx.save(model, str(q))
+        quantize_int8(path, q)
         inputs = _random_inputs(predictor, QUANTIZE_CHECK_FACES, generator)
-        feeds = lambda s: {n: dict(zip(INPUTS, inputs))[n].numpy() for n in _input_names(s)}  # noqa: E731
-        int8 = _session(q, "cpu")
-        top = [s.run(["logits"], feeds(s))[0].argmax(1) for s in (fp32, int8)]
-        agreement = float((top[0] == top[1]).mean())
+        agreement = top1_agreement(fp32, _session(q, "cpu"), inputs)
         if agreement < MIN_INT8_AGREEMENT:
             raise CafeError(f"int8 quantisation changes the top class on {1 - agreement:.0%} of "
                             f"{QUANTIZE_CHECK_FACES} checked inputs (needs >= {MIN_INT8_AGREEMENT:.0%} agreement); "
@@ -139,6 +129,26 @@ def _quantize_int8(path: Path, fp32, predictor: Predictor, generator: torch.Gene
         return agreement
     finally:
         q.unlink(missing_ok=True)
+
+
+def quantize_int8(src: Path, dst: Path) -> None:
+    """onnxruntime's dynamic int8 quantisation of ``src`` into ``dst`` (int8 weights of MatMul/Gemm,
+    activations quantised at run time), with ``src``'s cafe metadata and a ``quantization`` entry."""
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8)
+    model = onnx.load(str(dst))
+    props = {p.key: p.value for p in onnx.load(str(src), load_external_data=False).metadata_props}
+    onnx.helper.set_model_props(model, {**props, "quantization": json.dumps("int8 dynamic (onnxruntime)")})
+    onnx.save(model, str(dst))
+
+
+def top1_agreement(a, b, inputs: tuple[torch.Tensor, ...]) -> float:
+    """Share of ``inputs`` (``clip_image``, ``mask_image``) on which sessions ``a`` and ``b`` pick the same class."""
+    arrays = dict(zip(INPUTS, (x.numpy() for x in inputs)))
+    top = [s.run(["logits"], {n: arrays[n] for n in _input_names(s)})[0].argmax(1) for s in (a, b)]
+    return float((top[0] == top[1]).mean())
 
 
 @contextlib.contextmanager
