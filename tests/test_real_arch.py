@@ -137,7 +137,8 @@ def test_export_quantize_int8_of_vit_b_32(base, exported, tmp_path):
     path = tmp_path / "int8.onnx"
     output = cafe("export", "--checkpoint", base / "run", "--out", path, "--quantize", "int8")
     assert float(output.split("agrees with fp32 on ")[1].split("%")[0]) >= 98
-    assert path.stat().st_size < exported[0].stat().st_size / 3  # int8 weights: about a quarter of fp32
+    # int8 MatMul/Gemm weights (a quarter of their fp32 size), the ResNet's convolutions kept fp32: ~2.8x smaller
+    assert path.stat().st_size < exported[0].stat().st_size / 2.5
     crops = faces(base)
     int8, fp32 = (OnnxPredictor(p, "cpu").predict_faces(crops) for p in (path, exported[0]))
     assert (int8.argmax(1) == fp32.argmax(1)).mean() >= 0.75 and np.abs(int8 - fp32).max() < 0.05
