@@ -45,6 +45,11 @@ def status_line(description: str, done: int, total: int | None, seconds: float, 
     return text
 
 
+def rate_text(done: int, seconds: float, unit: str = "img") -> str:
+    """The rate column of a progress bar: ``12.5 img/s``, or ``- img/s`` before anything is done."""
+    return f"{done / seconds:,.1f} {unit}/s" if seconds > 0 and done else f"- {unit}/s"
+
+
 @dataclass
 class PlainTask:
     description: str
@@ -126,6 +131,43 @@ class SpeedHint:
             left = max(0, self.total - self.done)
             self.say(f"measured {rate:,.1f} {self.unit}/s over the first batches: "
                      f"{self.total:,} {self.unit} take about {clock(self.total / rate)} (ETA {clock(left / rate)})")
+
+
+def epoch_bars(bar: Any, epochs: int, say: Callable[[str], None]
+               ) -> tuple[Callable[[int, int], None], Callable[[int, int], None]]:
+    """(on_epoch, on_step) of training: one progress task per epoch with its known total, so its time stops
+    when the epoch's steps end; after the first epoch's first batches, the measured rate and the run's ETA
+    (``say``)."""
+    state: dict = {}
+
+    def on_epoch(epoch: int, images: int) -> None:  # on rank 0; images of all ranks
+        state["task"] = bar.add_task(f"epoch {epoch + 1}/{epochs}", total=images, rate="")
+        state["t0"] = time.perf_counter()
+        if "hint" not in state:
+            state["hint"] = SpeedHint(images * (epochs - epoch), say)
+
+    def on_step(epoch: int, n: int) -> None:
+        state["hint"].batch(n)
+        task = state["task"]
+        bar.advance(task, n)
+        bar.update(task, rate=rate_text(bar.tasks[task].completed, time.perf_counter() - state["t0"]))
+
+    return on_epoch, on_step
+
+
+def named_bars(bar: Any, prefix: str) -> tuple[Callable[[str, int], None], Callable[[int], None]]:
+    """(on_start(name, total), on_batch(n)): one progress task ``<prefix> <name>`` per named job in turn
+    (an evaluation per target), with its rate."""
+    state: dict = {}
+
+    def on_start(name: str, n: int) -> None:
+        state.update(task=bar.add_task(f"{prefix} {name}", total=n, rate=""), t0=time.perf_counter())
+
+    def on_batch(n: int) -> None:
+        bar.advance(state["task"], n)
+        bar.update(state["task"], rate=rate_text(bar.tasks[state["task"]].completed, time.perf_counter() - state["t0"]))
+
+    return on_start, on_batch
 
 
 def device_hint(device: Any, precision: str) -> str:

@@ -40,32 +40,27 @@ from .gradcam import grad_cam
 from .model.cafe import CAFEModel
 from .options import DEFAULT_WHICH, GRADCAM_IMAGES
 from .paper import CAFE_CROSS_DOMAIN
-from .train.checkpoint import load_model, read_config
+from .runs import FIGURES, RunConfig, RunFolder, find_runs
+from .train.checkpoint import load_model
 from .train.data import PairedSamples, reader_for
 
-FIGURES = "figures"
 DISPLAY_SIZE = 224  # Grad-CAM images are shown square, as the mask branch sees them
 BACKBONE_STRIDE = 32  # of every backbone's last stage: a 224-px input gives a 7x7 Grad-CAM
 
 Log = Callable[[str], None]
 
 
-def clip_is_random(config: dict[str, Any]) -> bool:
+def clip_is_random(config: RunConfig) -> bool:
     """Whether a run's CLIP features came from random weights (then nothing it shows is a result)."""
-    return bool(config["clip"]["random_weights"])
+    return bool(config.clip.random_weights)
 
 
 def eval_results(run: Path, which: str = DEFAULT_WHICH) -> dict[str, Any]:
     """``RUN/eval-<which>/results.json``, as written by ``cafe eval``."""
-    f = run / f"eval-{which}" / "results.json"
+    f = RunFolder(run).results_json(which)
     if not f.is_file():
         raise CafeError(f"{f} does not exist; run `cafe eval -c {run} --which {which}` first.")
     return json.loads(f.read_text())
-
-
-def find_runs(folder: Path) -> list[Path]:
-    """The run folders (with a config.json) directly inside ``folder``."""
-    return sorted(p.parent for p in Path(folder).glob("*/config.json"))
 
 
 # --------------------------------------------------------------------------- cross-domain
@@ -76,7 +71,7 @@ def cross_domain_matrix(runs: list[Path], which: str = DEFAULT_WHICH) -> dict[st
     matrix: dict[str, dict[str, float]] = {}
     made_by: dict[str, Path] = {}
     for run in runs:
-        source = read_config(run)["train"]["source"]
+        source = RunFolder(run).read_config().source
         if source in matrix:
             raise CafeError(f"{made_by[source]} and {run} were both trained on {source}; "
                             "give one run per source.")
@@ -88,7 +83,7 @@ def cross_domain_matrix(runs: list[Path], which: str = DEFAULT_WHICH) -> dict[st
 def plot_runs_cross_domain(runs: list[Path], path: Path, which: str = DEFAULT_WHICH, dpi: int = DPI) -> Path:
     """Heat map of :func:`cross_domain_matrix`; the paper's CAFE numbers beside it unless a CLIP was random."""
     acc = cross_domain_matrix(runs, which)
-    random = any(clip_is_random(read_config(r)) for r in runs)
+    random = any(clip_is_random(RunFolder(r).read_config()) for r in runs)
     paper = None if random else {s: CAFE_CROSS_DOMAIN[s] for s in acc if s in CAFE_CROSS_DOMAIN} or None
     return plot_cross_domain(acc, path, paper, title=f"Cross-domain accuracy (%), {which} weights",
                              random_weights=random, dpi=dpi)
@@ -154,13 +149,12 @@ def make_run_figures(run: Path, *, which: str = DEFAULT_WHICH, cache_dir: Path |
     one the run was trained from; ``n_gradcam=0`` skips Grad-CAM.
     """
     run = Path(run)
-    config = read_config(run)
+    config = RunFolder(run).read_config()
     random = clip_is_random(config)
-    folder = run / FIGURES
-    train_cfg = config["train"]
+    train_cfg = config.training
     written = [plot_training_curves(
-        json.loads((run / "metrics.json").read_text()), folder / "training-curves.png",
-        title=f"Training on {train_cfg['source']} ({train_cfg['variant']}, {train_cfg['backbone']})",
+        json.loads(RunFolder(run).metrics.read_text()), RunFolder(run).figures / "training-curves.png",
+        title=f"Training on {train_cfg.source} ({train_cfg.variant}, {train_cfg.backbone})",
         random_weights=random, dpi=dpi)]
     try:
         results = eval_results(run, which)
@@ -175,14 +169,14 @@ def make_run_figures(run: Path, *, which: str = DEFAULT_WHICH, cache_dir: Path |
 
 def _eval_figures(run: Path, which: str, results: dict[str, Any], random: bool, dpi: int) -> list[Path]:
     """Confusion matrix and (for the variants with a mask) class-mask heat map per target."""
-    folder, source = run / FIGURES, results["source"]
+    folder, source = RunFolder(run).figures, results["source"]
     written = []
     for target, m in results["targets"].items():
         written.append(plot_confusion(
             np.array(m["confusion"]), folder / f"confusion-{target}.png",
             f"{source} → {target} ({which} weights): accuracy {m['accuracy']:.1f}%, UAR {m['uar']:.1f}%",
             random_weights=random, dpi=dpi))
-    masks_file = run / f"eval-{which}" / "mean_masks.npz"
+    masks_file = RunFolder(run).mean_masks(which)
     if masks_file.is_file():
         with np.load(masks_file) as masks:
             for target in masks.files:
@@ -197,23 +191,45 @@ def _gradcam_figures(run: Path, which: str, targets: list[str], cache_dir: Path 
                      device: str | torch.device, log: Log, dpi: int) -> list[Path]:
     """One Grad-CAM grid per target whose cache and images can be read."""
     model, config = load_model(run, which)
-    train_cfg = config["train"]
-    cache_dir = cache_dir or Path(train_cfg["cache_dir"])
+    train_cfg = config.training
+    cache_dir = cache_dir or Path(train_cfg.cache_dir)
     layer = cam_layer(model)[0]
-    grid = -(-train_cfg["image_size"] // BACKBONE_STRIDE)
+    grid = -(-train_cfg.image_size // BACKBONE_STRIDE)
     written = []
     for target in targets:
         try:
             cache = FeatureCache(cache_path(cache_dir, target))
-            root = train_cfg["root"] if target == train_cfg["source"] else None
-            images, cams, titles = gradcam_examples(model, cache, n=n, image_size=train_cfg["image_size"],
+            root = train_cfg.root if target == train_cfg.source else None
+            images, cams, titles = gradcam_examples(model, cache, n=n, image_size=train_cfg.image_size,
                                                     root=root, device=device)
         except CafeError as e:
             log(f"no Grad-CAM for {target}: {e}")
             continue
         written.append(plot_gradcam_grid(
-            images, cams, titles, run / FIGURES / f"gradcam-{target}.png",
+            images, cams, titles, RunFolder(run).figures / f"gradcam-{target}.png",
             title=f"Grad-CAM of the mask branch on {target} (CAFE Fig. 4)\n"
-                  f"{train_cfg['backbone']} {layer}, {grid}×{grid} map; trained on {train_cfg['source']}",
+                  f"{train_cfg.backbone} {layer}, {grid}×{grid} map; trained on {train_cfg.source}",
             random_weights=clip_is_random(config), dpi=dpi))
     return written
+
+
+# --------------------------------------------------------------------------- cafe plot
+
+
+def make_figures(path: Path, *, which: str = DEFAULT_WHICH, cache_dir: Path | None = None,
+                 n_gradcam: int = GRADCAM_IMAGES, device: str = "auto", log: Log = print,
+                 on_run: Callable[[Path, list[Path]], None] | None = None) -> Path | None:
+    """``cafe plot``: the figures of a run folder, or of every run in a folder of runs and (then) their
+    cross-domain matrix, whose file is returned. ``on_run(run, files)`` as each run's figures are done."""
+    from .device import pick_device
+
+    single = RunFolder(path).is_run()
+    runs = [path] if single else find_runs(path)
+    if not runs:
+        raise CafeError(f"{path} is neither a run folder (no config.json) nor a folder of runs.")
+    dev = pick_device(device)
+    for run in runs:
+        written = make_run_figures(run, which=which, cache_dir=cache_dir, n_gradcam=n_gradcam, device=dev, log=log)
+        if on_run:
+            on_run(run, written)
+    return None if single else plot_runs_cross_domain(runs, Path(path) / FIGURES / "cross-domain.png", which)

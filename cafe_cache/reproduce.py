@@ -21,6 +21,7 @@ from .datasets import default_root, root_env_var
 from .extract.cache import FeatureCache, cache_path
 from .metrics import means
 from .options import DEFAULT_WHICH, TABLES
+from .runs import RunConfig, RunFolder
 
 SWEEP_SEP = (0.5, 1.0, 1.5, 2.0, 3.0)  # with w_div = 5
 SWEEP_DIV = (1.0, 3.0, 5.0, 7.0, 10.0)  # with w_sep = 1.5
@@ -35,12 +36,12 @@ class Experiment:
     flags: list[str] = field(default_factory=list)  # extra `cafe train` flags
 
     def results(self, which: str = DEFAULT_WHICH) -> dict | None:
-        f = self.run / f"eval-{which}" / "results.json"
+        f = RunFolder(self.run).results_json(which)
         return json.loads(f.read_text()) if f.is_file() else None
 
-    def config(self) -> dict | None:
-        f = self.run / "config.json"
-        return json.loads(f.read_text()) if f.is_file() else None
+    def config(self) -> RunConfig | None:
+        folder = RunFolder(self.run)
+        return folder.read_config() if folder.is_run() else None
 
 
 MSCELEB_HINT = ("The paper initialises ResNet-18 from MS-Celeb-1M face recognition (resnet18_msceleb.pth, "
@@ -74,12 +75,12 @@ class Settings:
         def pick(values, official):
             values = [v for v in values if v is not None]
             return next((v for v in values if v != official), values[0] if values else official)
-        inits = [c["backbone_init"]["source"] for c in configs]
+        inits = [c.backbone_init.source for c in configs]
         return cls(which=which,
                    backbone_init=next((v for v in inits if v in ("imagenet", "none")), inits[0] if inits else "imagenet"),
-                   mask_precision=pick([c.get("mask_precision") for c in configs], "fp32"),
-                   clip_input=pick([c["train"].get("clip_input") for c in configs], "online"),
-                   random_clip=any(c["clip"]["random_weights"] for c in configs))
+                   mask_precision=pick([c.mask_precision for c in configs], "fp32"),
+                   clip_input=pick([c.clip_input for c in configs], "online"),
+                   random_clip=any(c.clip.random_weights for c in configs))
 
     @property
     def paper_init(self) -> bool:

@@ -18,7 +18,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from cafe_cache.progress import PlainProgress
+from cafe_cache.progress import PlainProgress, rate_text  # noqa: F401 - rate_text: the commands' bars
 
 console = Console(stderr=True, highlight=False)
 out = Console(highlight=False)  # results (tables) go to stdout
@@ -53,10 +53,6 @@ def progress(unit: str = "img") -> Progress | PlainProgress:
         console=console,
         transient=False,
     )
-
-
-def rate_text(done: int, seconds: float, unit: str = "img") -> str:
-    return f"{done / seconds:,.1f} {unit}/s" if seconds > 0 and done else f"- {unit}/s"
 
 
 def split_list(text: str | None) -> list[str] | None:

@@ -12,11 +12,15 @@ from .common import console, out
 
 
 def export(
-    checkpoint: Path = typer.Option(..., "--checkpoint", "-c", help="Run folder of `cafe train` (or RUN/best.safetensors, RUN/last.safetensors)."),
+    checkpoint: Path = typer.Option(..., "--checkpoint", "-c", help="Run folder of `cafe train` (or "
+                                                                    "RUN/best.safetensors, RUN/last.safetensors)."),
     out_file: Path = typer.Option(..., "--out", "-o", help="The .onnx file to write."),
-    clip_weights: str | None = typer.Option(None, help="The CLIP file the run's cache was made from, if it was made from a file."),
+    clip_weights: str | None = typer.Option(None, help="The CLIP file the run's cache was made from, if it was made "
+                                                       "from a file."),
     opset: int = typer.Option(17, min=14, help="ONNX opset version."),
-    quantize: str | None = typer.Option(None, help="int8: onnxruntime dynamic quantisation for CPU deployment (about 4x smaller); kept only if its top-1 class agrees with fp32 on >= 98% of the inputs checked."),
+    quantize: str | None = typer.Option(None, help="int8: onnxruntime dynamic quantisation for CPU deployment (about "
+                                                   "4x smaller); kept only if its top-1 class agrees with fp32 on >= "
+                                                   "98% of the inputs checked."),
 ) -> None:
     """Export to ONNX (dynamic batch, preprocessing in the metadata) and check it against PyTorch."""
     from cafe_cache.predict.onnx_export import (  # torch, onnx

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import typer
 
-from cafe_cache.errors import CafeError
 from cafe_cache.options import DEFAULT_WHICH, GRADCAM_IMAGES
 
 from .common import console
@@ -14,24 +13,21 @@ from .common import console
 
 def plot(
     path: Path = typer.Argument(..., help="A run folder, or a folder of run folders (adds the cross-domain matrix)."),
-    which: str = typer.Option(DEFAULT_WHICH, help="Which evaluation to plot: last (final epoch, the paper's) or best (RUN/eval-<which>/)."),
-    cache_dir: Path | None = typer.Option(None, help="Feature caches for Grad-CAM; default: the run's own --cache-dir."),
+    which: str = typer.Option(DEFAULT_WHICH, help="Which evaluation to plot: last (final epoch, the paper's) or "
+                              "best (RUN/eval-<which>/)."),
+    cache_dir: Path | None = typer.Option(None, help="Feature caches for Grad-CAM; default: the run's own "
+                                          "--cache-dir."),
     gradcam: int = typer.Option(GRADCAM_IMAGES, min=0, help="Grad-CAM images per target (0: none)."),
     device: str = typer.Option("auto", help="Where the model runs for Grad-CAM."),
 ) -> None:
     """Training curves, class masks (Fig. 5), confusion matrices and Grad-CAM (Fig. 4) into RUN/figures/."""
-    from cafe_cache.device import pick_device  # torch, matplotlib: only when running
-    from cafe_cache.report import FIGURES, find_runs, make_run_figures, plot_runs_cross_domain
+    from cafe_cache.report import make_figures  # torch, matplotlib: only when running
+    from cafe_cache.runs import RunFolder, find_runs
 
-    single = (path / "config.json").is_file()
-    runs = [path] if single else find_runs(path)
-    if not runs:
-        raise CafeError(f"{path} is neither a run folder (no config.json) nor a folder of runs.")
-    dev = pick_device(device)
-    for run in runs:
-        written = make_run_figures(run, which=which, cache_dir=cache_dir, n_gradcam=gradcam, device=dev,
-                                   log=lambda m: console.print(f"[yellow]{m}[/]"))
-        console.print(f"{run}: {len(written)} figures in {run / FIGURES}")
-    if not single:
-        out = plot_runs_cross_domain(runs, path / FIGURES / "cross-domain.png", which)
-        console.print(f"cross-domain matrix of {len(runs)} runs: {out}")
+    def done(run: Path, written: list[Path]) -> None:
+        console.print(f"{run}: {len(written)} figures in {RunFolder(run).figures}")
+
+    matrix = make_figures(path, which=which, cache_dir=cache_dir, n_gradcam=gradcam, device=device,
+                          log=lambda m: console.print(f"[yellow]{m}[/]"), on_run=done)
+    if matrix is not None:
+        console.print(f"cross-domain matrix of {len(find_runs(path))} runs: {matrix}")

@@ -119,16 +119,22 @@ def summary_line(rows: list[dict[str, Any]]) -> str:
 
 def predict(
     inputs: list[Path] = typer.Argument(..., help="Image files, folders (searched recursively) and video files."),
-    checkpoint: Path | None = typer.Option(None, "--checkpoint", "-c", help="Run folder of `cafe train` (or RUN/best.safetensors, RUN/last.safetensors)."),
-    onnx: Path | None = typer.Option(None, "--onnx", help="Predict with a `cafe export` file via onnxruntime instead of --checkpoint."),
+    checkpoint: Path | None = typer.Option(None, "--checkpoint", "-c", help="Run folder of `cafe train` (or "
+                                           "RUN/best.safetensors, RUN/last.safetensors)."),
+    onnx: Path | None = typer.Option(None, "--onnx", help="Predict with a `cafe export` file via onnxruntime instead "
+                                                          "of --checkpoint."),
     out_file: Path | None = typer.Option(None, "--out", "-o", help="Write every row to FILE.csv or FILE.json."),
-    save_annotated: Path | None = typer.Option(None, "--save-annotated", help="Write each image/frame with boxes and labels drawn into this folder."),
-    detector: str = typer.Option("auto", help=f"Face detector: {', '.join(DETECTOR_NAMES)} (auto: MTCNN if facenet-pytorch is installed, else LBP)."),
-    no_detect: bool = typer.Option(False, "--no-detect", help="Inputs are face crops already (as datasets store them): no detection or alignment."),
+    save_annotated: Path | None = typer.Option(None, "--save-annotated", help="Write each image/frame with boxes and "
+                                                                              "labels drawn into this folder."),
+    detector: str = typer.Option("auto", help=f"Face detector: {', '.join(DETECTOR_NAMES)} (auto: MTCNN if "
+                                              "facenet-pytorch is installed, else LBP)."),
+    no_detect: bool = typer.Option(False, "--no-detect", help="Inputs are face crops already (as datasets store them): "
+                                                              "no detection or alignment."),
     every: int = typer.Option(1, min=1, help="Videos: use every N-th frame."),
     batch_size: int = typer.Option(32, min=1, help="Faces per model batch, and images/frames per detection chunk."),
     device: str = typer.Option("auto", help="auto (CUDA when present), cpu or cuda."),
-    clip_weights: str | None = typer.Option(None, help="The CLIP file the run's cache was made from, if it was made from a file."),
+    clip_weights: str | None = typer.Option(None, help="The CLIP file the run's cache was made from, if it was made "
+                                                       "from a file."),
 ) -> None:
     """Facial expression of every face in photos and videos: a table, and --out CSV/JSON."""
     from cafe_cache.device import pick_device

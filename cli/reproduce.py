@@ -23,37 +23,62 @@ def _run(cmd: list[str], dry_run: bool, nproc: int = 1) -> None:
     console.print(f"[bold cyan]$ {shlex.join(launcher + cmd)}[/]", soft_wrap=True)  # one line: copy-pasteable
     if dry_run:
         return
-    python = [sys.executable, "-m", "torch.distributed.run", *launcher[1:]] if nproc > 1 else [sys.executable, "-m", "cli"]
+    python = ([sys.executable, "-m", "torch.distributed.run", *launcher[1:]] if nproc > 1
+              else [sys.executable, "-m", "cli"])
     proc = subprocess.run([*python, *cmd])
     if proc.returncode != 0:
-        raise CafeError(f"`{shlex.join(launcher + cmd)}` failed (exit {proc.returncode}); fix the cause above and rerun "
-                        "`cafe reproduce`: finished steps are not repeated.")
+        raise CafeError(f"`{shlex.join(launcher + cmd)}` failed (exit {proc.returncode}); fix the cause above and "
+                        "rerun `cafe reproduce`: finished steps are not repeated.")
+
+
+def _usable_datasets(cache_dir: Path, datasets: str | None) -> list[str]:
+    """The datasets of --datasets (default: all) that have a root or a cache; says which are skipped and why."""
+    from cafe_cache.reproduce import available_datasets  # h5py: not for --help
+
+    usable, missing = available_datasets(cache_dir)
+    if datasets:
+        wanted = split_list(datasets) or []
+        unknown = [d for d in wanted if d not in paper.DATASETS]
+        if unknown:
+            raise CafeError(f"--datasets: unknown {unknown}; choose from {', '.join(paper.DATASETS)}.")
+        usable = [d for d in usable if d in wanted]
+    for m in missing:
+        console.print(f"[yellow]skipping[/] {escape(m)}")  # the message names the [datasets] table
+    if not usable:
+        raise CafeError("no dataset to run: configure at least one root (README, 'Dataset roots').")
+    return usable
 
 
 def reproduce(
-    datasets: str | None = typer.Option(None, help="Subset of rafdb,ferplus,affectnet,sfew,mma; default: every one with a configured root or cache."),
-    tables: str = typer.Option(",".join(TABLES), help="Tables to make: 1 (cross-domain), 2 (ablation), 4 (CLIP+finetune), 5 (no sigmoid)."),
+    datasets: str | None = typer.Option(None, help="Subset of rafdb,ferplus,affectnet,sfew,mma; default: every one "
+                                                   "with a configured root or cache."),
+    tables: str = typer.Option(",".join(TABLES), help="Tables to make: 1 (cross-domain), 2 (ablation), 4 "
+                                                      "(CLIP+finetune), 5 (no sigmoid)."),
     sweep: bool = typer.Option(False, "--sweep", help="Also the loss-weight sweep (the paper's Fig. 3)."),
     cache_dir: Path = typer.Option(Path("cache"), help="Feature caches (made here if missing)."),
     runs: Path = typer.Option(Path("runs/reproduce"), help="Run folders, one per experiment."),
     results: Path = typer.Option(Path("results"), help="Where the tables go."),
-    extract_args: str = typer.Option("", help="Extra `cafe extract` flags, e.g. '--weights ViT-B-32.pt' or '--random-weights'."),
-    train_args: str = typer.Option("", help="Extra `cafe train` flags, e.g. '--backbone-weights resnet18_msceleb.pth'."),
+    extract_args: str = typer.Option("", help="Extra `cafe extract` flags, e.g. '--weights ViT-B-32.pt' or "
+                                              "'--random-weights'."),
+    train_args: str = typer.Option("", help="Extra `cafe train` flags, e.g. '--backbone-weights "
+                                            "resnet18_msceleb.pth'."),
     expclip: Path | None = typer.Option(None, help="Exp-CLIP head checkpoint: adds its zero-shot rows to Table 1."),
-    which: str = typer.Option(DEFAULT_WHICH, help="Weights the tables show: last (the final epoch, as the paper) or best (best on the source's own test set: test-set selection, then named in every title). Both are evaluated; with last, best's unseen mean is an extra column."),
-    precision: str = typer.Option("fp32", help=f"Mask-branch precision passed to `cafe train` ({'/'.join(TRAIN_PRECISIONS)}); fp32 as the official code. bf16 is faster on GPUs and named in every title."),
-    nproc_per_node: int = typer.Option(1, "--nproc-per-node", min=1, help="Run each extraction and training as this many processes on this node (torchrun; one per GPU)."),
+    which: str = typer.Option(DEFAULT_WHICH, help="Weights the tables show: last (the final epoch, as the paper) or "
+                                                  "best (best on the source's own test set: test-set selection, then "
+                                                  "named in every title). Both are evaluated; with last, best's unseen "
+                                                  "mean is an extra column."),
+    precision: str = typer.Option("fp32", help="Mask-branch precision passed to `cafe train` "
+                                               f"({'/'.join(TRAIN_PRECISIONS)}); fp32 as the official code. bf16 is "
+                                               "faster on GPUs and named in every title."),
+    nproc_per_node: int = typer.Option(1, "--nproc-per-node", min=1, help="Run each extraction and training as this "
+                                                                          "many processes on this node (torchrun; one "
+                                                                          "per GPU)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the commands without running them."),
 ) -> None:
     """Reproduce the paper's tables for every dataset whose root is configured (resumable: rerun to continue)."""
     from cafe_cache.report import plot_runs_cross_domain  # torch, matplotlib: only when running
-    from cafe_cache.reproduce import (  # h5py: not for --help
-        MSCELEB_HINT,
-        Settings,
-        available_datasets,
-        plan,
-        write_tables,
-    )
+    from cafe_cache.reproduce import MSCELEB_HINT, Settings, plan, write_tables  # h5py: not for --help
+    from cafe_cache.runs import RunFolder
 
     if which not in WHICH:
         raise CafeError(f"--which {which!r}: choose last (the final epoch, official) or best.")
@@ -66,17 +91,7 @@ def reproduce(
     console.print("settings:\n" + "\n".join(f"  {line}" for line in settings.summary()))
     if not settings.paper_init:
         console.print(f"[yellow]not the paper's backbone init[/]: {MSCELEB_HINT}")
-    usable, missing = available_datasets(cache_dir)
-    if datasets:
-        wanted = split_list(datasets) or []
-        unknown = [d for d in wanted if d not in paper.DATASETS]
-        if unknown:
-            raise CafeError(f"--datasets: unknown {unknown}; choose from {', '.join(paper.DATASETS)}.")
-        usable = [d for d in usable if d in wanted]
-    for m in missing:
-        console.print(f"[yellow]skipping[/] {escape(m)}")  # the message names the [datasets] table
-    if not usable:
-        raise CafeError("no dataset to run: configure at least one root (README, 'Dataset roots').")
+    usable = _usable_datasets(cache_dir, datasets)
     wanted_tables = tuple(split_list(tables) or ())
     if bad := [t for t in wanted_tables if t not in TABLES]:
         raise CafeError(f"--tables: unknown {bad}; choose from {', '.join(TABLES)}.")
@@ -91,7 +106,7 @@ def reproduce(
             console.print(f"done already: {e.run}")
             continue
         common = ["--cache-dir", str(cache_dir), "--targets", targets, "--out", str(e.run), "--eval-which", "last,best"]
-        if (e.run / "resume.pt").is_file():
+        if RunFolder(e.run).resume.is_file():
             _run(["train", "--resume", *common], dry_run, nproc_per_node)
         else:
             _run(["train", "--source", e.source, *common, *e.flags, *train_words], dry_run,

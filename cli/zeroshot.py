@@ -34,8 +34,10 @@ def _markdown(tables: list[dict[str, Any]]) -> str:
 def zeroshot(
     targets: str | None = typer.Option(None, help="Comma-separated cache names; default: every cache in --cache-dir."),
     cache_dir: Path = typer.Option(Path("cache"), help="Folder of the feature caches; text features go to DIR/text/."),
-    expclip: Path | None = typer.Option(None, help="Exp-CLIP projection-head checkpoint (their *-model.pth): adds its rows."),
-    clip_weights: str | None = typer.Option(None, help="CLIP checkpoint file the caches were made from (with --weights)."),
+    expclip: Path | None = typer.Option(None, help="Exp-CLIP projection-head checkpoint (their *-model.pth): adds its "
+                                                   "rows."),
+    clip_weights: str | None = typer.Option(None, help="CLIP checkpoint file the caches were made from (with "
+                                                       "--weights)."),
     out: Path = typer.Option(Path("results/zeroshot"), help="Folder for results.json and results.md."),
     device: str = typer.Option("auto", help="Where the CLIP text tower runs (first call only)."),
 ) -> None:

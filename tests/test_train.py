@@ -82,9 +82,9 @@ def test_checkpoint_round_trip_and_config(trained, caches):
     model, cfg = load_model(run, "last")
     state = load_file(str(run / "last.safetensors"))
     assert all(torch.equal(v, model.state_dict()[k]) for k, v in state.items())
-    assert cfg["model"] == {"backbone": "resnet18", "clip_dim": 32, "num_classes": 7, "variant": "cafe"}
-    assert cfg["clip"]["random_weights"] and "RANDOM WEIGHTS" in cfg["clip"]["label"]
-    assert cfg["backbone_init"]["random_init"] and cfg["train"]["clip_input"] == "cached-views"
+    assert cfg.model == {"backbone": "resnet18", "clip_dim": 32, "num_classes": 7, "variant": "cafe"}
+    assert cfg.clip.random_weights and "RANDOM WEIGHTS" in cfg.clip.label
+    assert cfg.backbone_init.random_init and cfg.train["clip_input"] == "cached-views"
     best, _ = load_model(run / "best.safetensors")
     best_epoch = max(history, key=lambda h: h["source_test_acc"])
     # the best checkpoint reproduces the best epoch's source test accuracy
@@ -151,7 +151,8 @@ def test_online_clip_and_cache_give_the_same_loss_on_the_same_batch(caches):
 def test_flipped_images_get_the_flipped_view(caches):
     cache = FeatureCache(caches / "synth-line.h5")
     data = cache.load("train")
-    ds = PairedSamples(data, reader_for(cache), cache.fingerprint.views, 32, Augment(flip=True, noise=False, erase=False))
+    flip_only = Augment(flip=True, noise=False, erase=False)
+    ds = PairedSamples(data, reader_for(cache), cache.fingerprint.views, 32, flip_only)
     plain = PairedSamples(data, reader_for(cache), cache.fingerprint.views, 32)
     flips = 0
     for i in range(20):
@@ -208,7 +209,7 @@ def test_eval_refuses_caches_made_with_other_clip_weights(caches, tmp_path, trai
         fp = json.loads(f.attrs["fingerprint"])
         fp["seed"] = 9
         f.attrs["fingerprint"] = json.dumps(fp, sort_keys=True)
-    from cli.evaluate import evaluate_run
+    from cafe_cache.train.evaluate import evaluate_run
     with pytest.raises(CafeError, match="synth-color.h5 was made with CLIP cafe-tiny RANDOM WEIGHTS \\(seed 9\\)"):
         evaluate_run(run, "best", cache_dir=other, workers=0)
 

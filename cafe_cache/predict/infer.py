@@ -133,11 +133,11 @@ class Predictor(FacePredictor):
         """
         dev = pick_device(device)
         model, config = load_model(checkpoint, which)
-        fingerprint = Fingerprint.from_json(config["clip"]["fingerprint"])
+        fingerprint = Fingerprint.from_json(config.clip.fingerprint)
         clip = clip_for(fingerprint, clip_weights, dev)
-        warning = random_warning(config["clip"]["random_weights"], config["backbone_init"]["random_init"])
-        name = f"{checkpoint} ({config['model']['variant']}, CLIP {config['clip']['label']})"
-        return cls(InferenceGraph(clip.model.visual, model), clip.image_size, config["train"]["image_size"],
+        warning = random_warning(config.clip.random_weights, config.backbone_init.random_init)
+        name = f"{checkpoint} ({config.variant}, CLIP {config.clip.label})"
+        return cls(InferenceGraph(clip.model.visual, model), clip.image_size, config.image_size,
                    dev, batch_size, warning, name)
 
     @torch.inference_mode()

@@ -1,8 +1,12 @@
 """Stage two: train CAFE's mask branch against cached, frozen CLIP features, then evaluate it.
 
-- :mod:`.config`     ``TrainConfig``, every option of ``cafe train``.
+- :mod:`.config`     ``TrainConfig`` (every option of ``cafe train``, the paper's defaults), ``Augment``.
 - :mod:`.data`       paired samples: the image for the mask branch and its cached CLIP feature.
-- :mod:`.loop`       the training loop (setup, one epoch, end of epoch).
-- :mod:`.checkpoint` weights and resume state of a run folder.
-- :mod:`.evaluate`   predictions and metrics of a trained run on every cached target.
+- :mod:`.loop`       the training loop (plan_run: new or resumed; setup, train_one_epoch, end_epoch).
+- :mod:`.checkpoint` weights and resume state of a run folder (:mod:`cafe_cache.runs` names its files).
+- :mod:`.evaluate`   predictions and metrics of a trained run on every cached target (``cafe eval``).
+- :mod:`.pipeline`   ``cafe train`` as one call: train, evaluate, plot.
+
+Imports go one way: pipeline imports loop and evaluate; loop imports evaluate (``predict_split``);
+evaluate imports checkpoint and data, never loop or pipeline.
 """

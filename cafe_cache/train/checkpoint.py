@@ -1,17 +1,11 @@
-"""A run folder: weights as safetensors, everything else as JSON.
+"""The checkpoints of a run folder (:mod:`cafe_cache.runs` names its files): weights as safetensors,
+the resume state as a torch file, everything else as JSON.
 
-    runs/<name>/config.json         model config, training config, CLIP weights, backbone init, caches
-    runs/<name>/last.safetensors    the last finished epoch: the weights the paper's numbers come from
-    runs/<name>/best.safetensors    best accuracy on the source's own test set (test-set selection, an extra)
-    runs/<name>/resume.pt           optimiser, scheduler and history after the last finished epoch
-    runs/<name>/metrics.json        per-epoch history
-    runs/<name>/checksums.json      sha256 of best, last and resume, {"best.safetensors": [sha256], ...}
-
-Every checkpoint's sha256 is recorded when it is written and checked when it is loaded (eval, predict,
-resume), so a damaged or swapped file is refused by name. A file is recorded under both its old and its
-new hash while it is being replaced, so a kill at any moment leaves a hash that matches. Run folders
-made before checksums were recorded load unchecked. The resume state is read with
-``torch.load(weights_only=True)``: tensors and plain containers only, never code.
+Every checkpoint's sha256 is recorded in ``checksums.json`` when it is written and checked when it is
+loaded (eval, predict, resume), so a damaged or swapped file is refused by name. A file is recorded
+under both its old and its new hash while it is being replaced, so a kill at any moment leaves a hash
+that matches. Run folders made before checksums were recorded load unchecked. The resume state is read
+with ``torch.load(weights_only=True)``: tensors and plain containers only, never code.
 """
 
 from __future__ import annotations
@@ -28,9 +22,8 @@ from safetensors.torch import load_file, save_file
 
 from ..errors import CafeError
 from ..model.cafe import CAFEModel, ModelConfig
-from ..options import DEFAULT_WHICH
+from ..runs import CHECKSUMS, RESUME, RunConfig, RunFolder
 
-CHECKSUMS = "checksums.json"
 RESUME_KEYS = ("optimizer", "scheduler", "history", "best")
 
 
@@ -87,12 +80,12 @@ def verify(run: Path, name: str) -> None:
 
 def save_weights(run: Path, which: str, model: CAFEModel) -> None:
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    _save_checked(run, f"{which}.safetensors", lambda p: save_file(state, str(p)))
+    _save_checked(run, RunFolder(run).weights(which).name, lambda p: save_file(state, str(p)))
 
 
 def load_weights(run: Path, which: str, model: CAFEModel) -> None:
     """Load ``run/<which>.safetensors`` into ``model`` after checking its hash; bad files are one clear error."""
-    f = run / f"{which}.safetensors"
+    f = RunFolder(run).weights(which)
     if not f.is_file():
         raise CafeError(f"{f} does not exist (a run writes best and last after its first epoch).")
     verify(run, f.name)
@@ -104,7 +97,7 @@ def load_weights(run: Path, which: str, model: CAFEModel) -> None:
         model.load_state_dict(state)
     except RuntimeError as e:
         first = " ".join(str(e).split())[:300]
-        raise CafeError(f"{f} does not fit the model described in {run / 'config.json'} ({first}); the "
+        raise CafeError(f"{f} does not fit the model described in {RunFolder(run).config} ({first}); the "
                         "weights come from another run.") from None
 
 
@@ -113,12 +106,12 @@ def write_json(path: Path, data: Any) -> None:
 
 
 def save_resume(run: Path, state: dict[str, Any]) -> None:
-    _save_checked(run, "resume.pt", lambda p: torch.save(state, p))
+    _save_checked(run, RESUME, lambda p: torch.save(state, p))
 
 
 def load_resume(run: Path) -> dict[str, Any] | None:
     """The optimiser, scheduler and history saved after the last finished epoch (None: nothing to resume)."""
-    f = run / "resume.pt"
+    f = RunFolder(run).resume
     if not f.is_file():
         return None
     verify(run, f.name)
@@ -133,37 +126,14 @@ def load_resume(run: Path) -> dict[str, Any] | None:
     return state
 
 
-def read_config(run: Path, need: tuple[str, ...] = ()) -> dict[str, Any]:
-    """``run/config.json``; ``need``: entries that must be there (each a JSON object)."""
-    f = run / "config.json"
-    if not f.is_file():
-        raise CafeError(f"{run} is not a cafe run folder (no config.json); pass the folder `cafe train` wrote.")
-    try:
-        config = json.loads(f.read_text())
-    except (ValueError, UnicodeDecodeError) as e:
-        raise CafeError(f"{f} is not valid JSON ({e}); it is damaged. Restore it or retrain.") from None
-    if not isinstance(config, dict) or not all(isinstance(config.get(k), dict) for k in need):
-        raise CafeError(f"{f} lacks the {' and '.join(repr(k) for k in need) or 'JSON object'} `cafe train` "
-                        "writes; it is damaged or not from cafe.")
-    return config
-
-
-def resolve_run(checkpoint: str | Path) -> tuple[Path, str]:
-    """``runs/x``, ``runs/x/best.safetensors`` or ``runs/x/last.safetensors`` -> (run folder, which)."""
-    p = Path(checkpoint)
-    if p.suffix == ".safetensors":
-        return p.parent, p.stem
-    return p, DEFAULT_WHICH
-
-
-def load_model(checkpoint: str | Path, which: str | None = None) -> tuple[CAFEModel, dict[str, Any]]:
+def load_model(checkpoint: str | Path, which: str | None = None) -> tuple[CAFEModel, RunConfig]:
     """The model of a run folder (the final epoch, ``last``, unless told) and the run's config."""
-    run, default = resolve_run(checkpoint)
+    folder, default = RunFolder.of_checkpoint(checkpoint)
     which = which or default
-    config = read_config(run, need=("model",))
+    config = folder.read_config(need=("model",))
     try:
-        model = CAFEModel(ModelConfig.from_dict(config["model"]))
+        model = CAFEModel(ModelConfig.from_dict(config.model))
     except (KeyError, TypeError, ValueError) as e:
-        raise CafeError(f"{run / 'config.json'}: its 'model' entry does not describe a CAFE model ({e}).") from None
-    load_weights(run, which, model)
+        raise CafeError(f"{folder.config}: its 'model' entry does not describe a CAFE model ({e}).") from None
+    load_weights(folder.path, which, model)
     return model.eval(), config

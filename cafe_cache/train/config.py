@@ -1,17 +1,37 @@
 """``TrainConfig``: every option of ``cafe train``, checked when made, saved in the run's ``config.json``.
 
-Paper defaults: Adam 2e-4, weight decay 1e-4, ExponentialLR 0.9 per epoch, batch 32, 60 epochs,
-seed 3407, input 224, loss = CE + 1.5 l_sep + 5 l_div.
+Paper defaults (the one place they are written; ``cafe train``'s options take theirs from here):
+Adam 2e-4, weight decay 1e-4, ExponentialLR 0.9 per epoch, batch 32, 60 epochs, seed 3407, input 224,
+loss = CE + 1.5 l_sep + 5 l_div.
+
+:func:`resumed` is the config a resumed run goes on with. No torch here: the command line reads its
+defaults from these dataclasses at start-up, and :mod:`cafe_cache.runs` types ``config.json`` with them.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
 from typing import Any
 
 from ..errors import CafeError
-from .data import Augment
+
+# on resume these may change (they do not change what is trained); --epochs extends or shortens the run
+RESUME_MAY_CHANGE = ("epochs", "workers", "device")
+
+
+@dataclass(frozen=True)
+class Augment:
+    """The official image augmentations; all off gives the evaluation input."""
+
+    flip: bool = True
+    noise: bool = True
+    erase: bool = True
+
+    @classmethod
+    def none(cls) -> Augment:
+        return cls(False, False, False)
 
 
 @dataclass
@@ -49,13 +69,27 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self) | {"clip_input": self.clip_input}
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        """From :meth:`to_dict` (a run's ``config.json``) or the same keys from the command line;
+        ``augment`` may be a dict, ``clip_input`` (it follows from ``online_clip``) is dropped."""
+        values = {k: v for k, v in data.items() if k != "clip_input"}
+        unknown = set(values) - {f.name for f in fields(cls)}
+        if unknown:
+            raise CafeError(f"unknown training options {sorted(unknown)}: the config comes from another cafe "
+                            "version; start a new run with another --out.")
+        if isinstance(values.get("augment"), dict):
+            values["augment"] = Augment(**values["augment"])
+        return cls(**values)
+
 
 def check_hyperparameters(cfg: TrainConfig) -> None:
     """Refuse values that would train silently wrong (a sign-flipped lr, negative loss weights) or crash
     inside Adam, naming the flag."""
     checks = [("--lr", cfg.lr, lambda v: v > 0, "a finite number > 0 (the paper: 2e-4)"),
               ("--weight-decay", cfg.weight_decay, lambda v: v >= 0, "a finite number >= 0 (the paper: 1e-4)"),
-              ("--gamma", cfg.gamma, lambda v: 0 < v <= 1, "in (0, 1], the learning rate's decay per epoch (the paper: 0.9)"),
+              ("--gamma", cfg.gamma, lambda v: 0 < v <= 1,
+               "in (0, 1], the learning rate's decay per epoch (the paper: 0.9)"),
               ("--w-sep", cfg.w_sep, lambda v: v >= 0, "a finite weight >= 0 (0 turns the separation loss off)"),
               ("--w-div", cfg.w_div, lambda v: v >= 0, "a finite weight >= 0 (0 turns the diverse loss off)")]
     for flag, value, ok, must in checks:
@@ -63,3 +97,22 @@ def check_hyperparameters(cfg: TrainConfig) -> None:
             raise CafeError(f"{flag} {value}: must be {must}.")
     if cfg.epochs < 1 or cfg.batch_size < 1:
         raise CafeError(f"--epochs {cfg.epochs} / --batch-size {cfg.batch_size}: both must be at least 1.")
+
+
+def resumed(cfg: TrainConfig, run: Path, given: dict[str, Any]) -> TrainConfig:
+    """The saved config of ``run`` with the options that may change on resume; any other training option
+    in ``given`` (the options typed on the command line) that differs from the saved one is refused (it
+    would silently not apply). Names that are not training options are ignored."""
+    augment = {f.name for f in fields(Augment)}
+    training = {f.name for f in fields(TrainConfig)} | augment
+    for name, value in given.items():
+        if name not in training or name in RESUME_MAY_CHANGE:
+            continue
+        saved = getattr(cfg.augment, name) if name in augment else getattr(cfg, name)
+        if (str(value) if isinstance(value, Path) else value) != saved:
+            flag = "--" + name.replace("_", "-")
+            raise CafeError(f"--resume continues {run} with its saved settings: {flag} {value} differs from the saved "
+                            f"{saved}. Drop {flag}, or start a new run with another --out (on resume only "
+                            f"{', '.join('--' + n for n in RESUME_MAY_CHANGE)} may change).")
+    return replace(cfg, **{k: given[k] for k in RESUME_MAY_CHANGE if k in given})
+

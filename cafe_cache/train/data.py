@@ -18,8 +18,6 @@ decoding the files: the same pixels when S is the training image size, else resi
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import torch
 from PIL import Image
@@ -31,23 +29,11 @@ from ..datasets.base import ImageReadError
 from ..errors import CafeError
 from ..extract.cache import FeatureCache, SplitData
 from ..extract.preprocess import IMAGENET_MEAN, IMAGENET_STD
+from .config import Augment
 
 NOISE_VARIANCE = 30.0  # on 0-255 pixels, as the official code
 NOISE_P = 0.5
 ERASE_SCALE = (0.02, 0.25)
-
-
-@dataclass(frozen=True)
-class Augment:
-    """The official image augmentations; all off gives the evaluation input."""
-
-    flip: bool = True
-    noise: bool = True
-    erase: bool = True
-
-    @classmethod
-    def none(cls) -> Augment:
-        return cls(False, False, False)
 
 
 def reader_for(cache: FeatureCache, root: str | None = None) -> Reader | None:

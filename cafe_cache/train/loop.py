@@ -1,10 +1,12 @@
 """Stage two: train the CAFE mask branch against cached CLIP features.
 
-Read top to bottom: data -> model -> optimiser -> (resume) -> epochs -> checkpoints.
-Paper defaults: Adam 2e-4, weight decay 1e-4, ExponentialLR 0.9 per epoch, batch 32, 60 epochs,
-seed 3407, input 224, loss = CE + 1.5 l_sep + 5 l_div. Both ``last`` (the final epoch, whose evaluation
-gives the paper's numbers) and ``best`` (best accuracy on the source's own test set: test-set selection,
-kept as an extra, as the official code also saves it) are written.
+Read top to bottom as torchvision's references: :func:`train` = :func:`setup` (data, model, optimiser,
+resume) then, per epoch, :func:`train_one_epoch` and :func:`end_epoch` (source test accuracy,
+checkpoints, log line); :func:`plan_run` decides whether a ``cafe train`` starts a run or resumes one.
+The paper's hyper-parameters are :class:`~cafe_cache.train.config.TrainConfig`'s defaults. Both ``last``
+(the final epoch, whose evaluation gives the paper's numbers) and ``best`` (best accuracy on the
+source's own test set: test-set selection, kept as an extra, as the official code also saves it) are
+written.
 
 Under torchrun (``ranks.world`` W > 1) the same loop runs in every process: ``batch_size`` stays the
 global batch, each rank takes ``batch_size / W`` of it from a DistributedSampler, DDP averages the
@@ -18,7 +20,8 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -30,11 +33,14 @@ from ..device import autocast, default_workers, resolve_train_precision
 from ..distributed import SINGLE, Ranks, data_parallel, rank_device, unwrap
 from ..errors import CafeError
 from ..extract.cache import FeatureCache, cache_path
+from ..extract.clip import LoadedClip
 from ..extract.online import clip_for, online_features
+from ..model.backbones import LoadReport
 from ..model.cafe import CAFEModel, ModelConfig
 from ..model.losses import channel_drop_mask, total_loss
+from ..runs import BackboneInit, ClipInfo, RunConfig, RunFolder
 from .checkpoint import load_resume, load_weights, save_resume, save_weights, write_json
-from .config import TrainConfig
+from .config import TrainConfig, resumed
 from .data import PairedSamples, limit_split, reader_for
 from .evaluate import predict_split
 
@@ -60,9 +66,47 @@ class NonFiniteLoss(CafeError):
 def rank_batch(batch_size: int, ranks: Ranks) -> int:
     """Each rank's share of the global batch."""
     if batch_size % ranks.world:
+        example = batch_size - batch_size % ranks.world or ranks.world
         raise CafeError(f"--batch-size {batch_size} (the global batch) does not split evenly over {ranks.world} "
-                        f"ranks; pass a multiple of {ranks.world}, e.g. {batch_size - batch_size % ranks.world or ranks.world}.")
+                        f"ranks; pass a multiple of {ranks.world}, e.g. {example}.")
     return batch_size // ranks.world
+
+
+@dataclass
+class Session:
+    """What the epochs of one training share: made by :func:`setup`, advanced by :func:`train_one_epoch`
+    and :func:`end_epoch`."""
+
+    cfg: TrainConfig
+    run: Path
+    ranks: Ranks
+    device: torch.device
+    precision: str  # of the mask branch, resolved on this device
+    layout: torch.memory_format  # channels_last under bf16 (convs prefer NHWC)
+    workers: int
+    batch_size: int  # this rank's share of the global batch
+    train_set: PairedSamples
+    test_set: PairedSamples
+    clip: LoadedClip | None  # with --online-clip: CLIP runs on every augmented batch
+    clip_dim: int
+    w_sep: float
+    w_div: float
+    model: torch.nn.Module  # DDP-wrapped under several ranks
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    history: list[dict[str, Any]] = field(default_factory=list)
+    best: float = -1.0
+
+
+@dataclass
+class EpochSums:
+    """The running totals of one epoch, over all ranks."""
+
+    sums: dict[str, float]
+    correct: int
+    seen: int
+    lr: float  # the learning rate the epoch trained with
+    seconds: float
 
 
 def train(cfg: TrainConfig, run: Path, *, resume: bool = False, log: Callable[[str], None] = print,
@@ -75,13 +119,58 @@ def train(cfg: TrainConfig, run: Path, *, resume: bool = False, log: Callable[[s
     ``on_step(epoch, n)`` after each step with the images of that step (all ranks)."""
     log = ranks.main_only(log)
     run.mkdir(parents=True, exist_ok=True)
+    session = setup(cfg, run, resume=resume, log=log, ranks=ranks)
+    for epoch in range(len(session.history), cfg.epochs):
+        sums = train_one_epoch(session, epoch, on_epoch=on_epoch, on_step=on_step)
+        end_epoch(session, epoch, sums, log)
+    return session.history
+
+
+def setup(cfg: TrainConfig, run: Path, *, resume: bool, log: Callable[[str], None], ranks: Ranks) -> Session:
+    """Data, model, optimiser and (with ``resume``) the state after the last finished epoch; rank 0 writes
+    ``config.json``."""
     device = rank_device(cfg.device, ranks)
     precision = resolve_train_precision(cfg.precision, device)
     layout = torch.channels_last if precision != "fp32" else torch.contiguous_format  # bf16 convs prefer NHWC
     workers = default_workers(device, ranks.local_world) if cfg.workers is None else cfg.workers
     batch_size = rank_batch(cfg.batch_size, ranks)
+    cache, train_set, test_set, clip = load_data(cfg, device, log)
+    clip_dim = train_set.data.features.shape[-1]
 
-    # -- data: the source's cached CLIP features, paired with the images they came from ----------
+    use_mask = cfg.variant in ("cafe", "no_sigmoid")
+    w_sep, w_div = (cfg.w_sep, cfg.w_div) if use_mask else (0.0, 0.0)
+    torch.manual_seed(cfg.seed)
+    model = CAFEModel(ModelConfig(cfg.backbone, clip_dim=clip_dim, variant=cfg.variant))
+    init = model.load_backbone(cfg.backbone_weights)
+    log(init.summary())
+    state = load_resume(run) if resume else None
+    if state:  # resume where the last finished epoch left off
+        load_weights(run, "last", model)
+    model.to(device, memory_format=layout)
+    model = data_parallel(model, ranks, device)  # one rank: the model itself
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=cfg.gamma)
+    session = Session(cfg, run, ranks, device, precision, layout, workers, batch_size, train_set, test_set, clip,
+                      clip_dim, w_sep, w_div, model, optimizer, scheduler)
+    if state:
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        session.history, session.best = state["history"], state["best"]
+        log(f"resuming after epoch {len(session.history)} of {cfg.epochs} "
+            f"(best source test accuracy {session.best:.2f})")
+    elif resume:
+        log("nothing to resume in this run folder; starting from epoch 1")
+    if ranks.distributed:
+        log(f"{ranks.world} ranks: global batch {cfg.batch_size} = {ranks.world} x {batch_size}, lr {cfg.lr:g}")
+    if ranks.is_main:
+        write_config(run, cfg, unwrap(model), cache, init, len(train_set), len(test_set), ranks, precision)
+    return session
+
+
+def load_data(cfg: TrainConfig, device: torch.device, log: Callable[[str], None]
+              ) -> tuple[FeatureCache, PairedSamples, PairedSamples, LoadedClip | None]:
+    """The source's cached CLIP features paired with the images they came from: (cache, train set, test
+    set, CLIP for --online-clip)."""
     cache = FeatureCache(cache_path(cfg.cache_dir, cfg.source))
     cache.require_complete()
     reader = reader_for(cache, cfg.root)
@@ -99,104 +188,110 @@ def train(cfg: TrainConfig, run: Path, *, resume: bool = False, log: Callable[[s
     train_set = PairedSamples(train_data, reader, views, cfg.image_size, cfg.augment, cfg.seed)
     test_set = PairedSamples(test_data, reader, views, cfg.image_size)
     clip = clip_for(cache.fingerprint, cfg.clip_weights, device, official_fp16=True) if cfg.online_clip else None
-    clip_dim = train_data.features.shape[-1]
+    return cache, train_set, test_set, clip
 
-    # -- model and optimiser ---------------------------------------------------------------------
-    use_mask = cfg.variant in ("cafe", "no_sigmoid")
-    w_sep, w_div = (cfg.w_sep, cfg.w_div) if use_mask else (0.0, 0.0)
-    torch.manual_seed(cfg.seed)
-    model = CAFEModel(ModelConfig(cfg.backbone, clip_dim=clip_dim, variant=cfg.variant))
-    init = model.load_backbone(cfg.backbone_weights)
-    log(init.summary())
-    state = load_resume(run) if resume else None
-    if state:  # resume where the last finished epoch left off
-        load_weights(run, "last", model)
-    model.to(device, memory_format=layout)
-    model = data_parallel(model, ranks, device)  # one rank: the model itself
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=cfg.gamma)
-    history: list[dict[str, Any]] = []
-    best = -1.0
-    if state:
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        history, best = state["history"], state["best"]
-        log(f"resuming after epoch {len(history)} of {cfg.epochs} (best source test accuracy {best:.2f})")
-    elif resume:
-        log("nothing to resume in this run folder; starting from epoch 1")
-    if ranks.distributed:
-        log(f"{ranks.world} ranks: global batch {cfg.batch_size} = {ranks.world} x {batch_size}, lr {cfg.lr:g}")
-    if ranks.is_main:
-        write_config(run, cfg, unwrap(model), cache, init, len(train_set), len(test_set), ranks, precision)
 
-    # -- epochs ----------------------------------------------------------------------------------
-    for epoch in range(len(history), cfg.epochs):
-        t0 = time.perf_counter()
-        train_set.set_epoch(epoch)
-        sampler = DistributedSampler(train_set, num_replicas=ranks.world, rank=ranks.rank, seed=cfg.seed)
-        sampler.set_epoch(epoch)  # the shuffle of epoch e; rank r takes every W-th sample of it
-        loader = DataLoader(train_set, batch_size=batch_size, sampler=sampler, num_workers=workers,
-                            pin_memory=device.type == "cuda", persistent_workers=False)
-        drops = torch.Generator().manual_seed(cfg.seed * 1000 + epoch)  # one drop mask per step (eq. 4)
-        if on_epoch:
-            on_epoch(epoch, len(sampler) * ranks.world)
-        model.train()
-        sums = {"loss": 0.0, "ce": 0.0, "sep": 0.0, "div": 0.0}
-        correct = seen = 0
-        for step, (images, feats, labels) in enumerate(loader):
-            images = images.to(device, non_blocking=True, memory_format=layout)
-            labels = labels.to(device, non_blocking=True)
-            feats = online_features(clip, images) if clip else feats.to(device, non_blocking=True)
-            drop = channel_drop_mask(clip_dim, generator=drops, device=device) if w_sep else None
-            with autocast(precision, device):
-                out = model(images, feats)
-                losses = total_loss(out["logits"].float(), labels, out["masked"], drop, w_sep=w_sep, w_div=w_div)
-            # one host sync per step: the loss parts and the correct count, summed over ranks, come back together
-            hits = (out["logits"].argmax(1) == labels).sum()
-            *parts, n_correct = ranks.sum(torch.stack([*(v.detach().float() for v in losses.values()),
-                                                       hits.float()])).tolist()
-            parts = [p / ranks.world for p in parts]  # each rank's loss is its batch's mean: average them
-            if not math.isfinite(parts[0]):
-                kept = (f"The last good weights are {run / 'last.safetensors'} (epoch {len(history)})" if history
-                        else "No epoch finished, so no weights were saved")
-                raise NonFiniteLoss(f"loss became {parts[0]} at epoch {epoch + 1}, step {step + 1}; stopped. {kept}. "
-                                    "Try a lower --lr.")
-            optimizer.zero_grad(set_to_none=True)
-            losses["total"].backward()
-            optimizer.step()
-            n = len(labels) * ranks.world
-            for k, v in zip(losses, parts):
-                sums["loss" if k == "total" else k] += v * n
-            correct += int(n_correct)
-            seen += n
-            if on_step:
-                on_step(epoch, n)
-        lr = optimizer.param_groups[0]["lr"]
-        scheduler.step()  # ExponentialLR, once per epoch
-        train_seconds = time.perf_counter() - t0
+def train_one_epoch(s: Session, epoch: int, *, on_epoch: Callable[[int, int], None] | None = None,
+                    on_step: Callable[[int, int], None] | None = None) -> EpochSums:
+    """One pass over the training set (each rank its share), then one step of the learning-rate schedule."""
+    t0 = time.perf_counter()
+    s.train_set.set_epoch(epoch)
+    sampler = DistributedSampler(s.train_set, num_replicas=s.ranks.world, rank=s.ranks.rank, seed=s.cfg.seed)
+    sampler.set_epoch(epoch)  # the shuffle of epoch e; rank r takes every W-th sample of it
+    loader = DataLoader(s.train_set, batch_size=s.batch_size, sampler=sampler, num_workers=s.workers,
+                        pin_memory=s.device.type == "cuda", persistent_workers=False)
+    drops = torch.Generator().manual_seed(s.cfg.seed * 1000 + epoch)  # one drop mask per step (eq. 4)
+    if on_epoch:
+        on_epoch(epoch, len(sampler) * s.ranks.world)
+    s.model.train()
+    sums = {"loss": 0.0, "ce": 0.0, "sep": 0.0, "div": 0.0}
+    correct = seen = 0
+    for step, (images, feats, labels) in enumerate(loader):
+        images = images.to(s.device, non_blocking=True, memory_format=s.layout)
+        labels = labels.to(s.device, non_blocking=True)
+        feats = online_features(s.clip, images) if s.clip else feats.to(s.device, non_blocking=True)
+        drop = channel_drop_mask(s.clip_dim, generator=drops, device=s.device) if s.w_sep else None
+        with autocast(s.precision, s.device):
+            out = s.model(images, feats)
+            losses = total_loss(out["logits"].float(), labels, out["masked"], drop, w_sep=s.w_sep, w_div=s.w_div)
+        # one host sync per step: the loss parts and the correct count, summed over ranks, come back together
+        hits = (out["logits"].argmax(1) == labels).sum()
+        *parts, n_correct = s.ranks.sum(torch.stack([*(v.detach().float() for v in losses.values()),
+                                                     hits.float()])).tolist()
+        parts = [p / s.ranks.world for p in parts]  # each rank's loss is its batch's mean: average them
+        if not math.isfinite(parts[0]):
+            raise _non_finite(s, parts[0], epoch, step)
+        s.optimizer.zero_grad(set_to_none=True)
+        losses["total"].backward()
+        s.optimizer.step()
+        n = len(labels) * s.ranks.world
+        for k, v in zip(losses, parts):
+            sums["loss" if k == "total" else k] += v * n
+        correct += int(n_correct)
+        seen += n
+        if on_step:
+            on_step(epoch, n)
+    lr = s.optimizer.param_groups[0]["lr"]
+    s.scheduler.step()  # ExponentialLR, once per epoch
+    return EpochSums(sums, correct, seen, lr, time.perf_counter() - t0)
 
-        test_acc = ranks.on_main(lambda: source_test_accuracy(unwrap(model), test_set, cfg, workers, device, clip))
-        entry = EpochLog(epoch + 1, sums["loss"] / seen, sums["ce"] / seen,
-                         sums["sep"] / seen if w_sep else None, sums["div"] / seen if w_div else None,
-                         100.0 * correct / seen, test_acc, lr, train_seconds, seen / train_seconds)
-        history.append(asdict(entry))
 
-        # -- checkpoints (rank 0): weights first, then the resume state that points at them --------
-        improved = test_acc > best
-        best = max(best, test_acc)
-        if ranks.is_main:
-            save_weights(run, "last", unwrap(model))
-            if improved:
-                save_weights(run, "best", unwrap(model))
-            save_resume(run, {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                              "history": history, "best": best})
-            write_json(run / "metrics.json", history)
-        log(f"epoch {epoch + 1}/{cfg.epochs}  loss {entry.loss:.4f} (ce {entry.ce:.4f}"
-            + (f", sep {entry.sep:.4f}" if entry.sep is not None else "")
-            + (f", div {entry.div:.4f}" if entry.div is not None else "")
-            + f")  train {entry.train_acc:.1f}%  source test {test_acc:.1f}%  lr {lr:.2e}  "
-            f"{entry.images_per_s:.1f} img/s")
-    return history
+def _non_finite(s: Session, loss: float, epoch: int, step: int) -> NonFiniteLoss:
+    kept = (f"The last good weights are {RunFolder(s.run).weights('last')} (epoch {len(s.history)})" if s.history
+            else "No epoch finished, so no weights were saved")
+    return NonFiniteLoss(f"loss became {loss} at epoch {epoch + 1}, step {step + 1}; stopped. {kept}. "
+                         "Try a lower --lr.")
+
+
+def end_epoch(s: Session, epoch: int, e: EpochSums, log: Callable[[str], None]) -> EpochLog:
+    """Accuracy on the source's test set (rank 0), the epoch's log entry, the checkpoints and the log line."""
+    test_acc = s.ranks.on_main(lambda: source_test_accuracy(unwrap(s.model), s.test_set, s.cfg, s.workers,
+                                                            s.device, s.clip))
+    entry = EpochLog(epoch + 1, e.sums["loss"] / e.seen, e.sums["ce"] / e.seen,
+                     e.sums["sep"] / e.seen if s.w_sep else None, e.sums["div"] / e.seen if s.w_div else None,
+                     100.0 * e.correct / e.seen, test_acc, e.lr, e.seconds, e.seen / e.seconds)
+    s.history.append(asdict(entry))
+
+    # -- checkpoints (rank 0): weights first, then the resume state that points at them ------------
+    improved = test_acc > s.best
+    s.best = max(s.best, test_acc)
+    if s.ranks.is_main:
+        save_weights(s.run, "last", unwrap(s.model))
+        if improved:
+            save_weights(s.run, "best", unwrap(s.model))
+        save_resume(s.run, {"optimizer": s.optimizer.state_dict(), "scheduler": s.scheduler.state_dict(),
+                            "history": s.history, "best": s.best})
+        write_json(RunFolder(s.run).metrics, s.history)
+    log(f"epoch {epoch + 1}/{s.cfg.epochs}  loss {entry.loss:.4f} (ce {entry.ce:.4f}"
+        + (f", sep {entry.sep:.4f}" if entry.sep is not None else "")
+        + (f", div {entry.div:.4f}" if entry.div is not None else "")
+        + f")  train {entry.train_acc:.1f}%  source test {test_acc:.1f}%  lr {e.lr:.2e}  "
+        f"{entry.images_per_s:.1f} img/s")
+    return entry
+
+
+def plan_run(options: dict[str, Any], given: dict[str, Any], *, out: Path | None, resume: bool,
+             distributed: bool = False, restarted: bool = False) -> tuple[TrainConfig, Path, bool]:
+    """(config, run folder, resume?) of a ``cafe train``: a new run from ``options`` (TrainConfig's keys),
+    or, with ``resume`` (or when torchrun relaunched the processes of a run), the saved run in ``out``
+    with the options of ``given`` that may change (:func:`resumed`)."""
+    if distributed and out is None:
+        raise CafeError("under torchrun pass --out RUN, so that every process (and a relaunch) uses the same run "
+                        "folder.")
+    if distributed and restarted and out is not None and RunFolder(out).has_run():
+        resume = True  # torchrun --max-restarts relaunched us after a rank died: go on from the last epoch
+    if resume:
+        if out is None:
+            raise CafeError("--resume needs --out RUN, the run folder to continue.")
+        saved = RunFolder(out).read_config(need=("train",)).train
+        return resumed(TrainConfig.from_dict(saved), out, given), out, True
+    if options.get("source") is None:
+        raise CafeError("--source NAME is required (a cache in --cache-dir; see `cafe cache list`).")
+    cfg = TrainConfig.from_dict(options)
+    out = out or Path("runs") / f"{cfg.source}-{datetime.now():%Y%m%d-%H%M%S}"
+    if RunFolder(out).has_run():
+        raise CafeError(f"{out} already holds a run; pass --resume to continue it or another --out.")
+    return cfg, out, False
 
 
 def source_test_accuracy(model: CAFEModel, test_set, cfg: TrainConfig, workers: int, device: torch.device,
@@ -206,16 +301,15 @@ def source_test_accuracy(model: CAFEModel, test_set, cfg: TrainConfig, workers: 
     return 100.0 * float((pred.y_true == pred.y_pred).mean())
 
 
-def write_config(run: Path, cfg: TrainConfig, model: CAFEModel, cache: FeatureCache, init, n_train: int,
-                 n_test: int, ranks: Ranks, precision: str) -> None:
-    """``config.json``: everything needed to rebuild, resume and describe the run."""
-    write_json(run / "config.json", {
-        "cafe_version": __version__, "model": model.config.to_dict(), "train": cfg.to_dict(),
-        "mask_precision": precision,  # --precision resolved on this device (auto: bf16 on CUDA)
-        "clip": {"fingerprint": cache.fingerprint.to_json(), "label": cache.fingerprint.weights_label,
-                 "random_weights": cache.random_weights},
-        "backbone_init": {"source": init.source, "loaded": len(init.loaded), "missing": [] if init.source == "none" else init.missing,
-                          "random_init": cfg.backbone_weights == "none"},
-        "source_cache": str(cache.path), "samples": {"train": n_train, "test": n_test},
-        "ranks": {"world": ranks.world, "batch_per_rank": cfg.batch_size // ranks.world},
-    })
+def write_config(run: Path, cfg: TrainConfig, model: CAFEModel, cache: FeatureCache, init: LoadReport,
+                 n_train: int, n_test: int, ranks: Ranks, precision: str) -> None:
+    """``config.json`` (:class:`~cafe_cache.runs.RunConfig`): everything needed to rebuild, resume and
+    describe the run."""
+    config = RunConfig(
+        cafe_version=__version__, model=model.config.to_dict(), train=cfg.to_dict(), mask_precision=precision,
+        clip=ClipInfo(cache.fingerprint.to_json(), cache.fingerprint.weights_label, cache.random_weights),
+        backbone_init=BackboneInit(init.source, len(init.loaded), [] if init.source == "none" else init.missing,
+                                   cfg.backbone_weights == "none"),
+        source_cache=str(cache.path), samples={"train": n_train, "test": n_test},
+        ranks={"world": ranks.world, "batch_per_rank": cfg.batch_size // ranks.world})
+    write_json(RunFolder(run).config, config.to_json())

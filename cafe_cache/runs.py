@@ -1,0 +1,202 @@
+"""A run folder: the one place for the names of what ``cafe train`` and ``cafe eval`` write there.
+
+    RUN/config.json           RunConfig: model config, training config, CLIP weights, backbone init, caches
+    RUN/last.safetensors      the last finished epoch: the weights the paper's numbers come from
+    RUN/best.safetensors      best accuracy on the source's own test set (test-set selection, an extra)
+    RUN/resume.pt             optimiser, scheduler and history after the last finished epoch
+    RUN/metrics.json          per-epoch history
+    RUN/checksums.json        sha256 of best, last and resume, {"best.safetensors": [sha256], ...}
+    RUN/eval-<which>/         results.json, results.md, mean_masks.npz of ``cafe eval --which``
+    RUN/figures/              the figures of ``cafe plot``
+
+:class:`RunConfig` is the typed view of ``config.json``; it reads the run folders of every cafe
+version (entries written later, such as ``mask_precision``, are None in older ones). Its ``model``
+and ``train`` entries stay the dicts ``ModelConfig.to_dict`` / ``TrainConfig.to_dict`` wrote, so
+that a partial or older entry still reads; :attr:`RunConfig.training` is the ``TrainConfig`` and
+``ModelConfig.from_dict`` rebuilds the model's. No torch here.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from .errors import CafeError
+from .options import DEFAULT_WHICH
+from .train.config import TrainConfig
+
+CONFIG = "config.json"
+RESUME = "resume.pt"
+METRICS = "metrics.json"
+CHECKSUMS = "checksums.json"
+FIGURES = "figures"
+RESULTS_JSON = "results.json"
+RESULTS_MD = "results.md"
+MEAN_MASKS = "mean_masks.npz"
+
+
+@dataclass(frozen=True)
+class RunFolder:
+    """The paths of one run folder (nothing is read or made by building one)."""
+
+    path: Path
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "path", Path(self.path))
+
+    @classmethod
+    def of_checkpoint(cls, checkpoint: str | Path) -> tuple[RunFolder, str]:
+        """``runs/x``, ``runs/x/best.safetensors`` or ``runs/x/last.safetensors`` -> (run folder, which)."""
+        p = Path(checkpoint)
+        if p.suffix == ".safetensors":
+            return cls(p.parent), p.stem
+        return cls(p), DEFAULT_WHICH
+
+    @property
+    def config(self) -> Path:
+        return self.path / CONFIG
+
+    @property
+    def resume(self) -> Path:
+        return self.path / RESUME
+
+    @property
+    def metrics(self) -> Path:
+        return self.path / METRICS
+
+    @property
+    def checksums(self) -> Path:
+        return self.path / CHECKSUMS
+
+    @property
+    def figures(self) -> Path:
+        return self.path / FIGURES
+
+    def weights(self, which: str) -> Path:
+        return self.path / f"{which}.safetensors"
+
+    def eval_dir(self, which: str) -> Path:
+        return self.path / f"eval-{which}"
+
+    def results_json(self, which: str) -> Path:
+        return self.eval_dir(which) / RESULTS_JSON
+
+    def results_md(self, which: str) -> Path:
+        return self.eval_dir(which) / RESULTS_MD
+
+    def mean_masks(self, which: str) -> Path:
+        return self.eval_dir(which) / MEAN_MASKS
+
+    def is_run(self) -> bool:
+        """Whether a ``config.json`` is there (what makes a folder a run folder)."""
+        return self.config.is_file()
+
+    def has_run(self) -> bool:
+        """Whether a run finished at least one epoch here (its resume state exists)."""
+        return self.resume.exists()
+
+    def read_config(self, need: tuple[str, ...] = ()) -> RunConfig:
+        """``config.json``; ``need``: entries that must be there (each a JSON object)."""
+        return RunConfig.from_json(read_config_json(self, need))
+
+
+def find_runs(folder: Path) -> list[Path]:
+    """The run folders (with a config.json) directly inside ``folder``."""
+    return sorted(p.parent for p in Path(folder).glob(f"*/{CONFIG}"))
+
+
+def read_config_json(run: RunFolder | Path, need: tuple[str, ...] = ()) -> dict[str, Any]:
+    """``run/config.json`` as written; ``need``: entries that must be there (each a JSON object)."""
+    folder = run if isinstance(run, RunFolder) else RunFolder(run)
+    f = folder.config
+    if not f.is_file():
+        raise CafeError(f"{folder.path} is not a cafe run folder (no config.json); pass the folder `cafe train` wrote.")
+    try:
+        config = json.loads(f.read_text())
+    except (ValueError, UnicodeDecodeError) as e:
+        raise CafeError(f"{f} is not valid JSON ({e}); it is damaged. Restore it or retrain.") from None
+    if not isinstance(config, dict) or not all(isinstance(config.get(k), dict) for k in need):
+        raise CafeError(f"{f} lacks the {' and '.join(repr(k) for k in need) or 'JSON object'} `cafe train` "
+                        "writes; it is damaged or not from cafe.")
+    return config
+
+
+@dataclass(frozen=True)
+class ClipInfo:
+    """The CLIP the run's cache was made with."""
+
+    fingerprint: str | None = None  # Fingerprint.to_json() of the source cache
+    label: str = ""  # Fingerprint.weights_label
+    random_weights: bool = False
+
+
+@dataclass(frozen=True)
+class BackboneInit:
+    """How the mask branch's backbone was initialised (``LoadReport`` of ``--backbone-weights``)."""
+
+    source: str = ""  # a file, "imagenet" or "none"
+    loaded: int = 0  # tensors loaded
+    missing: list[str] = field(default_factory=list)  # backbone keys left at random init
+    random_init: bool = False  # --backbone-weights none
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """The typed view of ``config.json``: everything needed to rebuild, resume and describe the run."""
+
+    model: dict[str, Any] = field(default_factory=dict)  # ModelConfig.to_dict()
+    train: dict[str, Any] = field(default_factory=dict)  # TrainConfig.to_dict() (with clip_input)
+    clip: ClipInfo = field(default_factory=ClipInfo)
+    backbone_init: BackboneInit = field(default_factory=BackboneInit)
+    mask_precision: str | None = None  # --precision resolved on the training device (auto: bf16 on CUDA)
+    source_cache: str | None = None
+    samples: dict[str, int] | None = None  # {"train": n, "test": n}
+    ranks: dict[str, int] | None = None  # {"world": W, "batch_per_rank": B / W}
+    cafe_version: str | None = None
+
+    @property
+    def training(self) -> TrainConfig:
+        """The run's ``TrainConfig`` (checked as when it was made)."""
+        return TrainConfig.from_dict(self.train)
+
+    @property
+    def source(self) -> str:
+        return self.train["source"]
+
+    @property
+    def variant(self) -> str:
+        return self.model["variant"]
+
+    @property
+    def image_size(self) -> int:
+        return self.train["image_size"]
+
+    @property
+    def clip_input(self) -> str | None:
+        """``online`` or ``cached-views``; None in run folders from before it was recorded."""
+        return self.train.get("clip_input")
+
+    @property
+    def random(self) -> bool:
+        """Random CLIP weights or a random backbone init: the run tests the pipeline, not the method."""
+        return self.clip.random_weights or self.backbone_init.random_init
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> RunConfig:
+        """From the ``config.json`` of any cafe version (missing entries: their defaults)."""
+        known = {k: data[k] for k in ("model", "train", "mask_precision", "source_cache", "samples", "ranks",
+                                      "cafe_version") if k in data}
+        return cls(**known, clip=_section(ClipInfo, data.get("clip")),
+                   backbone_init=_section(BackboneInit, data.get("backbone_init")))
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON ``cafe train`` writes (``write_json`` sorts the keys)."""
+        return asdict(self)
+
+
+def _section(cls, data: Any):
+    """``cls`` from a JSON object, keeping the keys it knows (an older or newer writer may differ)."""
+    names = {f.name for f in fields(cls)}
+    return cls(**{k: v for k, v in data.items() if k in names}) if isinstance(data, dict) else cls()

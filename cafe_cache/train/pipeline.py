@@ -1,0 +1,86 @@
+"""``cafe train`` as one library call: plan the run (new or resumed), train, evaluate, plot.
+
+:func:`train_and_evaluate` takes what the command line was given (:class:`TrainRequest`) and where
+to show things (a log for rich-markup lines, a plain writer, the progress display, a printer of each
+evaluation); the command line only parses and prints. Under torchrun every process calls it; rank 0
+alone evaluates and plots.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..device import resolve_train_precision
+from ..distributed import from_env, process_group, rank_device, restarted
+from ..errors import CafeError
+from ..options import DEFAULT_WHICH, WHICH
+from ..progress import device_hint, epoch_bars
+from ..report import make_run_figures
+from ..runs import RunFolder
+from .evaluate import RunEvaluation, evaluate_run, target_caches
+from .loop import plan_run, train
+
+
+@dataclass
+class TrainRequest:
+    """What ``cafe train`` was asked to do."""
+
+    options: dict[str, Any]  # TrainConfig's keys (``augment`` a dict) for a new run
+    given: dict[str, Any] = field(default_factory=dict)  # the options typed on the command line (resume checks)
+    out: Path | None = None  # the run folder; a new run's default: runs/<source>-<time>
+    resume: bool = False
+    targets: list[str] | None = None  # caches evaluated at the end; None: every cache in the cache folder
+    evaluate: bool = True
+    eval_which: str = DEFAULT_WHICH  # "last", "best" or "last,best"
+    plots: bool = True
+
+
+def eval_choices(text: str) -> tuple[str, ...]:
+    """``--eval-which``: ``last``, ``best`` or ``last,best`` -> the weights to evaluate, in order."""
+    which = tuple(t.strip() for t in text.split(",") if t.strip())
+    if not which or any(w not in WHICH for w in which):
+        raise CafeError(f"--eval-which {text!r}: choose last, best or last,best.")
+    return which
+
+
+def train_and_evaluate(request: TrainRequest, *, log: Callable[[str], None] = print,
+                       plain: Callable[[str], None] = print, bars: Callable[[], Any] | None = None,
+                       show: Callable[[RunEvaluation], None] | None = None) -> list[dict[str, Any]]:
+    """Train as ``request`` says, then (rank 0) evaluate each of ``--eval-which`` and write the figures;
+    returns the per-epoch history. ``log`` takes rich markup, ``plain`` text shown as is, ``bars()`` makes
+    a progress display, ``show`` prints an evaluation's table."""
+    which = eval_choices(request.eval_which)
+    ranks = from_env()
+    cfg, out, resume = plan_run(request.options, request.given, out=request.out, resume=request.resume,
+                                distributed=ranks.distributed, restarted=restarted())
+    if request.evaluate and request.targets:  # a wrong --targets fails now, not after the whole training
+        target_caches(Path(cfg.cache_dir), request.targets)
+    say = ranks.main_only(log)
+    say(f"training on [bold]{cfg.source}[/] -> {out}  (CLIP input: {cfg.clip_input}, variant {cfg.variant})")
+    dev = rank_device(cfg.device, ranks)
+    hint = device_hint(dev, resolve_train_precision(cfg.precision, dev))
+    say(f"mask branch {cfg.backbone} at {cfg.image_size}px on {hint}")
+    with process_group(dev, ranks), bars() if bars and ranks.is_main else nullcontext() as bar:
+        on_epoch, on_step = epoch_bars(bar, cfg.epochs, plain) if bar is not None else (None, None)
+        history = train(cfg, out, resume=resume, log=log, on_step=on_step, on_epoch=on_epoch, ranks=ranks)
+    if not ranks.is_main:
+        return history  # rank 0 evaluates and plots
+    best = max(history, key=lambda h: h["source_test_acc"])
+    log(f"[green]trained[/]: final epoch {history[-1]['epoch']} source test accuracy "
+        f"{history[-1]['source_test_acc']:.2f}% (best {best['source_test_acc']:.2f}% at epoch {best['epoch']}); "
+        f"weights in {out}/last.safetensors and best.safetensors")
+    if request.evaluate:
+        for w in which:
+            evaluation = evaluate_run(out, w, cache_dir=Path(cfg.cache_dir), targets=request.targets,
+                                      clip_weights=cfg.clip_weights, workers=cfg.workers, device=cfg.device,
+                                      log=log, bars=bars)
+            if evaluation and show:
+                show(evaluation)
+    if request.plots:
+        written = make_run_figures(out, which=which[0], device=dev, log=lambda m: log(f"[yellow]{m}[/]"))
+        log(f"{len(written)} figures in {RunFolder(out).figures}")
+    return history
