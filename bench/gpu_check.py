@@ -49,6 +49,7 @@ import torch
 from cafe_cache.device import default_workers, pick_device
 from cafe_cache.extract.cache import FeatureCache, cache_path
 from cafe_cache.extract.clip import ClipSpec, LoadedClip, load_clip
+from cafe_cache.runs import RunFolder
 
 from . import images
 from .run import cpu_name, measure, rel_error
@@ -292,7 +293,7 @@ def torchrun_check(s: Sizes, device: torch.device, work: Path, cpu_torchrun: boo
     torchrun(nproc, "train", "--source", "raf", "--cache-dir", str(work / "ddp-sharded"), "--out",
              str(work / "ddp-run"), "--backbone-weights", "none", "--epochs", "1", "--image-size", str(s.image_size),
              "--batch-size", str(batch), "--device", dev)
-    [epoch] = json.loads((work / "ddp-run" / "metrics.json").read_text())
+    [epoch] = json.loads(RunFolder(work / "ddp-run").metrics.read_text())
     return {"nproc_per_node": nproc, "device": dev, "backend": "nccl (tensors) + gloo (objects)" if nccl else "gloo",
             "visible_gpus": gpus, "images": 7 * (s.ddp_per_class + 1),
             "extract_seconds_with_launch": extract_s, "sharded_vs_single_max_abs_diff": diff,
@@ -337,7 +338,7 @@ def predict_check(s: Sizes, device: torch.device, work: Path) -> dict[str, Any]:
     from cafe_cache.predict.onnx_export import OnnxPredictor, export_onnx
 
     run = work / "run-cached-fp32"
-    if not (run / "config.json").is_file():
+    if not RunFolder(run).config.is_file():
         raise Skip("no trained run: the train step did not finish")
     if not mtcnn_available():
         raise Skip("facenet-pytorch is not installed (pip install --no-deps facenet-pytorch==2.6.0)")

@@ -12,7 +12,7 @@ Two different "means" appear in the paper and they are easy to confuse:
   (its unseen mean; RAF-DB-trained CAFE: 57.17).
 
 Fig. 3 (the loss-weight sweep) is a plot whose values are not given in the text; the chosen
-weights are the defaults of :mod:`cafe_cache.model.losses` (``DEFAULT_SEP_WEIGHT``, ``DEFAULT_DIV_WEIGHT``).
+weights are ``W_SEP`` and ``W_DIV`` of :mod:`cafe_cache.options`, the defaults of training.
 """
 
 from __future__ import annotations

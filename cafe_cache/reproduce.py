@@ -77,7 +77,8 @@ class Settings:
             return next((v for v in values if v != official), values[0] if values else official)
         inits = [c.backbone_init.source for c in configs]
         return cls(which=which,
-                   backbone_init=next((v for v in inits if v in ("imagenet", "none")), inits[0] if inits else "imagenet"),
+                   backbone_init=next((v for v in inits if v in ("imagenet", "none")),
+                                      inits[0] if inits else "imagenet"),
                    mask_precision=pick([c.mask_precision for c in configs], "fp32"),
                    clip_input=pick([c.clip_input for c in configs], "online"),
                    random_clip=any(c.clip.random_weights for c in configs))
@@ -104,13 +105,16 @@ class Settings:
 
     def summary(self) -> list[str]:
         """One line per setting, official or not, for the console."""
-        return [f"evaluation: {'final epoch (official)' if self.which == 'last' else 'best on source test set (test-set selection)'}",
+        evaluation = ("final epoch (official)" if self.which == "last"
+                      else "best on source test set (test-set selection)")
+        return [f"evaluation: {evaluation}",
                 f"mask branch: {self.mask_precision}" + (" (official)" if self.mask_precision == "fp32" else ""),
                 f"backbone init: {self.backbone_init}" + (" (the paper's if it is the MS-Celeb file)" if self.paper_init
                                                           else " (not the paper's MS-Celeb init)"),
                 f"CLIP input: {self.clip_input}" + (" (official)" if self.clip_input == "online" else
                                                     " (named deviation; --train-args --online-clip for the official)"),
-                "CLIP: QuickGELU, fp16 on CUDA; noise at source size; group 6 drop law as the official Mask() (official)"]
+                "CLIP: QuickGELU, fp16 on CUDA; noise at source size; group 6 drop law as the official Mask() "
+                "(official)"]
 
 
 def _flag(args: list[str], name: str, default: str) -> str:
@@ -150,7 +154,8 @@ def plan(datasets: list[str], runs: Path, tables: tuple[str, ...] = TABLES, swee
                  Experiment("2", "mask + separation", abl, runs / "table2" / "mask_sep", ["--w-div", "0"]),
                  full]
     if "4" in tables:
-        exps.append(Experiment("4", "CLIP+Finetune", abl, runs / "table4" / "clip_finetune", ["--variant", "clip_finetune"]))
+        exps.append(Experiment("4", "CLIP+Finetune", abl, runs / "table4" / "clip_finetune",
+                               ["--variant", "clip_finetune"]))
     if "5" in tables:
         exps.append(Experiment("5", "No sigmoid", abl, runs / "table5" / "no_sigmoid", ["--variant", "no_sigmoid"]))
     if sweep:

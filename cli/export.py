@@ -19,7 +19,7 @@ def export(
                                                        "from a file."),
     opset: int = typer.Option(17, min=14, help="ONNX opset version."),
     quantize: str | None = typer.Option(None, help="int8: onnxruntime dynamic quantisation for CPU deployment (about "
-                                                   "4x smaller); kept only if its top-1 class agrees with fp32 on >= "
+                                                   "3x smaller); kept only if its top-1 class agrees with fp32 on >= "
                                                    "98% of the inputs checked."),
 ) -> None:
     """Export to ONNX (dynamic batch, preprocessing in the metadata) and check it against PyTorch."""

@@ -40,7 +40,8 @@ def test_the_cli_starts_without_torch():
     """`cafe --help` and friends stay instant: torch and open_clip load only inside a running command."""
     import subprocess
     import sys
-    code = "import sys, cli.main; print(sorted(m for m in ('torch', 'open_clip', 'cv2', 'matplotlib') if m in sys.modules))"
+    heavy = ("torch", "open_clip", "cv2", "matplotlib")
+    code = f"import sys, cli.main; print(sorted(m for m in {heavy!r} if m in sys.modules))"
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "[]"

@@ -193,7 +193,7 @@ def test_the_two_rank_loop_sees_the_batches_of_one_process(even):
         for key in ("loss", "ce", "sep", "div"):
             assert b[key] == pytest.approx(a[key], rel=1e-5), key
         assert (a["train_acc"], a["source_test_acc"]) == (b["train_acc"], b["source_test_acc"])
-    wa, wb = load_file(str(even / "lr0-one" / "last.safetensors")), load_file(str(even / "lr0-two" / "last.safetensors"))
+    wa, wb = (load_file(str(even / name / "last.safetensors")) for name in ("lr0-one", "lr0-two"))
     assert wa.keys() == wb.keys()  # the plain model's names: GlobalBatchNorm is a BatchNorm2d
     for k in wa:
         torch.testing.assert_close(wb[k].float(), wa[k].float(), rtol=1e-4, atol=1e-5, msg=k)
@@ -210,7 +210,7 @@ def test_a_rank_killed_mid_epoch_is_restarted_and_resumes_from_the_last_epoch(ev
     assert "resuming after epoch 1 of 3" in out
     history = json.loads((even / "killed" / "metrics.json").read_text())
     assert [h["epoch"] for h in history] == [1, 2, 3]
-    whole, killed = load_file(str(even / "whole" / "last.safetensors")), load_file(str(even / "killed" / "last.safetensors"))
+    whole, killed = (load_file(str(even / name / "last.safetensors")) for name in ("whole", "killed"))
     for k in whole:
         assert torch.equal(whole[k], killed[k]), k  # every draw is seeded by (seed, epoch, index): bit-exact
 

@@ -58,7 +58,8 @@ def test_asking_for_cuda_without_one_is_one_line_and_exit_2(tmp_path, capsys):
 
 
 def test_a_failed_launch_is_reported_by_the_line_that_says_why():
-    torchrun_output = ("Traceback (most recent call last):\n  File x\nerror (rank 1 of 2): --batch-size 7 does not split\n"
+    torchrun_output = ("Traceback (most recent call last):\n  File x\n"
+                       "error (rank 1 of 2): --batch-size 7 does not split\n"
                        "torch.distributed.elastic.multiprocessing.errors.ChildFailedError:\n=====\ncli FAILED\n")
     assert error_line(torchrun_output) == "error (rank 1 of 2): --batch-size 7 does not split"
     crash = "Traceback (most recent call last):\n  File x\nRuntimeError: CUDA error: no kernel image\n===\n"

@@ -39,8 +39,8 @@ def test_plan_covers_the_tables_and_trains_the_full_model_once(tmp_path):
     full = [e for e in exps if e.label == "mask + separation + diverse"][0]
     assert full.run == tmp_path / "table1" / "rafdb"  # Table 2's full model is Table 1's run
     assert len(runs) == 3 + 3 + 1 + 1 + 10
-    assert {tuple(e.flags) for e in exps if e.table in "245"} >= {("--variant", "no_mask"), ("--w-div", "0"),
-                                                                  ("--variant", "clip_finetune"), ("--variant", "no_sigmoid")}
+    assert {tuple(e.flags) for e in exps if e.table in "245"} >= {
+        ("--variant", "no_mask"), ("--w-div", "0"), ("--variant", "clip_finetune"), ("--variant", "no_sigmoid")}
 
 
 def test_unconfigured_datasets_are_named_with_the_setting_to_fill(two_datasets):

@@ -90,7 +90,7 @@ def test_checkpoint_round_trip_and_config(trained, caches):
     # the best checkpoint reproduces the best epoch's source test accuracy
     cache = FeatureCache(caches / "synth-line.h5")
     ds = PairedSamples(cache.load("test"), reader_for(cache), cache.fingerprint.views, 32)
-    from cafe_cache.train.evaluate import predict_split
+    from cafe_cache.train.predictions import predict_split
     pred = predict_split(best, ds, workers=0)
     assert 100 * (pred.y_true == pred.y_pred).mean() == pytest.approx(best_epoch["source_test_acc"])
 

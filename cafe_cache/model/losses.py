@@ -14,11 +14,12 @@ from torch import Tensor
 
 from ..classes import NUM_CLASSES
 from ..errors import CafeError
+from ..options import W_DIV, W_SEP
 
 OFFICIAL_GROUP_WIDTH = 73  # 512 // 7
 OFFICIAL_DROP = 10  # channels dropped per group of 73 in the official code
-DEFAULT_SEP_WEIGHT = 1.5
-DEFAULT_DIV_WEIGHT = 5.0
+DEFAULT_SEP_WEIGHT = W_SEP  # the paper's weights (cafe_cache.options)
+DEFAULT_DIV_WEIGHT = W_DIV
 
 
 def group_width(dim: int, num_classes: int = NUM_CLASSES) -> int:

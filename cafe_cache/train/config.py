@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import CafeError
+from ..options import W_DIV, W_SEP
 
 # on resume these may change (they do not change what is trained); --epochs extends or shortens the run
 RESUME_MAY_CHANGE = ("epochs", "workers", "device")
@@ -42,8 +43,8 @@ class TrainConfig:
     backbone: str = "resnet18"
     backbone_weights: str = "imagenet"  # a file (MS-Celeb ResNet-18 as the paper), "imagenet", or "none"
     variant: str = "cafe"
-    w_sep: float = 1.5
-    w_div: float = 5.0
+    w_sep: float = W_SEP  # eq. (9) weights, the paper's (cafe_cache.options)
+    w_div: float = W_DIV
     epochs: int = 60
     batch_size: int = 32
     lr: float = 2e-4

@@ -12,53 +12,18 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
-from torch.utils.data import DataLoader
 
-from ..classes import NUM_CLASSES
 from ..device import default_workers, pick_device
 from ..errors import CafeError
 from ..extract.cache import FeatureCache, Fingerprint, find_caches
-from ..extract.clip import LoadedClip
-from ..extract.online import clip_for, online_features
+from ..extract.online import clip_for
 from ..metrics import jsonable, markdown_table, metrics, summary
 from ..model.cafe import CAFEModel
 from ..progress import named_bars
 from ..runs import RunConfig, RunFolder
 from .checkpoint import load_model, write_json
 from .data import PairedSamples, reader_for
-
-
-@dataclass
-class SplitPrediction:
-    y_true: np.ndarray
-    y_pred: np.ndarray
-    mean_masks: np.ndarray | None  # (classes, D): mean sigmoid mask of the images of each true class
-
-
-@torch.no_grad()
-def predict_split(model: CAFEModel, dataset: PairedSamples, *, batch_size: int = 128, workers: int = 2,
-                  device="cpu", clip: LoadedClip | None = None,
-                  on_batch: Callable[[int], None] | None = None) -> SplitPrediction:
-    """Predictions on one split; images are read once, in batches, by ``workers`` processes."""
-    model.eval().to(device)
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers)
-    ys, ps, mask_sum, counts = [], [], None, np.zeros(NUM_CLASSES)
-    for images, feats, labels in loader:
-        images = images.to(device, non_blocking=True)
-        feats = online_features(clip, images) if clip else feats.to(device)
-        out = model(images, feats)
-        ys.append(labels.numpy())
-        ps.append(out["logits"].argmax(1).cpu().numpy())
-        if out["mask"] is not None:
-            m = out["mask"].float().cpu().numpy()
-            mask_sum = np.zeros((NUM_CLASSES, m.shape[1])) if mask_sum is None else mask_sum
-            np.add.at(mask_sum, labels.numpy(), m)
-            np.add.at(counts, labels.numpy(), 1)
-        if on_batch:
-            on_batch(len(labels))
-    mean_masks = mask_sum / np.maximum(counts, 1)[:, None] if mask_sum is not None else None
-    return SplitPrediction(np.concatenate(ys), np.concatenate(ps), mean_masks)
+from .predictions import predict_split
 
 
 def target_caches(cache_dir: str | Path, targets: list[str] | None) -> dict[str, FeatureCache]:

@@ -42,7 +42,7 @@ from ..runs import BackboneInit, ClipInfo, RunConfig, RunFolder
 from .checkpoint import load_resume, load_weights, save_resume, save_weights, write_json
 from .config import TrainConfig, resumed
 from .data import PairedSamples, limit_split, reader_for
-from .evaluate import predict_split
+from .predictions import predict_split
 
 
 @dataclass
