@@ -81,3 +81,45 @@ def export_speed(run: Path, work: Path, *, batch: int, repeats: int) -> dict:
     out["export_keeps_int8"] = bool(check >= MIN_INT8_AGREEMENT)
     out["speedup_real"] = bool(min(out[label]["int8_speedup"] for label in ("default_threads", "1_thread")) > 1)
     return out
+
+
+def main(argv: list[str] | None = None) -> dict:
+    """``python -m bench.export``: this section alone on a real-size model (the full ``make bench`` runs it
+    on the run of its training section)."""
+    import argparse
+    import json
+    import os
+    import shutil
+    import tempfile
+
+    from cafe_cache.extract.clip import ClipSpec, load_clip
+
+    from . import images
+    from .run import cpu_name
+    from .workloads import extract_cache, train_config, train_epoch
+
+    parser = argparse.ArgumentParser(prog="python -m bench.export", description=main.__doc__.split("\n")[0])
+    parser.add_argument("--model", default="ViT-B-32", help="open_clip model (RANDOM weights)")
+    parser.add_argument("--image-size", type=int, default=224, help="the run's mask-branch input side")
+    parser.add_argument("--batch", type=int, default=16, help="inputs per onnxruntime run")
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args(argv)
+    cpu = torch.device("cpu")
+    work = Path(tempfile.mkdtemp(prefix="cafe-bench-export-"))
+    try:
+        clip = load_clip(ClipSpec(model=args.model, random_weights=True), cpu)
+        root = images.write_dataset(work / "raf", "raf", {"train": 1, "test": 1}, 64)
+        extract_cache(root, work / "cache", clip, device=cpu, precision="fp32", batch_size=8, workers=0)
+        train_epoch(train_config(work / "cache", "raf", image_size=args.image_size, batch_size=7, workers=0,
+                                 device="cpu", online=False), work / "run")
+        out = export_speed(work / "run", work, batch=args.batch, repeats=args.repeats)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    out |= {"cpu": cpu_name(), "cpu_count": os.cpu_count(), "load_average_end": os.getloadavg(),
+            "weights": "RANDOM (CLIP and backbone): speed does not depend on weight values"}
+    print(json.dumps(out, indent=2))
+    return out
+
+
+if __name__ == "__main__":
+    main()
