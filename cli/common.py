@@ -18,6 +18,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from cafe_cache.options import split_list  # noqa: F401  (the commands import it from here)
 from cafe_cache.progress import PlainProgress
 
 console = Console(stderr=True, highlight=False)
@@ -57,10 +58,3 @@ def progress(unit: str = "img") -> Progress | PlainProgress:
 
 def rate_text(done: int, seconds: float, unit: str = "img") -> str:
     return f"{done / seconds:,.1f} {unit}/s" if seconds > 0 and done else f"- {unit}/s"
-
-
-def split_list(text: str | None) -> list[str] | None:
-    """'a, b,c' -> ['a', 'b', 'c']; None or '' -> None."""
-    if not text:
-        return None
-    return [t.strip() for t in text.split(",") if t.strip()]

@@ -13,8 +13,8 @@ from PIL import Image
 
 from cafe_cache.datasets import READERS, DatasetError, Sample, build_reader, default_root
 from cafe_cache.datasets.ferplus import VOTE_COLUMNS, majority
+from cafe_cache.datasets.options import parse_class_map, reader_options
 from cafe_cache.errors import CafeError
-from cli.datasets import parse_class_map, reader_options
 
 SHARED = Path("/work/shared/datasets")
 

@@ -30,8 +30,7 @@ from cafe_cache.train.config import TrainConfig
 from cafe_cache.train.loop import train
 from cli.main import main
 
-from .conftest import TINY_CLIP, write_folder_dataset
-from .test_extract import run
+from .conftest import TINY_CLIP, make_cache, write_folder_dataset
 
 REPO = Path(__file__).resolve().parents[1]
 NAME = "toyset"
@@ -55,7 +54,7 @@ def env(tmp_path_factory) -> dict[str, Path]:
     base = tmp_path_factory.mktemp("faults")
     data = write_folder_dataset(base / NAME, {"train": 3, "test": 2})
     cache_dir = base / "cache"
-    run(data, cache_dir / f"{NAME}.h5")
+    make_cache(data, cache_dir / f"{NAME}.h5")
     run_dir = base / "run"
     train(TrainConfig(source=NAME, cache_dir=str(cache_dir), backbone_weights="none", epochs=1, batch_size=7,
                       image_size=32, workers=0, lr=1e-3), run_dir, log=lambda s: None)
@@ -168,7 +167,7 @@ def test_1_full_disk_on_a_tiny_filesystem_stops_with_one_line_and_the_rerun_cont
 
 def test_1_an_io_error_mid_run_keeps_the_flushed_rows(env, tmp_path, monkeypatch):
     clean = tmp_path / "clean.h5"
-    run(env["data"], clean)
+    make_cache(env["data"], clean)
     calls = []
     real = h5py.Dataset.__setitem__
 
@@ -181,11 +180,11 @@ def test_1_an_io_error_mid_run_keeps_the_flushed_rows(env, tmp_path, monkeypatch
 
     monkeypatch.setattr(h5py.Dataset, "__setitem__", failing)
     with pytest.raises(CafeError, match=r"damaged\.h5: writing the cache failed: Input/output error \(EIO\)"):
-        run(env["data"], tmp_path / "damaged.h5")
+        make_cache(env["data"], tmp_path / "damaged.h5")
     monkeypatch.undo()
     with h5py.File(tmp_path / "damaged.h5") as f:
         assert f["splits/train"].attrs["n_done"] == 8 and not f.attrs["complete"]
-    report = run(env["data"], tmp_path / "damaged.h5")
+    report = make_cache(env["data"], tmp_path / "damaged.h5")
     assert report.resumed_from["train"] == 8
     assert_same_cache(tmp_path / "damaged.h5", clean)
 
