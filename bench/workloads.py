@@ -49,9 +49,9 @@ def extract_cache(root: Path, cache_dir: Path, clip: LoadedClip, *, device: torc
     reader = build_reader("folder", root)
     found = reader.read()
     splits = {s: found.split(s) for s in found.splits()}
-    with CacheWriter(cache_path(cache_dir, reader.cache_name), fingerprint(clip, precision), dataset="folder",
-                     cache_name=reader.cache_name, root=reader.root, reader_options=reader.options(), splits=splits,
-                     skipped=found.skipped, feature_dim=clip.embed_dim, force=True, store_images=store_images) as w:
+    with CacheWriter.for_dataset(cache_path(cache_dir, reader.cache_name), fingerprint(clip, precision), reader,
+                                 splits, clip.embed_dim, skipped=found.skipped, force=True,
+                                 store_images=store_images) as w:
         return extract(reader, splits, clip, w, batch_size=batch_size, workers=workers, device=device,
                        precision=precision)
 

@@ -4,6 +4,11 @@ The library modules take these constants from here (one definition each); the CL
 options from them and imports torch, open_clip and the rest only inside the commands.
 """
 
+from __future__ import annotations
+
+from dataclasses import MISSING
+from typing import Any
+
 DEFAULT_MODEL = "ViT-B-32"  # open_clip model name of the paper's CLIP
 DEFAULT_PRETRAINED = "openai"  # its open_clip pretrained tag
 PREPROCESS = ("official", "clip")  # cafe_cache.extract.preprocess
@@ -22,3 +27,17 @@ W_DIV = 5.0
 # with the best accuracy on the source's own test set (test-set selection: an extra, not the official number)
 WHICH = ("last", "best")
 DEFAULT_WHICH = "last"  # the paper's tables cafe reproduce makes
+
+
+def split_list(text: str | None) -> list[str] | None:
+    """'a, b,c' -> ['a', 'b', 'c']; None or '' -> None (a comma-separated option)."""
+    if not text:
+        return None
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
+def field_default(cls: type, name: str) -> Any:
+    """The default of field ``name`` of dataclass ``cls``: a command's option defaults are read from the
+    dataclass it fills, so each default is written once."""
+    f = cls.__dataclass_fields__[name]
+    return f.default_factory() if f.default_factory is not MISSING else f.default

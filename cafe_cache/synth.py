@@ -456,6 +456,21 @@ def contact_sheet(rows: dict[str, list[tuple[Path, int]]], cell: int = 112) -> I
     return sheet
 
 
+def check_demo_folder(out: Path, overwrite: bool) -> None:
+    """Refuse an ``out`` that is a file, or a non-empty folder unless ``overwrite`` (``cafe synth --force``:
+    the synth-* folders and preview.png in it are replaced)."""
+    if out.exists() and not out.is_dir():
+        raise CafeError(f"{out} exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise CafeError(f"{out} is not empty; pass --force to write into it anyway "
+                        "(its synth-* folders and preview.png are replaced) or choose another folder")
+
+
+def demo_image_count(domains: tuple[str, ...] | list[str], n_train_per_class: int, n_test_per_class: int) -> int:
+    """How many images :func:`make_demo_sample` writes."""
+    return len(domains) * NUM_CLASSES * (n_train_per_class + n_test_per_class)
+
+
 def make_demo_sample(root: str | Path, seed: int = 0, n_train_per_class: int = 24,
                      n_test_per_class: int = 8, size: int | None = None,
                      domains: tuple[str, ...] | list[str] = tuple(DOMAINS), *, overwrite: bool = False,

@@ -19,12 +19,13 @@ app = typer.Typer(help="Inspect feature caches made by `cafe extract`.", no_args
 def info(path: Path = typer.Argument(..., help="A cache file (cache/NAME.h5)."),
          show: int = typer.Option(10, help="How many unreadable/skipped entries to list."),
          verify: bool = typer.Option(False, "--verify", help="Read back every stored row: checksums (caches made by "
-                                     "this cafe) and finite, written features. Exit 2 naming the damaged dataset.")) -> None:
+                                     "this cafe) and finite, written features. Exit 2 naming the damaged "
+                                     "dataset.")) -> None:
     """Splits, counts, fingerprint and unreadable images of one cache file.
 
     On a cache a running `cafe extract` is writing, the rows written so far (read from the writer's
     progress file; the HDF5 file itself is left alone)."""
-    from cafe_cache.extract.cache import FeatureCache, shards_dir, writing_progress  # h5py: not for --help
+    from cafe_cache.extract.cache import FeatureCache, shard_files, shards_dir, writing_progress  # not for --help
     from cafe_cache.extract.subset import describe
 
     running = writing_progress(path)
@@ -46,7 +47,7 @@ def info(path: Path = typer.Argument(..., help="A cache file (cache/NAME.h5)."),
     for name, (done, n) in c.splits.items():
         table.add_row(name, f"{n:,}", f"{done:,}")
     out.print(table)
-    shards = sorted(shards_dir(path).glob("shard-*.h5"))
+    shards = shard_files(path)
     if shards:
         out.print(f"[yellow]{len(shards)} shard files of a torchrun extraction in {shards_dir(path)}[/]: their rows "
                   "join the cache when all are done; rerun the extraction (any number of ranks) to finish them")

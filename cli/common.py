@@ -18,7 +18,8 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from cafe_cache.progress import PlainProgress, rate_text  # noqa: F401 - rate_text: the commands' bars
+from cafe_cache.options import split_list  # noqa: F401  (the commands import it from here)
+from cafe_cache.progress import PlainProgress, rate_text  # noqa: F401  (rate_text: the commands' bars)
 
 console = Console(stderr=True, highlight=False)
 out = Console(highlight=False)  # results (tables) go to stdout
@@ -55,8 +56,3 @@ def progress(unit: str = "img") -> Progress | PlainProgress:
     )
 
 
-def split_list(text: str | None) -> list[str] | None:
-    """'a, b,c' -> ['a', 'b', 'c']; None or '' -> None."""
-    if not text:
-        return None
-    return [t.strip() for t in text.split(",") if t.strip()]

@@ -1,64 +1,27 @@
 """``cafe datasets``: list the dataset readers, or count what one reads below its root.
 
 Counting before extracting catches a wrong root, an unexpected class folder or a broken label
-file in seconds instead of after a CLIP pass.  ``reader_options`` turns the folder-only flags
-into reader options, so ``cafe extract`` builds its reader from the same flags.
+file in seconds instead of after a CLIP pass.  :func:`cafe_cache.datasets.options.reader_options`
+turns the dataset flags into reader options, so ``cafe extract`` builds its reader from the same flags.
 """
 
 from __future__ import annotations
 
 from collections import Counter
 from pathlib import Path
-from typing import Any
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 
-from cafe_cache.classes import CLASSES, class_id
+from cafe_cache.classes import CLASSES
 from cafe_cache.datasets import READERS, ReadResult, build_reader, default_root, root_env_var
-from cafe_cache.datasets.base import parse_int
-from cafe_cache.datasets.folder import CLASS_ID_HELP, SKIP
+from cafe_cache.datasets.options import reader_options
 from cafe_cache.errors import CafeError
 
-from .common import fail, out, split_list
+from .common import fail, out
 
 SHOWN_SKIPS = 5  # how many skipped entries and reasons to print
-
-
-def parse_class_map(text: str) -> dict[str, int]:
-    """``'contempt=-1,AN=anger,HA=3'`` -> ``{'contempt': -1, 'AN': 5, 'HA': 3}``.
-
-    A value is a target id (-1 skips the folder) or an English class name.
-    """
-    mapping: dict[str, int] = {}
-    for entry in split_list(text) or []:
-        key, sep, value = (part.strip() for part in entry.partition("="))
-        target = parse_int(value) if value.lstrip("-").isdecimal() else class_id(value)
-        if not sep or not key or target is None or not SKIP <= target < len(CLASSES):
-            raise CafeError(f"--class-map entry {entry!r} is not NAME=ID; ID is a class name or one of "
-                            f"{CLASS_ID_HELP} (e.g. --class-map contempt=-1,AN=anger)")
-        mapping[key] = target
-    return mapping
-
-
-def reader_options(dataset: str, class_map: str | None, name: str | None, ferplus_ties: str | None = None
-                   ) -> dict[str, Any]:
-    """Reader keyword options from the ``--class-map`` and ``--name`` flags (folder datasets only) and
-    ``--ferplus-ties`` (FERPlus only)."""
-    options: dict[str, Any] = {}
-    if ferplus_ties is not None:
-        if dataset != "ferplus":
-            raise CafeError(f"--ferplus-ties applies only to --dataset ferplus, not {dataset!r}")
-        options["ties"] = ferplus_ties
-    if class_map:
-        options["class_map"] = parse_class_map(class_map)
-    if name:
-        options["name"] = name
-    if (class_map or name) and dataset != "folder":
-        raise CafeError("--class-map and --name apply only to --dataset folder "
-                        f"({dataset!r} has its own fixed classes and cache name)")
-    return options
 
 
 def datasets(
@@ -71,14 +34,16 @@ def datasets(
     skip_bad: bool = typer.Option(False, "--skip-bad", help="Skip malformed label lines, unknown "
                                   "class folders and missing images instead of stopping at the first."),
     ferplus_ties: str | None = typer.Option(None, "--ferplus-ties", help="ferplus only: a shared highest vote "
-                                            "count is dropped (drop, the default) or the first tied class wins (first)."),
+                                            "count is dropped (drop, the default) or the first tied class wins "
+                                            "(first)."),
 ) -> None:
     """List the dataset readers, or count the images per split and class one of them reads."""
     try:
         if dataset is None:
             out.print(readers_table())
             return
-        reader = build_reader(dataset, root, strict=not skip_bad, **reader_options(dataset, class_map, name, ferplus_ties))
+        options = reader_options(dataset, class_map, name, ferplus_ties)
+        reader = build_reader(dataset, root, strict=not skip_bad, **options)
         result = reader.read()
     except CafeError as e:
         fail(str(e))

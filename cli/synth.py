@@ -8,9 +8,8 @@ from pathlib import Path
 import typer
 from rich.markup import escape
 
-from cafe_cache.classes import NUM_CLASSES
 from cafe_cache.errors import CafeError
-from cafe_cache.synth import DOMAINS, make_demo_sample
+from cafe_cache.synth import DOMAINS, check_demo_folder, demo_image_count, make_demo_sample
 
 from .common import console, fail, progress, rate_text, split_list
 from .common import out as results
@@ -48,15 +47,11 @@ def synth(
     if unknown or not chosen:
         fail(f"unknown domain(s) {escape(', '.join(unknown)) or '(none given)'} in --domains; "
              f"choose from {', '.join(DOMAINS)}")
-    if out.exists() and not out.is_dir():
-        fail(f"{escape(str(out))} exists and is not a folder")
-    if out.is_dir() and any(out.iterdir()) and not force:
-        fail(f"{escape(str(out))} is not empty; pass --force to write into it anyway "
-             "(its synth-* folders and preview.png are replaced) or choose another folder")
-    out.mkdir(parents=True, exist_ok=True)
-    total = len(chosen) * NUM_CLASSES * (train_per_class + test_per_class)
+    total = demo_image_count(chosen, train_per_class, test_per_class)
     start = time.perf_counter()
     try:
+        check_demo_folder(out, force)
+        out.mkdir(parents=True, exist_ok=True)
         with progress() as bar:
             task = bar.add_task("synth", total=total, rate="")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a missing download fails at once instead of retrying
 os.environ.setdefault("OMP_NUM_THREADS", "1")  # pytest -n 2 on 2 cores: one thread per worker
@@ -13,6 +14,11 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 from PIL import Image  # noqa: E402
+
+from cafe_cache.datasets import build_reader  # noqa: E402
+from cafe_cache.extract.cache import WEIGHTS_KEYS, CacheWriter, Fingerprint  # noqa: E402
+from cafe_cache.extract.clip import ClipSpec, load_clip  # noqa: E402
+from cafe_cache.extract.loop import ExtractReport, extract  # noqa: E402
 
 torch.set_num_threads(1)
 
@@ -32,6 +38,30 @@ def write_folder_dataset(root: Path, per_class: dict[str, int], size: int = 24, 
                 img[..., c % 3] += np.uint8(30 * (c + 1))
                 Image.fromarray(img).save(d / f"{i:03d}.png")
     return root
+
+
+def fingerprint(clip, **kw) -> Fingerprint:
+    """What the tests' caches record: ``official`` preprocessing, views clean and hflip, float32 features
+    computed in fp32; ``kw`` replaces any field by its JSON name (``seed=1``, ``activation="quickgelu"``)."""
+    base = dict(preprocess="official", views=("clean", "hflip"), dtype="float32", precision="fp32")
+    fp = Fingerprint.for_clip(clip, **{k: kw.pop(k, v) for k, v in base.items()})
+    weights = {name: kw.pop(key) for name, key in WEIGHTS_KEYS.items() if key in kw}
+    return replace(fp, weights_info=replace(fp.weights_info, **weights), **kw)
+
+
+def make_cache(root: Path, path: Path, clip=None, *, dataset: str = "folder", cache_name: str | None = None,
+               force: bool = False, store_images: int = 0, batch_size: int = 4, on_batch=None,
+               **fp_kw) -> ExtractReport:
+    """The ``dataset`` at ``root`` extracted in this process into the cache file ``path``, as `cafe extract`
+    does, with the tiny random CLIP (or ``clip``); ``fp_kw`` changes the :func:`fingerprint`. Its report."""
+    clip = clip or load_clip(ClipSpec(model=TINY_CLIP, random_weights=True))
+    reader = build_reader(dataset, root)
+    found = reader.read()
+    splits = {s: found.split(s) for s in found.splits()}
+    with CacheWriter.for_dataset(path, fingerprint(clip, **fp_kw), reader, splits, clip.embed_dim,
+                                 skipped=found.skipped, cache_name=cache_name, force=force,
+                                 store_images=store_images) as writer:
+        return extract(reader, splits, clip, writer, batch_size=batch_size, workers=0, on_batch=on_batch)
 
 
 @pytest.fixture

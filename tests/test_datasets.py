@@ -13,8 +13,8 @@ from PIL import Image
 
 from cafe_cache.datasets import READERS, DatasetError, Sample, build_reader, default_root
 from cafe_cache.datasets.ferplus import VOTE_COLUMNS, majority
+from cafe_cache.datasets.options import parse_class_map, reader_options
 from cafe_cache.errors import CafeError
-from cli.datasets import parse_class_map, reader_options
 
 SHARED = Path("/work/shared/datasets")
 
@@ -22,7 +22,8 @@ SHARED = Path("/work/shared/datasets")
 def image(path: Path, value: int = 0) -> Path:
     """A tiny grey image file; the format follows the suffix."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    Image.new("RGB", (8, 8), (value, value, value)).save(path, format="PNG" if path.suffix.lower() == ".png" else "JPEG")
+    fmt = "PNG" if path.suffix.lower() == ".png" else "JPEG"
+    Image.new("RGB", (8, 8), (value, value, value)).save(path, format=fmt)
     return path
 
 
@@ -232,8 +233,8 @@ def test_affectnet_npy_layout(tmp_path):
             image(tmp_path / folder / "images" / f"{stem}.jpg")
             np.save(tmp_path / folder / "annotations" / f"{stem}_exp.npy", np.array(value))
     result = build_reader("affectnet", tmp_path).read()
-    assert result.samples == [Sample("train_set/images/2.jpg", 3, "train"), Sample("train_set/images/10.jpg", 5, "train"),
-                              Sample("val_set/images/0.jpg", 0, "test")]
+    assert result.samples == [Sample("train_set/images/2.jpg", 3, "train"),
+                              Sample("train_set/images/10.jpg", 5, "train"), Sample("val_set/images/0.jpg", 0, "test")]
     assert result.skipped == [("train_set/annotations/1_exp.npy", "class 7 Contempt")]
 
 

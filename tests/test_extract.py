@@ -5,7 +5,6 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
-from dataclasses import replace
 from pathlib import Path
 
 import h5py
@@ -14,40 +13,21 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from cafe_cache.datasets import build_reader
 from cafe_cache.errors import CafeError
-from cafe_cache.extract.cache import CacheWriter, FeatureCache, Fingerprint, cache_path
+from cafe_cache.extract.cache import FeatureCache, cache_path
 from cafe_cache.extract.clip import ClipSpec, load_clip
-from cafe_cache.extract.loop import extract
 from cafe_cache.extract.preprocess import IMAGENET_MEAN, IMAGENET_STD, load_uint8, normalize
 from cli.main import app
 
-from .conftest import TINY_CLIP
+from .conftest import TINY_CLIP, make_cache
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def fingerprint(clip, **kw) -> Fingerprint:
-    base = dict(preprocess="official", views=("clean", "hflip"), dtype="float32", precision="fp32")
-    fp = Fingerprint.for_clip(clip, **{k: kw.pop(k, v) for k, v in base.items()})
-    return replace(fp, **kw)
-
-
-def run(root: Path, cache: Path, clip=None, force=False, on_batch=None, batch_size=4, **fp_kw):
-    clip = clip or load_clip(ClipSpec(model=TINY_CLIP, random_weights=True))
-    reader = build_reader("folder", root)
-    res = reader.read()
-    splits = {s: res.split(s) for s in res.splits()}
-    with CacheWriter(cache, fingerprint(clip, **fp_kw), dataset="folder", cache_name=reader.cache_name,
-                     root=reader.root, reader_options=reader.options(), splits=splits, skipped=res.skipped,
-                     feature_dim=clip.embed_dim, force=force) as w:
-        return extract(reader, splits, clip, w, batch_size=batch_size, workers=0, on_batch=on_batch)
 
 
 def test_features_match_a_direct_forward_pass(folder_dataset, tmp_path):
     clip = load_clip(ClipSpec(model=TINY_CLIP, random_weights=True))
     cache = tmp_path / "c.h5"
-    report = run(folder_dataset, cache, clip)
+    report = make_cache(folder_dataset, cache, clip)
     assert report.images == 7 * 5 and not report.errors
     data = FeatureCache(cache).load("test")
     assert data.features.shape == (14, 2, 32) and data.labels.tolist()[:2] == [5, 5]  # angry -> Anger (5)
@@ -60,18 +40,18 @@ def test_features_match_a_direct_forward_pass(folder_dataset, tmp_path):
 
 
 def test_random_weights_are_seeded_and_recorded(folder_dataset, tmp_path):
-    run(folder_dataset, tmp_path / "a.h5")
-    run(folder_dataset, tmp_path / "b.h5")
+    make_cache(folder_dataset, tmp_path / "a.h5")
+    make_cache(folder_dataset, tmp_path / "b.h5")
     a, b = FeatureCache(tmp_path / "a.h5"), FeatureCache(tmp_path / "b.h5")
     assert np.array_equal(a.load("train").features, b.load("train").features)
     assert a.random_weights and a.fingerprint.seed == 0 and "RANDOM WEIGHTS" in a.fingerprint.weights_label
     other = load_clip(ClipSpec(model=TINY_CLIP, random_weights=True, seed=1))
-    run(folder_dataset, tmp_path / "c.h5", other, seed=1)
+    make_cache(folder_dataset, tmp_path / "c.h5", other, seed=1)
     assert not np.allclose(FeatureCache(tmp_path / "c.h5").load("train").features, a.load("train").features)
 
 
 def test_interrupted_run_resumes_to_identical_features(folder_dataset, tmp_path):
-    run(folder_dataset, tmp_path / "clean.h5")
+    make_cache(folder_dataset, tmp_path / "clean.h5")
     calls = []
 
     def stop_after_two(split, n):
@@ -80,12 +60,13 @@ def test_interrupted_run_resumes_to_identical_features(folder_dataset, tmp_path)
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        run(folder_dataset, tmp_path / "resumed.h5", on_batch=stop_after_two)
+        make_cache(folder_dataset, tmp_path / "resumed.h5", on_batch=stop_after_two)
     with h5py.File(tmp_path / "resumed.h5") as f:
-        assert f["splits/train"].attrs["n_done"] == 8 and f["splits/test"].attrs["n_done"] == 0 and not f.attrs["complete"]
+        assert f["splits/train"].attrs["n_done"] == 8 and f["splits/test"].attrs["n_done"] == 0
+        assert not f.attrs["complete"]
     with pytest.raises(CafeError, match="unfinished"):
         FeatureCache(tmp_path / "resumed.h5").load("test")
-    report = run(folder_dataset, tmp_path / "resumed.h5")
+    report = make_cache(folder_dataset, tmp_path / "resumed.h5")
     assert report.resumed_from["train"] == 8 and report.images == 35 - 8
     for split in ("train", "test"):
         assert np.array_equal(FeatureCache(tmp_path / "clean.h5").load(split).features,
@@ -97,19 +78,19 @@ def test_killed_process_resumes_to_identical_features(folder_dataset, tmp_path):
     script = textwrap.dedent(f"""
         import os, signal, sys
         sys.path.insert(0, {str(REPO)!r})
-        from tests.test_extract import run
+        from tests.conftest import make_cache
         from pathlib import Path
         n = []
         def kill(split, k):
             n.append(k)
             if len(n) == 3:
                 os.kill(os.getpid(), signal.SIGKILL)
-        run(Path({str(folder_dataset)!r}), Path({str(tmp_path / 'killed.h5')!r}), on_batch=kill)
+        make_cache(Path({str(folder_dataset)!r}), Path({str(tmp_path / 'killed.h5')!r}), on_batch=kill)
     """)
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert proc.returncode == -9, proc.stderr
-    run(folder_dataset, tmp_path / "killed.h5")
-    run(folder_dataset, tmp_path / "clean.h5")
+    make_cache(folder_dataset, tmp_path / "killed.h5")
+    make_cache(folder_dataset, tmp_path / "clean.h5")
     for split in ("train", "test"):
         assert np.array_equal(FeatureCache(tmp_path / "clean.h5").load(split).features,
                               FeatureCache(tmp_path / "killed.h5").load(split).features)
@@ -118,7 +99,7 @@ def test_killed_process_resumes_to_identical_features(folder_dataset, tmp_path):
 def test_corrupt_image_is_recorded_and_the_run_goes_on(folder_dataset, tmp_path):
     bad = folder_dataset / "train" / "happy" / "001.png"
     bad.write_bytes(b"not a png at all")
-    report = run(folder_dataset, tmp_path / "c.h5")
+    report = make_cache(folder_dataset, tmp_path / "c.h5")
     assert [(s, p) for s, p, _ in report.errors] == [("train", "train/happy/001.png")]
     cache = FeatureCache(tmp_path / "c.h5")
     assert cache.complete and len(cache.load("train").labels) == 20
@@ -126,18 +107,18 @@ def test_corrupt_image_is_recorded_and_the_run_goes_on(folder_dataset, tmp_path)
 
 
 def test_finished_cache_with_other_settings_is_refused(folder_dataset, tmp_path):
-    run(folder_dataset, tmp_path / "c.h5")
+    make_cache(folder_dataset, tmp_path / "c.h5")
     with pytest.raises(CafeError, match="preprocess: cache has 'official', asked for 'clip'.*--force"):
-        run(folder_dataset, tmp_path / "c.h5", preprocess="clip")
-    report = run(folder_dataset, tmp_path / "c.h5", preprocess="clip", force=True)
+        make_cache(folder_dataset, tmp_path / "c.h5", preprocess="clip")
+    report = make_cache(folder_dataset, tmp_path / "c.h5", preprocess="clip", force=True)
     assert report.images == 35 and FeatureCache(tmp_path / "c.h5").fingerprint.preprocess == "clip"
 
 
 def test_changed_dataset_is_refused_on_resume(folder_dataset, tmp_path):
-    run(folder_dataset, tmp_path / "c.h5")
+    make_cache(folder_dataset, tmp_path / "c.h5")
     (folder_dataset / "test" / "sad" / "000.png").unlink()
     with pytest.raises(CafeError, match="split 'test' lists other images"):
-        run(folder_dataset, tmp_path / "c.h5")
+        make_cache(folder_dataset, tmp_path / "c.h5")
 
 
 def test_second_writer_is_locked_out(folder_dataset, tmp_path):
@@ -151,12 +132,12 @@ def test_second_writer_is_locked_out(folder_dataset, tmp_path):
     try:
         assert holder.stdout.readline().strip() == "locked"
         with pytest.raises(CafeError, match="being written by another cafe process"):
-            run(folder_dataset, cache)
+            make_cache(folder_dataset, cache)
         assert not cache.exists()
     finally:
         holder.kill()
         holder.wait()
-    run(folder_dataset, cache)  # free again once the holder is gone
+    make_cache(folder_dataset, cache)  # free again once the holder is gone
 
 
 def test_local_weights_file_is_loaded_and_hashed(tmp_path):

@@ -17,7 +17,7 @@ from PIL import Image
 
 from cafe_cache.errors import CafeError
 from cafe_cache.extract.cache import CacheWriter, FeatureCache, Fingerprint, SplitData
-from cafe_cache.extract.clip import ClipSpec, load_clip, official_activation
+from cafe_cache.extract.clip import ClipSpec, WeightsInfo, load_clip, official_activation
 from cafe_cache.train.data import NOISE_P, NOISE_VARIANCE, Augment, PairedSamples, _normalize
 
 from .conftest import TINY_CLIP, write_hf_cache
@@ -84,9 +84,8 @@ def test_activation_follows_the_pretrained_tag():
 
 
 def _fingerprint(model: str = TINY_CLIP, activation: str = "gelu") -> Fingerprint:
-    return Fingerprint(model=model, weights="random", weights_sha256=None, random_weights=True, seed=0,
-                       preprocess="official", views=("clean",), image_size=32, dtype="float32", precision="fp32",
-                       activation=activation)
+    return Fingerprint(WeightsInfo(model, "random", None, True, 0, activation), preprocess="official",
+                       views=("clean",), image_size=32, dtype="float32", precision="fp32")
 
 
 def _empty_cache(path: Path, fp: Fingerprint) -> None:

@@ -38,8 +38,7 @@ from cafe_cache.train.data import Augment, to_tensor
 from cafe_cache.train.loop import train
 from cli.main import app
 
-from .conftest import TINY_CLIP, write_folder_dataset
-from .test_extract import run as extract_cache
+from .conftest import TINY_CLIP, make_cache, write_folder_dataset
 
 FACE_REGION = (160, 40, 290, 195)  # where the astronaut's face lies (see test_faces.py)
 FPS = 10.0
@@ -49,7 +48,7 @@ FPS = 10.0
 def run_dir(tmp_path_factory) -> Path:
     base = tmp_path_factory.mktemp("predict")
     root = write_folder_dataset(base / "toyset", {"train": 2, "test": 1})
-    extract_cache(root, base / "cache" / "toyset.h5", batch_size=16)
+    make_cache(root, base / "cache" / "toyset.h5", batch_size=16)
     cfg = TrainConfig(source="toyset", cache_dir=str(base / "cache"), backbone_weights="none", epochs=1,
                       image_size=40, batch_size=16, workers=0, augment=Augment.none(), device="cpu")
     train(cfg, base / "run", log=lambda _: None)

@@ -23,9 +23,8 @@ from cafe_cache.predict.infer import clamp_box, random_warning
 from cafe_cache.progress import PlainProgress, SpeedHint, status_line
 from cli.main import app
 
-from .conftest import TINY_CLIP, write_folder_dataset
+from .conftest import TINY_CLIP, fingerprint, write_folder_dataset
 from .test_datasets import ferplus_folder, votes
-from .test_extract import fingerprint
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -133,8 +132,7 @@ def test_cache_info_shows_rows_done_of_a_cache_being_written(folder_dataset, tmp
     res = reader.read()
     splits = {s: res.split(s) for s in res.splits()}
     path = tmp_path / "c.h5"
-    with CacheWriter(path, fingerprint(clip), dataset="folder", cache_name="toyset", root=reader.root,
-                     reader_options={}, splits=splits, skipped=[], feature_dim=clip.embed_dim) as w:
+    with CacheWriter.for_dataset(path, fingerprint(clip), reader, splits, clip.embed_dim) as w:
         import numpy as np
         w.write("train", 0, np.zeros((5, 2, clip.embed_dim), np.float32), [""] * 5)
         assert writing_progress(path) == {"train": (5, 21), "test": (0, 14)}

@@ -14,31 +14,21 @@ from torchvision.transforms import v2
 
 from cafe_cache.datasets import build_reader, open_rgb
 from cafe_cache.errors import CafeError
-from cafe_cache.extract.cache import CacheWriter, FeatureCache, cache_path
-from cafe_cache.extract.clip import ClipSpec, load_clip
-from cafe_cache.extract.loop import extract
+from cafe_cache.extract.cache import FeatureCache, cache_path
 from cafe_cache.extract.preprocess import IMAGENET_MEAN, IMAGENET_STD
 from cafe_cache.train.config import TrainConfig
 from cafe_cache.train.data import Augment, PairedSamples, reader_for, to_tensor
 from cafe_cache.train.loop import train
 
-from .conftest import TINY_CLIP, write_folder_dataset
-from .test_extract import fingerprint
+from .conftest import TINY_CLIP, make_cache, write_folder_dataset
 
 TINY_SIZE = 32  # the tiny CLIP's input side
 
 
 def make(root: Path, cache_dir: Path, store: int) -> FeatureCache:
     """The folder dataset at ``root`` extracted into ``cache_dir`` with ``--store-images store``."""
-    clip = load_clip(ClipSpec(model=TINY_CLIP, random_weights=True))
-    reader = build_reader("folder", root)
-    found = reader.read()
-    splits = {s: found.split(s) for s in found.splits()}
-    path = cache_path(cache_dir, reader.cache_name)
-    with CacheWriter(path, fingerprint(clip), dataset="folder", cache_name=reader.cache_name, root=reader.root,
-                     reader_options=reader.options(), splits=splits, skipped=found.skipped,
-                     feature_dim=clip.embed_dim, store_images=store) as w:
-        extract(reader, splits, clip, w, batch_size=4, workers=0)
+    path = cache_path(cache_dir, build_reader("folder", root).cache_name)
+    make_cache(root, path, store_images=store)
     return FeatureCache(path)
 
 
@@ -123,7 +113,8 @@ def test_stored_images_train_without_the_dataset_folder(folder_dataset, tmp_path
     import shutil
     make(folder_dataset, tmp_path / "stored", TINY_SIZE)
     make(folder_dataset, tmp_path / "plain", 0)
-    cfg = dict(source="toyset", backbone_weights="none", epochs=1, batch_size=7, image_size=TINY_SIZE, workers=0, seed=3)
+    cfg = dict(source="toyset", backbone_weights="none", epochs=1, batch_size=7, image_size=TINY_SIZE, workers=0,
+               seed=3)
     before = train(TrainConfig(cache_dir=str(tmp_path / "stored"), **cfg), tmp_path / "run-a", log=lambda *_: None)
     shutil.rmtree(folder_dataset)
     after = train(TrainConfig(cache_dir=str(tmp_path / "stored"), **cfg), tmp_path / "run-b", log=lambda *_: None)

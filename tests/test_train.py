@@ -11,11 +11,8 @@ import torch
 from safetensors.torch import load_file
 
 from cafe_cache import synth
-from cafe_cache.datasets import build_reader
 from cafe_cache.errors import CafeError
-from cafe_cache.extract.cache import CacheWriter, FeatureCache, Fingerprint
-from cafe_cache.extract.clip import ClipSpec, load_clip
-from cafe_cache.extract.loop import extract
+from cafe_cache.extract.cache import FeatureCache
 from cafe_cache.extract.online import clip_for, online_features
 from cafe_cache.metrics import confusion_matrix, metrics, summary
 from cafe_cache.model.losses import total_loss
@@ -25,22 +22,7 @@ from cafe_cache.train.config import TrainConfig
 from cafe_cache.train.data import Augment, PairedSamples, reader_for
 from cafe_cache.train.loop import train
 
-from .conftest import TINY_CLIP
-
-
-def make_cache(dataset: str, root: Path, cache_dir: Path, name: str) -> Path:
-    clip = load_clip(ClipSpec(model=TINY_CLIP, random_weights=True))
-    reader = build_reader(dataset, root)
-    res = reader.read()
-    splits = {s: res.split(s) for s in res.splits()}
-    fp = Fingerprint(model=TINY_CLIP, weights="random", weights_sha256=None, random_weights=True, seed=0,
-                     preprocess="official", views=("clean", "hflip"), image_size=clip.image_size,
-                     dtype="float32", precision="fp32")
-    path = cache_dir / f"{name}.h5"
-    with CacheWriter(path, fp, dataset=dataset, cache_name=name, root=reader.root, reader_options=reader.options(),
-                     splits=splits, skipped=res.skipped, feature_dim=clip.embed_dim) as w:
-        extract(reader, splits, clip, w, batch_size=32, workers=0)
-    return path
+from .conftest import make_cache
 
 
 @pytest.fixture(scope="module")
@@ -50,8 +32,9 @@ def caches(tmp_path_factory) -> Path:
     data = base / "data"
     synth.write_rafdb(data / "synth-line", "line", 10, 4, size=40, seed=1)
     synth.write_folder(data / "synth-color", "color", 4, 3, size=40, seed=2)
-    make_cache("rafdb", data / "synth-line", base / "cache", "synth-line")
-    make_cache("folder", data / "synth-color", base / "cache", "synth-color")
+    make_cache(data / "synth-line", base / "cache" / "synth-line.h5", dataset="rafdb", cache_name="synth-line",
+               batch_size=32)
+    make_cache(data / "synth-color", base / "cache" / "synth-color.h5", cache_name="synth-color", batch_size=32)
     return base / "cache"
 
 

@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -44,9 +44,10 @@ import numpy as np
 from filelock import FileLock, Timeout
 
 from .. import __version__
-from ..datasets.base import Sample
+from ..datasets.base import Reader, Sample
 from ..errors import CafeError
 from .integrity import NO_CHUNK_CACHE, abandon, check_finite, checked_read, verify_cache, write_failed
+from .weights import WeightsInfo
 
 if TYPE_CHECKING:
     from .clip import LoadedClip
@@ -56,45 +57,67 @@ FORMAT_VERSION = 1
 STR = h5py.string_dtype()
 
 
+# the JSON keys of a fingerprint's WeightsInfo fields (the flat layout caches have always had)
+WEIGHTS_KEYS = {"model": "model", "source": "weights", "sha256": "weights_sha256",
+                "random_weights": "random_weights", "seed": "seed", "activation": "activation"}
+# the order fingerprint fields are compared and named in (``differences``)
+FIELD_ORDER = ("model", "weights", "weights_sha256", "random_weights", "seed", "preprocess", "views", "image_size",
+               "dtype", "precision", "activation")
+
+
 @dataclass(frozen=True)
 class Fingerprint:
-    """Everything that changes the stored features. Two caches agree when their fingerprints are equal."""
+    """Everything that changes the stored features: the CLIP weights (:class:`WeightsInfo`) and how they
+    were used. Two caches agree when their fingerprints are equal.
 
-    model: str
-    weights: str  # "pretrained:<tag>", "file:<name>" or "random"
-    weights_sha256: str | None
-    random_weights: bool
-    seed: int | None
+    Stored as flat JSON (``to_json``): the weights' fields under the keys of :data:`WEIGHTS_KEYS`
+    (``weights`` is ``WeightsInfo.source``, ``weights_sha256`` its ``sha256``) beside the others.
+    """
+
+    weights_info: WeightsInfo
     preprocess: str
     views: tuple[str, ...]
     image_size: int
     dtype: str
     precision: str
-    # the MLP activation CLIP was built with; caches of cafe 0.1 lack it and were all built with GELU
-    activation: str = "gelu"
 
     @classmethod
     def for_clip(cls, clip: LoadedClip, *, preprocess: str, views: tuple[str, ...], dtype: str,
                  precision: str) -> Fingerprint:
         """The fingerprint of features made by ``clip`` with these settings."""
-        info = clip.info
-        return cls(model=info.model, weights=info.source, weights_sha256=info.sha256,
-                   random_weights=info.random_weights, seed=info.seed, preprocess=preprocess, views=tuple(views),
-                   image_size=clip.image_size, dtype=dtype, precision=precision, activation=info.activation)
+        return cls(clip.info, preprocess=preprocess, views=tuple(views), image_size=clip.image_size, dtype=dtype,
+                   precision=precision)
+
+    # the weights' fields, under the names the JSON has always used
+    model = property(lambda self: self.weights_info.model)
+    weights = property(lambda self: self.weights_info.source, doc='"pretrained:<tag>", "file:<name>" or "random"')
+    weights_sha256 = property(lambda self: self.weights_info.sha256)
+    random_weights = property(lambda self: self.weights_info.random_weights)
+    seed = property(lambda self: self.weights_info.seed)
+    activation = property(lambda self: self.weights_info.activation, doc="the MLP activation CLIP was built with")
+
+    def to_dict(self) -> dict[str, Any]:
+        """The flat dict of the JSON form (views as a list)."""
+        d = {key: getattr(self.weights_info, name) for name, key in WEIGHTS_KEYS.items()}
+        d.update(preprocess=self.preprocess, views=list(self.views), image_size=self.image_size, dtype=self.dtype,
+                 precision=self.precision)
+        return d
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), sort_keys=True)
+        return json.dumps(self.to_dict(), sort_keys=True)
 
     @classmethod
     def from_json(cls, text: str) -> Fingerprint:
         d = json.loads(text)
-        d["views"] = tuple(d["views"])
         d.setdefault("activation", "quickgelu" if d["model"].endswith("-quickgelu") else "gelu")  # cafe <= 0.1
-        return cls(**d)
+        info = WeightsInfo(**{name: d.pop(key) for name, key in WEIGHTS_KEYS.items()})
+        d["views"] = tuple(d["views"])
+        return cls(info, **d)
 
     def differences(self, other: Fingerprint) -> list[str]:
-        return [f"{f.name}: cache has {getattr(self, f.name)!r}, asked for {getattr(other, f.name)!r}"
-                for f in fields(self) if getattr(self, f.name) != getattr(other, f.name)]
+        mine, theirs = self.to_dict(), other.to_dict()
+        return [f"{k}: cache has {_shown(k, mine[k])!r}, asked for {_shown(k, theirs[k])!r}"
+                for k in FIELD_ORDER if mine[k] != theirs[k]]
 
     @property
     def weights_label(self) -> str:
@@ -103,8 +126,11 @@ class Fingerprint:
 
     def same_weights(self, other: Fingerprint) -> bool:
         """Same CLIP: model, weights and activation (features of the two are comparable)."""
-        return (self.model, self.weights, self.weights_sha256, self.random_weights, self.seed, self.activation) == \
-               (other.model, other.weights, other.weights_sha256, other.random_weights, other.seed, other.activation)
+        return self.weights_info == other.weights_info
+
+
+def _shown(key: str, value: Any) -> Any:
+    return tuple(value) if key == "views" else value
 
 
 def cache_path(cache_dir: str | Path, cache_name: str) -> Path:
@@ -115,6 +141,11 @@ def shards_dir(path: Path) -> Path:
     """The shard folder of a torchrun extraction of cache ``path`` (``cache/x.h5`` -> ``cache/x.shards``;
     see :mod:`.shards`)."""
     return Path(path).with_suffix(".shards")
+
+
+def shard_files(path: Path) -> list[Path]:
+    """The shard files an unfinished torchrun extraction of cache ``path`` left (see :mod:`.shards`)."""
+    return sorted(shards_dir(path).glob("shard-*.h5"))
 
 
 def progress_file(path: Path) -> Path:
@@ -132,6 +163,16 @@ def writing_progress(path: Path) -> dict[str, tuple[int, int]] | None:
         return {k: (int(d), int(n)) for k, (d, n) in json.loads(side.read_text())["splits"].items()}
     except (OSError, ValueError, KeyError, TypeError):
         return None  # caught between the writer's write and rename: no progress to show this instant
+
+
+def rows_kept(path: Path) -> str:
+    """``train 120/1,965, test 0/500``: the rows of each split a cache no one writes now holds."""
+    try:
+        with h5py.File(path, "r") as f:
+            return ", ".join(f"{name} {int(g.attrs['n_done']):,}/{len(g['labels']):,}"
+                             for name, g in f["splits"].items())
+    except (OSError, KeyError):
+        return "no rows"
 
 
 def _is_locked(path: Path) -> bool:
@@ -183,6 +224,16 @@ class CacheWriter:
         except BaseException:
             self._lock.release()
             raise
+
+    @classmethod
+    def for_dataset(cls, path: Path, fingerprint: Fingerprint, reader: Reader, splits: dict[str, list[Sample]],
+                    feature_dim: int, *, skipped: list[tuple[str, str]] = (), cache_name: str | None = None,
+                    force: bool = False, store_images: int = 0, subset: dict[str, Any] | None = None) -> CacheWriter:
+        """A writer of ``splits`` of ``reader``'s dataset (its name, root and options recorded), with the
+        entries the reader ``skipped``; the cache name defaults to the reader's."""
+        return cls(path, fingerprint, dataset=reader.name, cache_name=cache_name or reader.cache_name,
+                   root=reader.root, reader_options=reader.options(), splits=splits, skipped=list(skipped),
+                   feature_dim=feature_dim, force=force, store_images=store_images, subset=subset)
 
     # -- opening ------------------------------------------------------------------------
     def _create(self, dataset, cache_name, root, reader_options, splits, skipped, dim) -> h5py.File:

@@ -11,53 +11,20 @@ import hashlib
 import logging
 import warnings
 import zipfile
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import open_clip
 import torch
 
 from ..errors import CafeError
-from ..options import DEFAULT_MODEL, DEFAULT_PRETRAINED
+from ..options import DEFAULT_PRETRAINED
+from .weights import ClipSpec, WeightsInfo  # defined apart from open_clip (light imports)
 
 CONFIG_DIR = Path(__file__).parent / "model_configs"  # cafe's own configs (e.g. the tiny test model)
 open_clip.add_model_config(CONFIG_DIR)
 
-RANDOM_SEED = 0
 ACTIVATIONS = ("auto", "quickgelu", "gelu")  # --activation; auto: what the weights were trained with
-
-
-@dataclass(frozen=True)
-class ClipSpec:
-    """Which CLIP to load: a named config plus exactly one source of weights."""
-
-    model: str = DEFAULT_MODEL
-    pretrained: str | None = DEFAULT_PRETRAINED  # open_clip tag, used when weights is None
-    weights: str | None = None  # local checkpoint file
-    random_weights: bool = False
-    seed: int = RANDOM_SEED  # random-weights seed
-    activation: str = "auto"  # transformer MLP activation; see official_activation()
-
-
-@dataclass(frozen=True)
-class WeightsInfo:
-    """Where the weights came from; stored in every cache and checkpoint."""
-
-    model: str
-    source: str  # "pretrained:<tag>", "file:<name>" or "random"
-    sha256: str | None  # of the checkpoint file, when one was read
-    random_weights: bool
-    seed: int | None
-    activation: str = "gelu"  # "quickgelu" or "gelu": the MLP activation the model was built with
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @property
-    def label(self) -> str:
-        if self.random_weights:
-            return f"{self.model} RANDOM WEIGHTS (seed {self.seed}, {self.activation})"
-        return f"{self.model} {self.source} ({self.activation})"
 
 
 @dataclass
@@ -196,7 +163,8 @@ def load_clip(spec: ClipSpec, device: str | torch.device = "cpu") -> LoadedClip:
         info = WeightsInfo(spec.model, f"file:{path.name}", sha256_file(path), False, None, act)
     elif spec.pretrained:
         if not open_clip.get_pretrained_cfg(spec.model, spec.pretrained):
-            raise CafeError(f"{spec.model} has no pretrained tag {spec.pretrained!r}. " + _how_to_get_weights(spec.model))
+            raise CafeError(f"{spec.model} has no pretrained tag {spec.pretrained!r}. "
+                            + _how_to_get_weights(spec.model))
         try:
             model = _create(spec.model, act, spec.pretrained)
         except Exception as e:  # download failures surface as RuntimeError/OSError/HF errors

@@ -5,6 +5,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -12,7 +14,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from ..datasets.base import ImageReadError, Reader, Sample
 from ..device import autocast
-from .cache import CacheWriter
+from .cache import CacheWriter, Fingerprint
 from .clip import LoadedClip
 from .preprocess import load_uint8, make_view, mean_std, normalize, resize_uint8
 
@@ -67,6 +69,46 @@ class ExtractReport:
     @property
     def rate(self) -> float:
         return self.images / self.seconds if self.seconds > 0 else 0.0
+
+
+@dataclass
+class Extraction:
+    """One extraction made concrete (:func:`.job.extract_dataset` builds it from an ``ExtractJob``): the
+    dataset's splits, CLIP and the fingerprint of its features, the cache file, and how to compute.
+    :mod:`.shards` takes it whole."""
+
+    reader: Reader
+    splits: dict[str, list[Sample]]
+    skipped: list[tuple[str, str]]  # entries the reader dropped, recorded in the cache
+    clip: LoadedClip
+    fingerprint: Fingerprint
+    path: Path  # the cache file
+    cache_name: str
+    subset: dict[str, Any] = field(default_factory=dict)  # {} or the --splits/--limit record
+    store_images: int = 0
+    force: bool = False
+    batch_size: int = 64
+    workers: int = 0
+    device: torch.device | str = "cpu"
+    precision: str = "fp32"
+
+    def writer(self) -> CacheWriter:
+        """The cache's writer (created, resumed, or replaced with ``force``)."""
+        return CacheWriter.for_dataset(self.path, self.fingerprint, self.reader, self.splits, self.clip.embed_dim,
+                                       skipped=self.skipped, cache_name=self.cache_name, force=self.force,
+                                       store_images=self.store_images, subset=self.subset)
+
+    def shard_writer(self, path: Path, splits: dict[str, list[Sample]]) -> CacheWriter:
+        """The writer of a shard file of these ``splits``' rows: a cache of the same dataset and fingerprint."""
+        return CacheWriter.for_dataset(path, self.fingerprint, self.reader, splits, self.clip.embed_dim,
+                                       cache_name=self.cache_name, store_images=self.store_images)
+
+    def run(self, writer: CacheWriter, splits: dict[str, list[Sample]] | None = None,
+            on_batch: Callable[[str, int], None] | None = None) -> ExtractReport:
+        """Fill ``writer`` with ``splits`` (default: all of them); see :func:`extract`."""
+        return extract(self.reader, self.splits if splits is None else splits, self.clip, writer,
+                       batch_size=self.batch_size, workers=self.workers, device=self.device, precision=self.precision,
+                       on_batch=on_batch)
 
 
 def extract(reader: Reader, splits: dict[str, list[Sample]], clip: LoadedClip, writer: CacheWriter, *,

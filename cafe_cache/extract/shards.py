@@ -26,14 +26,12 @@ from pathlib import Path
 from typing import Any
 
 import h5py
-import torch
 
-from ..datasets.base import Reader, Sample
+from ..datasets.base import Sample
 from ..distributed import Ranks
 from ..errors import CafeError
-from .cache import CacheWriter, Fingerprint, shards_dir
-from .clip import LoadedClip
-from .loop import ExtractReport, extract
+from .cache import CacheWriter, shards_dir
+from .loop import Extraction, ExtractReport
 
 COPY_ROWS = 4096  # rows per copy when joining shards into the cache
 
@@ -79,7 +77,8 @@ class Plan:
         return cls(**d)
 
 
-def cut(splits: dict[str, list[Sample]], start: dict[str, int], shards: int, batch_size: int) -> dict[str, list[tuple[int, int]]]:
+def cut(splits: dict[str, list[Sample]], start: dict[str, int], shards: int,
+        batch_size: int) -> dict[str, list[tuple[int, int]]]:
     """Rows [start, n) of each split in ``shards`` contiguous pieces of whole batches (the last
     batch of a split may be short), as even as whole batches allow."""
     rows = {}
@@ -98,7 +97,8 @@ def _plan(folder: Path, writer: CacheWriter, splits: dict[str, list[Sample]], sh
     plan = Plan.load(folder)
     if plan is not None:
         behind = [s for s in splits if start[s] < plan.start.get(s, -1)]
-        if plan.fingerprint != fp or plan.store_images != writer.store_images or set(plan.rows) != set(splits) or behind:
+        other = plan.fingerprint != fp or plan.store_images != writer.store_images or set(plan.rows) != set(splits)
+        if other or behind:
             raise CafeError(f"{folder} holds shards of another extraction than {writer.path} (other settings, "
                             "or the cache was replaced). Pass --force to start again, or remove that folder.")
         return plan
@@ -140,32 +140,23 @@ def join(writer: CacheWriter, plan: Plan, folder: Path) -> None:
     writer.finish()
 
 
-def extract_sharded(ranks: Ranks, reader: Reader, splits: dict[str, list[Sample]], skipped: list[tuple[str, str]],
-                    clip: LoadedClip, fingerprint: Fingerprint, path: Path, *, dataset: str, cache_name: str,
-                    store_images: int = 0, force: bool = False, subset: dict | None = None,
-                    batch_size: int = 64, workers: int = 0,
-                    device: torch.device | str = "cpu", precision: str = "fp32",
-                    on_plan: Callable[[dict[str, int]], None] | None = None,
+def extract_sharded(ranks: Ranks, ex: Extraction, *, on_plan: Callable[[dict[str, int]], None] | None = None,
                     on_batch: Callable[[str, int], None] | None = None) -> ExtractReport | None:
-    """Extract ``splits`` into the cache at ``path`` with every rank of ``ranks`` (called on all of
-    them). None when the cache was already complete. ``on_plan`` gets this rank's rows to do per split
-    before the work starts."""
+    """Extract ``ex`` into its cache with every rank of ``ranks`` (called on all of them). None when the
+    cache was already complete. ``on_plan`` gets this rank's rows to do per split before the work starts."""
     t0 = time.perf_counter()
-    folder = shards_dir(path)
+    folder = shards_dir(ex.path)
     main: dict[str, Any] = {}  # rank 0's open cache writer
 
     def prepare() -> Plan | None:
-        if force and folder.exists():
+        if ex.force and folder.exists():
             shutil.rmtree(folder)
-        writer = main["writer"] = CacheWriter(
-            path, fingerprint, dataset=dataset, cache_name=cache_name, root=reader.root,
-            reader_options=reader.options(), splits=splits, skipped=skipped, feature_dim=clip.embed_dim,
-            force=force, store_images=store_images, subset=subset)
-        if all(writer.n_done(s) >= len(v) for s, v in splits.items()):
+        writer = main["writer"] = ex.writer()
+        if all(writer.n_done(s) >= len(v) for s, v in ex.splits.items()):
             writer.finish()
             shutil.rmtree(folder, ignore_errors=True)
             return None
-        return _plan(folder, writer, splits, ranks.world, batch_size)
+        return _plan(folder, writer, ex.splits, ranks.world, ex.batch_size)
 
     try:
         plan = ranks.on_main(prepare)
@@ -173,16 +164,7 @@ def extract_sharded(ranks: Ranks, reader: Reader, splits: dict[str, list[Sample]
             return None
         if on_plan:
             on_plan(shard_todo(plan, folder, ranks))
-        mine = ExtractReport()
-        for k in plan.mine(ranks):
-            samples = plan.samples(k, splits)
-            with CacheWriter(shard_path(folder, k), fingerprint, dataset=dataset, cache_name=cache_name,
-                             root=reader.root, reader_options=reader.options(), splits=samples,
-                             skipped=[], feature_dim=clip.embed_dim, store_images=store_images) as shard:
-                r = extract(reader, samples, clip, shard, batch_size=batch_size, workers=workers,
-                            device=device, precision=precision, on_batch=on_batch)
-            mine.images += r.images
-            mine.errors += r.errors
+        mine = _my_shards(ranks, ex, plan, folder, on_batch)
         everyone = ranks.gather(mine)  # returns once every rank has finished its shards
         if ranks.is_main:
             join(main["writer"], plan, folder)
@@ -194,3 +176,16 @@ def extract_sharded(ranks: Ranks, reader: Reader, splits: dict[str, list[Sample]
     finally:
         if "writer" in main:
             main["writer"].close()
+
+
+def _my_shards(ranks: Ranks, ex: Extraction, plan: Plan, folder: Path,
+               on_batch: Callable[[str, int], None] | None) -> ExtractReport:
+    """Extract this rank's shards of ``plan``, each into its own shard file; their images and errors."""
+    mine = ExtractReport()
+    for k in plan.mine(ranks):
+        samples = plan.samples(k, ex.splits)
+        with ex.shard_writer(shard_path(folder, k), samples) as shard:
+            r = ex.run(shard, samples, on_batch=on_batch)
+        mine.images += r.images
+        mine.errors += r.errors
+    return mine
