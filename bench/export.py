@@ -69,7 +69,8 @@ def export_speed(run: Path, work: Path, *, batch: int, repeats: int) -> dict:
     check = top1_agreement(*sessions, inputs(QUANTIZE_CHECK_FACES))
     bench_inputs = inputs(batch)
     feeds = {"clip_image": bench_inputs[0].numpy(), "mask_image": bench_inputs[1].numpy()}
-    out: dict = {"model": report.metadata["model"], "batch": batch,
+    model = str(report.metadata["model"]).removeprefix(str(run)).strip()[1:-1]  # "<run> (cafe, CLIP ...)"
+    out: dict = {"model": model, "batch": batch,
                  "file_mib": {name: path.stat().st_size / MIB for name, path in files.items()},
                  "parity_max_abs_diff_fp32": report.max_abs_diff, "check_inputs": QUANTIZE_CHECK_FACES,
                  "export_check_agreement": check, "bench_inputs_agreement": top1_agreement(*sessions, bench_inputs)}
