@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
+from cafe_cache.options import EVAL_BATCH_SIZE
 from cafe_cache.train.config import TrainConfig
 
 from .common import console, out, progress, split_list
@@ -44,7 +45,7 @@ def evaluate(
     bgr_targets: str | None = typer.Option(None, help=BGR_HELP),
     clip_weights: str | None = typer.Option(None, help="CLIP checkpoint file, needed with --bgr-targets when the "
                                             "caches came from a file."),
-    batch_size: int = typer.Option(128, min=1),
+    batch_size: int = typer.Option(EVAL_BATCH_SIZE, min=1),
     workers: int | None = typer.Option(None, min=0, help="Image-reading worker processes. Default: 0 on the CPU, "
                                        "min(8, CPUs) on CUDA."),
     device: str = typer.Option(TrainConfig.device),

@@ -19,6 +19,7 @@ from ..extract.cache import FeatureCache, Fingerprint, find_caches
 from ..extract.online import clip_for
 from ..metrics import jsonable, markdown_table, metrics, summary
 from ..model.cafe import CAFEModel
+from ..options import EVAL_BATCH_SIZE
 from ..progress import named_bars
 from ..runs import RunConfig, RunFolder
 from .checkpoint import load_model, write_json
@@ -57,7 +58,7 @@ def check_same_weights(expected: Fingerprint, caches: dict[str, FeatureCache]) -
 
 def evaluate_caches(model: CAFEModel, caches: dict[str, FeatureCache], *, image_size: int,
                     roots: dict[str, str] | None = None, bgr_targets: tuple[str, ...] = (),
-                    clip_weights: str | None = None, batch_size: int = 128,
+                    clip_weights: str | None = None, batch_size: int = EVAL_BATCH_SIZE,
                     workers: int = 2, device="cpu", split: str = "test",
                     on_start: Callable[[str, int], None] | None = None,
                     on_batch: Callable[[int], None] | None = None) -> dict[str, dict[str, Any]]:
@@ -88,7 +89,7 @@ class RunEvaluation:
 
 
 def evaluate_run(run: str | Path, which: str | None = None, *, cache_dir: Path, targets: list[str] | None = None,
-                 bgr_targets: tuple[str, ...] = (), clip_weights: str | None = None, batch_size: int = 128,
+                 bgr_targets: tuple[str, ...] = (), clip_weights: str | None = None, batch_size: int = EVAL_BATCH_SIZE,
                  workers: int | None = None, device: str = "auto", roots: dict[str, str] | None = None,
                  log: Callable[[str], None] = print, bars: Callable[[], Any] | None = None) -> RunEvaluation | None:
     """Evaluate ``run``'s ``which`` weights on the targets and write ``eval-<which>/`` in the run folder;

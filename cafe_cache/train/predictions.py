@@ -14,6 +14,7 @@ from ..classes import NUM_CLASSES
 from ..extract.clip import LoadedClip
 from ..extract.online import online_features
 from ..model.cafe import CAFEModel
+from ..options import EVAL_BATCH_SIZE
 from .data import PairedSamples
 
 
@@ -25,7 +26,7 @@ class SplitPrediction:
 
 
 @torch.no_grad()
-def predict_split(model: CAFEModel, dataset: PairedSamples, *, batch_size: int = 128, workers: int = 2,
+def predict_split(model: CAFEModel, dataset: PairedSamples, *, batch_size: int = EVAL_BATCH_SIZE, workers: int = 2,
                   device="cpu", clip: LoadedClip | None = None,
                   on_batch: Callable[[int], None] | None = None) -> SplitPrediction:
     """Predictions on one split; images are read once, in batches, by ``workers`` processes."""
