@@ -13,14 +13,21 @@ is named in the title of every table written, so a table never passes for the pa
 from __future__ import annotations
 
 import json
+import shlex
+import subprocess
+import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from rich.markup import escape
+
 from . import paper
 from .datasets import default_root, root_env_var
+from .errors import CafeError
 from .extract.cache import FeatureCache, cache_path
 from .metrics import means
-from .options import DEFAULT_WHICH, TABLES
+from .options import DEFAULT_WHICH, TABLES, TRAIN_PRECISIONS, WHICH
 from .runs import RunConfig, RunFolder
 
 SWEEP_SEP = (0.5, 1.0, 1.5, 2.0, 3.0)  # with w_div = 5
@@ -271,3 +278,109 @@ def write_tables(experiments: list[Experiment], results_dir: Path, which: str = 
     (results_dir / "summary.json").write_text(json.dumps(
         {"random_weights": random, "which": which, "deviations": deviations, "tables": summary}, indent=2))
     return written
+
+
+# --------------------------------------------------------------------------- cafe reproduce as one call
+
+Say = Callable[[str], None]  # prints one line of rich markup
+
+
+@dataclass(frozen=True)
+class ReproduceJob:
+    """Every option of ``cafe reproduce`` (flags already split into words)."""
+
+    datasets: list[str] | None = None  # default: every dataset with a root or a cache
+    tables: tuple[str, ...] = TABLES
+    sweep: bool = False
+    cache_dir: Path = Path("cache")
+    runs: Path = Path("runs/reproduce")
+    results: Path = Path("results")
+    extract_args: tuple[str, ...] = ()
+    train_args: tuple[str, ...] = ()
+    expclip: Path | None = None
+    which: str = DEFAULT_WHICH
+    precision: str = "fp32"  # the official mask-branch precision
+    nproc_per_node: int = 1
+    dry_run: bool = False
+
+    def __post_init__(self) -> None:
+        if self.which not in WHICH:
+            raise CafeError(f"--which {self.which!r}: choose last (the final epoch, official) or best.")
+        if self.precision not in TRAIN_PRECISIONS:
+            raise CafeError(f"--precision {self.precision!r}: choose from {', '.join(TRAIN_PRECISIONS)}.")
+
+    @property
+    def train_words(self) -> list[str]:
+        """--train-args, with --precision added unless it is there already."""
+        words = list(self.train_args)
+        if not any(w == "--precision" or w.startswith("--precision=") for w in words):
+            words += ["--precision", self.precision]
+        return words
+
+
+def run_step(cmd: list[str], job: ReproduceJob, say: Say, nproc: int = 1) -> None:
+    """``cafe CMD`` as one process, or as ``nproc`` processes on this node under torchrun; printed first
+    as one copy-pasteable line, and only printed with ``--dry-run``."""
+    launcher = ["torchrun", "--standalone", f"--nproc-per-node={nproc}", "-m", "cli"] if nproc > 1 else ["cafe"]
+    say(f"[bold cyan]$ {escape(shlex.join(launcher + cmd))}[/]")
+    if job.dry_run:
+        return
+    python = ([sys.executable, "-m", "torch.distributed.run", *launcher[1:]] if nproc > 1
+              else [sys.executable, "-m", "cli"])
+    proc = subprocess.run([*python, *cmd])
+    if proc.returncode != 0:
+        raise CafeError(f"`{shlex.join(launcher + cmd)}` failed (exit {proc.returncode}); fix the cause above and "
+                        "rerun `cafe reproduce`: finished steps are not repeated.")
+
+
+def usable_datasets(job: ReproduceJob, say: Say) -> list[str]:
+    """The datasets of ``job.datasets`` (default: all) that have a root or a cache; says which are skipped."""
+    usable, missing = available_datasets(job.cache_dir)
+    if job.datasets:
+        unknown = [d for d in job.datasets if d not in paper.DATASETS]
+        if unknown:
+            raise CafeError(f"--datasets: unknown {unknown}; choose from {', '.join(paper.DATASETS)}.")
+        usable = [d for d in usable if d in job.datasets]
+    for m in missing:
+        say(f"[yellow]skipping[/] {escape(m)}")  # the message names the [datasets] table
+    if not usable:
+        raise CafeError("no dataset to run: configure at least one root (README, 'Dataset roots').")
+    return usable
+
+
+def reproduce(job: ReproduceJob, say: Say) -> list[Path]:
+    """Stage one for every usable dataset, stage two once per run folder, the zero-shot reference, then the
+    figure and the tables (their paths returned; none with ``--dry-run``). Finished steps are skipped."""
+    settings = Settings.from_args(job.which, list(job.extract_args), job.train_words)
+    say("settings:\n" + "\n".join(f"  {line}" for line in settings.summary()))
+    if not settings.paper_init:
+        say(f"[yellow]not the paper's backbone init[/]: {MSCELEB_HINT}")
+    usable = usable_datasets(job, say)
+    if bad := [t for t in job.tables if t not in TABLES]:
+        raise CafeError(f"--tables: unknown {bad}; choose from {', '.join(TABLES)}.")
+    for d in usable:  # stage one: finished caches are checked and skipped by cafe extract itself
+        run_step(["extract", "--dataset", d, "--cache-dir", str(job.cache_dir), *job.extract_args], job, say,
+                 job.nproc_per_node)
+    experiments = plan(usable, job.runs, job.tables, job.sweep)
+    targets = ",".join(usable)
+    for e in {e.run: e for e in experiments}.values():  # stage two, once per run folder
+        if e.results():
+            say(f"done already: {escape(str(e.run))}")
+            continue
+        common = ["--cache-dir", str(job.cache_dir), "--targets", targets, "--out", str(e.run),
+                  "--eval-which", "last,best"]
+        resume = RunFolder(e.run).resume.is_file()
+        cmd = ["train", "--resume", *common] if resume else ["train", "--source", e.source, *common, *e.flags,
+                                                             *job.train_words]
+        run_step(cmd, job, say, job.nproc_per_node)
+    zeroshot = ["zeroshot", "--targets", targets, "--cache-dir", str(job.cache_dir),
+                "--out", str(job.results / "zeroshot")]
+    run_step(zeroshot + (["--expclip", str(job.expclip)] if job.expclip else []), job, say)  # no FER training
+    if job.dry_run:
+        return []
+    from .report import plot_runs_cross_domain  # torch, matplotlib: only when tables are made
+
+    table1 = [e.run for e in experiments if e.table == "1" and e.results()]
+    if table1:
+        say(f"written {escape(str(plot_runs_cross_domain(table1, job.results / 'cross-domain.png', job.which)))}")
+    return write_tables(experiments, job.results, job.which)
