@@ -38,7 +38,7 @@ from torch import nn
 from .errors import CafeError
 from .extract.cache import FeatureCache, Fingerprint
 from .extract.online import clip_for
-from .metrics import metrics, summary
+from .metrics import markdown_table, metrics, summary
 from .paper import ZERO_SHOT
 
 # Prompt templates: the five of Exp-CLIP's "Expression Ensemble Five" (models/Text.py in
@@ -309,3 +309,25 @@ def zero_shot_tables(caches: dict[str, FeatureCache], *, text_dir: Path, expclip
                         for name, (x, y) in data.items()}
             tables.append(_table("Exp-CLIP", fp, rows, datasets, f", head {expclip.name}"))
     return tables
+
+
+def markdown(tables: list[dict[str, Any]]) -> str:
+    """results.md: one table per method, its CLIP input and the published numbers, then the caveat."""
+    parts = []
+    for t in tables:
+        text = markdown_table(t["targets"], None, t["title"])
+        text += f"- CLIP input: cached features, --preprocess {t['preprocess']}\n"
+        for name, p in t["published"].items():
+            text += (f"- published ViT-B/32 {t['method']} zero-shot for {name}: UAR {p['uar']:.2f}, "
+                     f"accuracy (WAR) {p['war']:.2f}\n")
+        parts.append(text)
+    return "\n".join(parts) + f"\n{APPROXIMATION_NOTE}\n"
+
+
+def write_results(out: Path, tables: list[dict[str, Any]], expclip: Path | None) -> None:
+    """``OUT/results.json`` (the prompts, the Exp-CLIP head, every table) and ``OUT/results.md``."""
+    out.mkdir(parents=True, exist_ok=True)
+    data = {"templates": list(PROMPT_TEMPLATES), "class_words": list(CLASS_PROMPT_NAMES),
+            "expclip": str(expclip) if expclip else None, "note": APPROXIMATION_NOTE, "tables": tables}
+    (out / "results.json").write_text(json.dumps(data, indent=2, sort_keys=True))
+    (out / "results.md").write_text(markdown(tables))

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import json
 import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -16,39 +14,12 @@ from cafe_cache.errors import CafeError
 from cafe_cache.options import DETECTOR_NAMES
 
 if TYPE_CHECKING:  # torch, OpenCV and the models load only when a command runs
-    from cafe_cache.predict.infer import FacePredictor, PictureResult
+    from cafe_cache.predict.infer import PictureResult
 
 from .common import console, out, progress
 
 OUT_SUFFIXES = (".csv", ".json")
 SHOWN_ROWS = 50  # the screen table stops here; --out has every row
-
-
-def load_predictor(checkpoint: Path | None, onnx: Path | None, clip_weights: str | None, device: str,
-                   batch_size: int) -> FacePredictor:
-    """The PyTorch run or the exported ONNX file, whichever was given (exactly one)."""
-    from cafe_cache.predict.infer import Predictor
-    if (checkpoint is None) == (onnx is None):
-        raise CafeError("pass either --checkpoint RUN (a `cafe train` run folder) or --onnx FILE (from `cafe export`).")
-    if onnx is not None:
-        from cafe_cache.predict.onnx_export import OnnxPredictor
-
-        return OnnxPredictor(onnx, device, batch_size)
-    return Predictor.from_run(checkpoint, clip_weights=clip_weights, device=device, batch_size=batch_size)
-
-
-def write_rows(path: Path, rows: list[dict[str, Any]], predictor: FacePredictor) -> None:
-    """All rows as CSV (one line per face or error) or JSON (rows plus the model and a summary)."""
-    from cafe_cache.predict.infer import COLUMNS, summary
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if path.suffix.lower() == ".csv":
-        with path.open("w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=COLUMNS)
-            writer.writeheader()
-            writer.writerows(rows)
-    else:
-        data = {"model": predictor.description, "warning": predictor.warning, "summary": summary(rows), "rows": rows}
-        path.write_text(json.dumps(data, indent=2))
 
 
 def annotated_name(picture: PictureResult) -> str:
@@ -139,8 +110,9 @@ def predict(
     """Facial expression of every face in photos and videos: a table, and --out CSV/JSON."""
     from cafe_cache.device import pick_device
     from cafe_cache.predict.faces import get_detector
-    from cafe_cache.predict.infer import draw_faces, predict_inputs
+    from cafe_cache.predict.infer import draw_faces, predict_inputs, write_rows
     from cafe_cache.predict.media import iter_inputs
+    from cafe_cache.predict.onnx_export import load_predictor
 
     if out_file is not None and out_file.suffix.lower() not in OUT_SUFFIXES:
         raise CafeError(f"--out {out_file}: name a .csv or .json file.")

@@ -14,6 +14,8 @@ per-face rows with either one.
 
 from __future__ import annotations
 
+import csv
+import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -260,3 +262,16 @@ def draw_faces(image: Image.Image, rows: list[dict[str, Any]]) -> Image.Image:
         draw.rectangle((box[0], y, box[0] + right - left + 2 * width, y + bottom - top + 2 * width), fill=(255, 210, 0))
         draw.text((box[0] + width, y + width - (top - box[1])), text, fill=(0, 0, 0), font=font)
     return canvas
+
+
+def write_rows(path: Path, rows: list[dict[str, Any]], predictor: FacePredictor) -> None:
+    """All rows as CSV (one line per face or error) or JSON (rows plus the model and a summary)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix.lower() == ".csv":
+        with path.open("w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=COLUMNS)
+            writer.writeheader()
+            writer.writerows(rows)
+    else:
+        data = {"model": predictor.description, "warning": predictor.warning, "summary": summary(rows), "rows": rows}
+        path.write_text(json.dumps(data, indent=2))

@@ -246,3 +246,13 @@ class OnnxPredictor(FacePredictor):
         feeds = {name: face_tensor(crops, self.meta["inputs"][name], tuple(pre["mean"]), tuple(pre["std"])).numpy()
                  for name in _input_names(self.session)}
         return self.session.run(["logits"], feeds)[0]
+
+
+def load_predictor(checkpoint: Path | None, onnx: Path | None, clip_weights: str | None, device: str,
+                   batch_size: int) -> FacePredictor:
+    """The PyTorch run or the exported ONNX file, whichever was given (exactly one)."""
+    if (checkpoint is None) == (onnx is None):
+        raise CafeError("pass either --checkpoint RUN (a `cafe train` run folder) or --onnx FILE (from `cafe export`).")
+    if onnx is not None:
+        return OnnxPredictor(onnx, device, batch_size)
+    return Predictor.from_run(checkpoint, clip_weights=clip_weights, device=device, batch_size=batch_size)
