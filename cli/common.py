@@ -18,8 +18,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from cafe_cache.options import split_list  # noqa: F401  (the commands import it from here)
-from cafe_cache.progress import PlainProgress, rate_text  # noqa: F401  (rate_text: the commands' bars)
+from cafe_cache.progress import PlainProgress
 
 console = Console(stderr=True, highlight=False)
 out = Console(highlight=False)  # results (tables) go to stdout

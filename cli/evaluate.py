@@ -8,10 +8,10 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from cafe_cache.options import EVAL_BATCH_SIZE
+from cafe_cache.options import EVAL_BATCH_SIZE, split_list
 from cafe_cache.train.config import TrainConfig
 
-from .common import console, out, progress, split_list
+from .common import console, out, progress
 
 BGR_HELP = ("Targets evaluated with colour channels in BGR order, reproducing the official notebooks' bug "
             "(they did so for affectnet,sfew,mma). CLIP then runs online on the BGR images.")

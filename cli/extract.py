@@ -18,9 +18,10 @@ from cafe_cache.errors import CafeError
 from cafe_cache.extract.job import ExtractJob, parse_views
 from cafe_cache.extract.weights import ClipSpec
 from cafe_cache.options import EXTRACT_PRECISIONS as PRECISIONS
-from cafe_cache.options import VIEWS, field_default
+from cafe_cache.options import VIEWS, field_default, split_list
+from cafe_cache.progress import rate_text
 
-from .common import console, progress, rate_text, say_plain, split_list
+from .common import console, progress, say_plain
 
 
 def _job(name: str):

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import typer
 
-from cafe_cache.options import DEFAULT_WHICH, TABLES, TRAIN_PRECISIONS
+from cafe_cache.options import DEFAULT_WHICH, TABLES, TRAIN_PRECISIONS, split_list
 
-from .common import console, split_list
+from .common import console
 
 
 def reproduce(

@@ -9,9 +9,11 @@ import typer
 from rich.markup import escape
 
 from cafe_cache.errors import CafeError
+from cafe_cache.options import split_list
+from cafe_cache.progress import rate_text
 from cafe_cache.synth import DOMAINS, check_demo_folder, demo_image_count, make_demo_sample
 
-from .common import console, fail, progress, rate_text, split_list
+from .common import console, fail, progress
 from .common import out as results
 
 

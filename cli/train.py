@@ -7,10 +7,10 @@ from pathlib import Path
 
 import typer
 
-from cafe_cache.options import DEFAULT_WHICH, TRAIN_PRECISIONS, VARIANTS
+from cafe_cache.options import DEFAULT_WHICH, TRAIN_PRECISIONS, VARIANTS, split_list
 from cafe_cache.train.config import Augment, TrainConfig
 
-from .common import console, progress, say_plain, split_list
+from .common import console, progress, say_plain
 from .evaluate import show_evaluation
 
 D = TrainConfig  # the option defaults are TrainConfig's (the paper's hyper-parameters, one place)

@@ -12,7 +12,9 @@ from pathlib import Path
 
 import typer
 
-from .common import console, split_list
+from cafe_cache.options import split_list
+
+from .common import console
 from .evaluate import print_results
 
 
