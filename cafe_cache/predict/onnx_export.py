@@ -32,8 +32,7 @@ from PIL import Image
 from .. import __version__
 from ..classes import CLASSES
 from ..errors import CafeError
-from ..extract.preprocess import IMAGENET_MEAN, IMAGENET_STD
-from .infer import CROP_SIZE, FacePredictor, Predictor, face_tensor
+from .infer import FacePredictor, Predictor, Preprocess
 
 INPUTS = ("clip_image", "mask_image")
 PARITY_TOLERANCE = 1e-3  # fp32 logits, onnxruntime vs PyTorch
@@ -53,30 +52,36 @@ class ExportReport:
     int8_agreement: float | None = None  # with --quantize int8: top-1 agreement with fp32 on the checked inputs
 
 
-def metadata(predictor: Predictor, checkpoint: str | Path) -> dict[str, Any]:
-    """What a user of the file needs besides the graph (see the module docstring)."""
+def metadata(predictor: Predictor, source: str | Path, info: dict[str, Any] | None = None) -> dict[str, Any]:
+    """What a user of the file needs besides the graph (see the module docstring); ``info``: the
+    ``Recognizer.info`` of the model, so that ``cafe_cache.load`` of the file can tell it again."""
     return {
         "format": FORMAT,
         "cafe_version": __version__,
-        "checkpoint": str(checkpoint),
+        "checkpoint": str(source),
         "classes": list(CLASSES),
         "inputs": {"clip_image": predictor.clip_size, "mask_image": predictor.mask_size},
-        "preprocessing": {
-            "face_crop": f"RAF-DB-style aligned face, {CROP_SIZE}x{CROP_SIZE} (cafe_cache.predict.faces.align_face)",
-            "resize": "PIL bilinear to each input's size, aspect ratio not kept",
-            "colour_order": "RGB", "scale": "pixel / 255", "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD),
-        },
+        "preprocessing": predictor.preprocess.to_dict(),
         "output": "logits (batch, classes); softmax gives probabilities",
         "model": predictor.name,
         "random_weights": predictor.warning is not None,
         "warning": predictor.warning,
+        "info": info,
     }
 
 
 def export_onnx(checkpoint: str | Path, out: str | Path, *, which: str | None = None,
                 clip_weights: str | None = None, opset: int = 17, seed: int = 0,
                 quantize: str | None = None) -> ExportReport:
-    """Write ``out`` and check it against PyTorch; a file that fails the check is not kept.
+    """:func:`write_onnx` of a run folder's model (``cafe_cache.load(...).export_onnx`` takes any source)."""
+    predictor = Predictor.from_run(checkpoint, which=which, clip_weights=clip_weights, device="cpu")
+    return write_onnx(predictor, out, source=checkpoint, opset=opset, seed=seed, quantize=quantize)
+
+
+def write_onnx(predictor: Predictor, out: str | Path, *, source: str | Path, info: dict[str, Any] | None = None,
+               opset: int = 17, seed: int = 0, quantize: str | None = None) -> ExportReport:
+    """Write ``predictor`` (a model loaded from ``source``, see ``Recognizer.export_onnx``) to ``out`` and check
+    it against PyTorch; a file that fails the check is not kept.
 
     Uses the TorchScript exporter (``dynamo=False``): it needs nothing beyond torch and onnx,
     whereas the newer exporter needs the ``onnxscript`` package.
@@ -86,8 +91,7 @@ def export_onnx(checkpoint: str | Path, out: str | Path, *, which: str | None = 
 
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    predictor = Predictor.from_run(checkpoint, which=which, clip_weights=clip_weights, device="cpu")
-    meta = metadata(predictor, checkpoint)
+    meta = metadata(predictor, source, info)
     generator = torch.Generator().manual_seed(seed)
     examples = [_random_inputs(predictor, b, generator) for b in PARITY_BATCHES]
     tmp = out.with_name(out.name + ".tmp")
@@ -236,23 +240,13 @@ class OnnxPredictor(FacePredictor):
         self.meta = _metadata_of(self.session, path)
         if self.meta["classes"] != list(CLASSES):
             raise CafeError(f"{path} predicts classes {self.meta['classes']}, this cafe expects {list(CLASSES)}.")
-        self.clip_size, self.mask_size = self.meta["inputs"]["clip_image"], self.meta["inputs"]["mask_image"]
+        pre = self.meta["preprocessing"]
+        self.preprocess = Preprocess(self.meta["inputs"]["clip_image"], self.meta["inputs"]["mask_image"],
+                                     tuple(pre["mean"]), tuple(pre["std"]))
         self.batch_size, self.warning = batch_size, self.meta["warning"]
         self.name = f"{path} (ONNX export of {self.meta['model']})"
         self.runs_on = "onnxruntime " + self.session.get_providers()[0].replace("ExecutionProvider", "")
 
     def _logits(self, crops: list[Image.Image]) -> np.ndarray:
-        pre = self.meta["preprocessing"]
-        feeds = {name: face_tensor(crops, self.meta["inputs"][name], tuple(pre["mean"]), tuple(pre["std"])).numpy()
-                 for name in _input_names(self.session)}
-        return self.session.run(["logits"], feeds)[0]
-
-
-def load_predictor(checkpoint: Path | None, onnx: Path | None, clip_weights: str | None, device: str,
-                   batch_size: int) -> FacePredictor:
-    """The PyTorch run or the exported ONNX file, whichever was given (exactly one)."""
-    if (checkpoint is None) == (onnx is None):
-        raise CafeError("pass either --checkpoint RUN (a `cafe train` run folder) or --onnx FILE (from `cafe export`).")
-    if onnx is not None:
-        return OnnxPredictor(onnx, device, batch_size)
-    return Predictor.from_run(checkpoint, clip_weights=clip_weights, device=device, batch_size=batch_size)
+        inputs = dict(zip(INPUTS, self.preprocess(crops)))
+        return self.session.run(["logits"], {name: inputs[name].numpy() for name in _input_names(self.session)})[0]
