@@ -29,11 +29,13 @@ def export(
         PARITY_BATCHES,
         PARITY_TOLERANCE,
         QUANTIZE_CHECK_FACES,
+        require_onnx,
     )
     from cafe_cache.predict.recognizer import load
 
     if quantize not in (None, "int8"):
         raise CafeError(f"--quantize {quantize}: the one choice is int8.")
+    require_onnx()
     model = load(checkpoint, device="cpu", clip_weights=clip_weights, warn=False)
     report = model.export_onnx(out_file, opset=opset, quantize=quantize)
     meta = report.metadata

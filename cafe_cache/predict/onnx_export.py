@@ -70,6 +70,12 @@ def metadata(predictor: Predictor, source: str | Path, info: dict[str, Any] | No
     }
 
 
+def require_onnx() -> None:
+    """Import onnx and onnxruntime now, so that a missing predict extra is named before any work."""
+    import onnx  # noqa: F401
+    import onnxruntime  # noqa: F401
+
+
 def export_onnx(checkpoint: str | Path, out: str | Path, *, which: str | None = None,
                 clip_weights: str | None = None, opset: int = 17, seed: int = 0,
                 quantize: str | None = None) -> ExportReport:
