@@ -40,7 +40,7 @@ from cafe_cache.train.evaluate import evaluate_run
 from cafe_cache.train.loop import train
 from cli.main import app
 
-from .conftest import make_cache, write_folder_dataset
+from .conftest import make_cache, write_folder_dataset, write_hf_snapshot
 
 REPO = Path(__file__).resolve().parents[1]
 FACE_REGION = (160, 40, 290, 195)  # the astronaut's face (see test_faces.py)
@@ -221,16 +221,6 @@ def test_predict_video_holds_few_frames_at_a_time(recognizer, tmp_path, monkeypa
     assert [s[0] for s in seen] == list(range(0, 60, 2)) and seen[1][1] == pytest.approx(0.2)
     assert all(n == 1 for *_, n in seen) and len(decoded) == 30
     assert max(alive) <= 4, alive  # one batch, never the whole video
-
-
-def write_hf_snapshot(cache: Path, repo: str, folder: Path, revision: str = "1" * 40) -> Path:
-    """``folder`` laid out as huggingface_hub leaves a downloaded repo in its cache (refs/main -> snapshot)."""
-    repo_dir = cache / f"models--{repo.replace('/', '--')}"
-    (repo_dir / "refs").mkdir(parents=True, exist_ok=True)
-    (repo_dir / "refs" / "main").write_text(revision)
-    snapshot = repo_dir / "snapshots" / revision
-    shutil.copytree(folder, snapshot)
-    return snapshot
 
 
 @pytest.fixture(scope="module")
