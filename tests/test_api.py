@@ -356,3 +356,28 @@ def test_load_and_predict_crops_without_opencv_skimage_onnx(run_dir, recognizer,
     np.testing.assert_allclose(probs_of(out["probs"][0]), probs_of(face), atol=1e-6)
     assert "'skimage' is not installed" in out["detect"] and "cafe-fer[predict]" in out["detect"]
     assert "'cv2' is not installed" in out["video"] and out["loaded"] == []
+
+
+def readme_blocks(heading: str) -> list[str]:
+    """The ```python blocks of the README section ``heading``."""
+    text = (REPO / "README.md").read_text()
+    section = text.split(f"\n## {heading}\n", 1)[1].split("\n## ", 1)[0]
+    return [block.split("```", 1)[0] for block in section.split("```python\n")[1:]]
+
+
+def test_the_readme_python_api_example_runs_as_written(run_dir, pictures, tmp_path, monkeypatch, capsys):
+    """The README's example, with `make demo`'s run and pictures replaced by this test's."""
+    crops = tmp_path / "demo" / "data" / "synth-color" / "test" / "happy"
+    crops.mkdir(parents=True)
+    for k in ("face", "small", "cup"):
+        shutil.copy(pictures[k], crops / f"test_{k}.png")
+    shutil.copy(pictures["photo"], tmp_path / "demo" / "data" / "preview.png")
+    shutil.copytree(run_dir, tmp_path / "demo" / "run")
+    monkeypatch.chdir(tmp_path)
+    example, video = readme_blocks("Python API")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", cafe.RandomWeightsWarning)
+        exec(compile(example, "README.md", "exec"), {})
+    printed = capsys.readouterr().out.splitlines()
+    assert len(printed) == 1 + 3 and printed[1].startswith("test_cup.png ")  # the photo's face, then 3 crops
+    assert "predict_video(" in video
