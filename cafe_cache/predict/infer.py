@@ -1,15 +1,16 @@
-"""Expressions of faces in photos and videos with a trained CAFE run (``cafe predict``).
+"""The models behind ``cafe_cache.load`` and ``cafe predict``: backends, preprocessing, result rows.
 
 The model sees faces exactly as it did in training and evaluation (the official
-preprocessing): a face crop framed like RAF-DB's 100x100 aligned images is resized
-(PIL bilinear, aspect ratio not kept) to CLIP's input size for the frozen CLIP tower
+preprocessing, :class:`Preprocess`): a face crop framed like RAF-DB's 100x100 aligned images
+is resized (PIL bilinear, aspect ratio not kept) to CLIP's input size for the frozen CLIP tower
 and, separately, to the run's ``image_size`` for the mask branch; both are scaled to
 [0, 1] and standardised with the ImageNet mean/std, colours in RGB order.
 
 Two backends share :class:`FacePredictor`'s interface: :class:`Predictor` (PyTorch, from
-a run folder) here and ``OnnxPredictor`` (onnxruntime, from ``cafe export``'s file) in
-:mod:`cafe_cache.predict.onnx_export`.  :func:`predict_inputs` turns files into
-per-face rows with either one.
+a run folder or a package) here and ``OnnxPredictor`` (onnxruntime, from ``cafe export``'s file)
+in :mod:`cafe_cache.predict.onnx_export`; :class:`~cafe_cache.predict.recognizer.Recognizer`
+wraps either.  :func:`predict_inputs` turns files into per-face rows with a Recognizer
+(``cafe predict``), :func:`write_rows` writes them.
 """
 
 from __future__ import annotations

@@ -31,7 +31,7 @@ from ..device import pick_device
 from ..errors import CafeError, missing_extra
 from ..extract.cache import Fingerprint
 from ..options import DETECTOR_NAMES
-from ..runs import RunConfig
+from ..runs import RunConfig, RunFolder, read_config_json
 from .faces import FaceDetector, align_face, get_detector
 from .hub import HF_PREFIX, resolve_hf
 from .infer import CROP_SIZE, FacePredictor, Predictor, Preprocess, clamp_box
@@ -246,8 +246,6 @@ def _open(source: str, which: str | None, clip_weights: str | None, device: str,
 
 
 def _run_config(path: Path) -> dict[str, Any]:
-    from ..runs import RunFolder, read_config_json
-
     return read_config_json(RunFolder.of_checkpoint(path)[0])
 
 
