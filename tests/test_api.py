@@ -276,6 +276,9 @@ def test_package_round_trips_through_an_offline_hf_cache(package, recognizer, pi
         assert got == expected, source
     hub = cafe.load("hf://org/cafe-toyset", device="cpu", warn=False)
     assert hub.info.source == "hf://org/cafe-toyset" and hub.info.clip_random_weights and hub.warning
+    assert "hf://org/cafe-toyset" in repr(hub)
+    with pytest.raises(CafeError, match="holds one set of weights"):
+        cafe.load("hf://org/cafe-toyset", which="best")
 
 
 def test_a_corrupted_package_is_refused_by_name(package, tmp_path):
@@ -303,7 +306,7 @@ def run_cafe(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
 
 @pytest.mark.parametrize("env, says", [
     ({"HF_HUB_OFFLINE": "1"}, "HF_HUB_OFFLINE is set"),
-    ({"HF_HUB_OFFLINE": "0", "HF_ENDPOINT": "http://127.0.0.1:9"}, "the Hub cannot be reached"),
+    ({"HF_HUB_OFFLINE": "0", "HF_ENDPOINT": "http://127.0.0.1:9"}, "the Hub cannot be reached (ConnectError"),
 ])
 def test_an_uncached_hf_package_fails_at_once_with_one_line(pictures, tmp_path, env, says):
     proc = run_cafe("predict", "--checkpoint", "hf://org/not-cached", str(pictures["face"]), "--no-detect",

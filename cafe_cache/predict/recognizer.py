@@ -132,6 +132,9 @@ class Recognizer:
         self._detector_name, self._device = detector, device
         self._detector: FaceDetector | None = None
 
+    def __repr__(self) -> str:
+        return f"Recognizer({self.description}, detector={self._detector_name})"
+
     @property
     def preprocess(self) -> Preprocess:
         """The exact transform of a face crop into the model's inputs."""
@@ -223,23 +226,35 @@ def load(source: str | Path, *, device: str = "auto", detector: str = "auto", wh
     return Recognizer(backend, info, detector=detector, device=str(pick_device(device)))
 
 
-def _open(source: str, which: str | None, clip_weights: str | None, device: str,
-          batch_size: int) -> tuple[FacePredictor, ModelInfo]:
-    """The backend and its :class:`ModelInfo` for each kind of ``source`` :func:`load` takes."""
+def source_kind(source: str) -> str:
+    """What ``source`` names: ``hub``, ``onnx``, ``package`` or ``run`` (a missing path is one clear error)."""
     if source.startswith(HF_PREFIX):
-        return _package(resolve_hf(source), source, clip_weights, device, batch_size)
+        return "hub"
     path = Path(source).expanduser()
     if not path.exists():
         raise CafeError(f"{source}: no such file or folder. Pass a run folder of `cafe train`, a checkpoint in one, "
                         "a `cafe export` .onnx file, a `cafe package` folder or hf://ORG/NAME.")
     if path.suffix.lower() == ".onnx":
+        return "onnx"
+    return "package" if is_package(path.parent if path.is_file() else path) else "run"
+
+
+def _open(source: str, which: str | None, clip_weights: str | None, device: str,
+          batch_size: int) -> tuple[FacePredictor, ModelInfo]:
+    """The backend and its :class:`ModelInfo` for each kind of ``source`` :func:`load` takes."""
+    kind, path = source_kind(source), Path(source).expanduser()
+    if which is not None and kind != "run":
+        raise CafeError(f"which={which!r} picks the weights of a run folder; {source} holds one set of weights.")
+    if kind == "hub":
+        return _package(resolve_hf(source), source, clip_weights, device, batch_size)
+    if kind == "package":
+        return _package(path.parent if path.is_file() else path, source, clip_weights, device, batch_size)
+    if kind == "onnx":
         try:
             onnx = OnnxPredictor(path, device, batch_size)
         except ModuleNotFoundError as e:
             raise (missing_extra(e) or e) from None
         return onnx, _onnx_info(onnx, source)
-    if is_package(path.parent if path.suffix == ".safetensors" else path):
-        return _package(path.parent if path.is_file() else path, source, clip_weights, device, batch_size)
     predictor = Predictor.from_run(path, which=which, clip_weights=clip_weights, device=device, batch_size=batch_size)
     config = RunConfig.from_json(_run_config(path))
     return predictor, ModelInfo.of_run(config, source, predictor.name, predictor.clip_size)
