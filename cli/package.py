@@ -12,7 +12,8 @@ from .common import console, out
 
 
 def package(
-    run: Path = typer.Argument(..., help="Run folder of `cafe train` (or RUN/best.safetensors, RUN/last.safetensors)."),
+    run: Path = typer.Argument(..., metavar="RUN", help="Run folder of `cafe train` (or RUN/best.safetensors, "
+                                                        "RUN/last.safetensors)."),
     out_dir: Path = typer.Argument(..., metavar="OUT", help="The folder to write (new or empty)."),
     which: str | None = typer.Option(None, help=f"Which weights: {' or '.join(WHICH)} (default: last, the final "
                                                 "epoch the paper's numbers come from; or the checkpoint named)."),
@@ -28,7 +29,8 @@ def package(
     report = package_run(run, out_dir, which, repo)
     if report.warning:
         console.print(f"[bold yellow]warning:[/] {report.warning}")
-    evaluated = ", ".join(report.evaluated) or "none (run `cafe eval` first to put results in the card)"
+    evaluated = ", ".join(report.evaluated) or (f"none (run `cafe eval --checkpoint {run} --which {report.which}` "
+                                                "first to put them in the card)")
     out.print(f"wrote {report.folder}: model.safetensors ({report.which} weights, sha256 {report.weights_sha256}), "
               f"config.json, README.md\ncross-domain results in the card: {evaluated}\n"
               f"upload: huggingface-cli upload {repo or 'ORG/NAME'} {report.folder}\n"

@@ -39,7 +39,7 @@ def sampled_frames(path: Path, every: int) -> int | None:
 
 def table_of(rows: list[dict[str, Any]], width: int = 80) -> Table:
     """The rows as a table that stays readable at 80 columns: columns with nothing in them (frame and
-    time for photos, score without a detector) are left out, an error takes the expression's place,
+    time for photos) are left out, an error takes the expression's place,
     and the file name is cut first."""
     shown = rows[:SHOWN_ROWS]
     cells = {

@@ -213,7 +213,7 @@ def test_onnx_predictions_equal_torch(run_dir, inputs, onnx_file, tmp_path):
         assert max(abs(a[c] - b[c]) for c in CLASSES) < 1e-4
 
     # the library path too, batched across the face crops of a chunk
-    recognizer = load(path, device="cpu", batch_size=2)
+    recognizer = load(path, device="cpu", batch_size=2, warn=False)
     pictures = list(predict_inputs(list(iter_inputs(files)), recognizer, True, every=2, chunk_size=3))
     assert [len(p.rows) for p in pictures] == [1, 1, 1, 1]
 

@@ -9,13 +9,15 @@ from ..metrics import means
 from ..paper import CAFE_CROSS_DOMAIN, DATASET_NAMES
 from ..runs import RunConfig
 
-CITATION = """@inproceedings{zhang2024generalizable,
-  title={Generalizable Facial Expression Recognition},
-  author={Zhang, Yuhang and Zheng, Xiuqi and Liang, Chenyi and Hu, Jiani and Deng, Weihong},
-  booktitle={Computer Vision--ECCV 2024: 18th European Conference, Milan, Italy, September 29--October 4, 2024,
-             Proceedings},
-  year={2024}
-}"""
+CITATION = "\n".join([
+    "@inproceedings{zhang2024generalizable,",
+    "  title={Generalizable Facial Expression Recognition},",
+    "  author={Zhang, Yuhang and Zheng, Xiuqi and Liang, Chenyi and Hu, Jiani and Deng, Weihong},",
+    "  booktitle={Computer Vision--ECCV 2024: 18th European Conference, Milan, Italy, September 29--October 4, "
+    "2024, Proceedings},",
+    "  year={2024}",
+    "}",
+])
 
 
 def model_card(data: dict[str, Any], config: RunConfig, results: dict[str, Any] | None, repo: str) -> str:
@@ -25,8 +27,8 @@ def model_card(data: dict[str, Any], config: RunConfig, results: dict[str, Any] 
     title = f"CAFE facial expression recognition, trained on {DATASET_NAMES.get(source, source)}"
     parts = [_front_matter(source), f"# {title}" + (" (RANDOM WEIGHTS: not a real model)" if random else ""), ""]
     if data["warning"]:
-        parts += [f"> **RANDOM WEIGHTS.** {data['warning']}", ""]
-    parts += _what_it_is(data, config) + _how_to_use(repo) + _results(results, source)
+        parts += [f"> **RANDOM WEIGHTS.** {data['warning'][0].upper()}{data['warning'][1:]}", ""]
+    parts += _what_it_is(data, config) + _how_to_use(repo) + _results(results, source, data["weights"]["which"])
     parts += _training(data, config) + _license_and_citation(source)
     return "\n".join(parts) + "\n"
 
@@ -49,7 +51,7 @@ def _what_it_is(data: dict[str, Any], config: RunConfig) -> list[str]:
         f"`model.safetensors` holds the mask branch and FC (sha256 `{data['weights']['sha256']}`, the `"
         f"{data['weights']['which']}` weights of the run). CLIP is not in it: `cafe_cache.load` rebuilds it from "
         "`config.json`'s `clip` entry (an open_clip pretrained tag downloads once into your Hugging Face cache).", "",
-        f"Input: a face crop (detected faces are aligned to {data['preprocessing']['face_crop']}), resized to "
+        f"Input: a face crop (a detected face is aligned first: {data['preprocessing']['face_crop']}), resized to "
         f"{data['inputs']['clip_image']} px for CLIP and {data['inputs']['mask_image']} px for the mask branch, "
         f"{data['preprocessing']['colour_order']}, ImageNet mean/std.", "",
     ]
@@ -62,15 +64,17 @@ def _how_to_use(repo: str) -> list[str]:
         "import cafe_cache as cafe                  # pip install cafe-fer",
         f'faces = cafe.load("hf://{repo}").predict("photo.jpg")   # [FacePrediction(box, score, probs, label)]',
         "```", "",
-        "Face detection and video need `pip install 'cafe-fer[predict]'`; `predict(crop, detect=False)` takes "
-        f"a ready face crop. On the command line: `cafe predict --checkpoint hf://{repo} photos/`.", "",
+        "Faces are found with MTCNN (`pip install --no-deps facenet-pytorch==2.6.0`) or else the LBP detector of "
+        "`pip install 'cafe-fer[predict]'`, which video needs too; `predict(crop, detect=False)` takes a ready face "
+        f"crop. On the command line: `cafe predict --checkpoint hf://{repo} photos/`.", "",
     ]
 
 
-def _results(results: dict[str, Any] | None, source: str) -> list[str]:
+def _results(results: dict[str, Any] | None, source: str, which: str) -> list[str]:
     """Accuracy per evaluated test set, with CAFE's Table 1 number for the same source and target beside it."""
     if not results:
-        return ["## Cross-domain results", "", "The run was not evaluated (`cafe eval`), so there are no numbers.", ""]
+        return ["## Cross-domain results", "", f"The run's `{which}` weights were not evaluated (`cafe eval "
+                f"--which {which}` writes the results `cafe package` puts here), so there are no numbers.", ""]
     paper = CAFE_CROSS_DOMAIN.get(source, {})
     rows = ["| test set | n | accuracy (%) | UAR (%) | paper, CAFE Table 1 (%) |", "|---|---:|---:|---:|---:|"]
     for name, m in results["targets"].items():
@@ -91,7 +95,7 @@ def _training(data: dict[str, Any], config: RunConfig) -> list[str]:
     t = config.train
     lines = ["## Training", "",
              f"- source: {t.get('source')} ({(config.samples or {}).get('train', '?')} training images), "
-             f"{t.get('epochs')} epochs, batch {t.get('batch_size')}, Adam lr {t.get('lr')}, weight decay "
+             f"epochs {t.get('epochs')}, batch {t.get('batch_size')}, Adam lr {t.get('lr')}, weight decay "
              f"{t.get('weight_decay')}, ExponentialLR {t.get('gamma')}, seed {t.get('seed')}, mask input "
              f"{t.get('image_size')} px",
              f"- losses: CE + {t.get('w_sep')} separation + {t.get('w_div')} channel-diverse",
