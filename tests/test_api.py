@@ -106,6 +106,13 @@ def test_top_level_names():
     assert cafe.Recognizer is recognizer_module.Recognizer and cafe.FacePrediction is recognizer_module.FacePrediction
 
 
+def test_import_cafe_cache_stays_light():
+    code = "import sys, cafe_cache; print(sorted(m for m in ('torch', 'open_clip', 'cv2') if m in sys.modules))"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert proc.returncode == 0 and proc.stdout.strip() == "[]", proc.stderr
+
+
 def test_each_input_type_gives_the_probabilities_of_cafe_predict(run_dir, recognizer, pictures, tmp_path):
     crops = [pictures[k] for k in ("face", "small", "cup")]
     rows = cli_rows("-c", str(run_dir), "--no-detect", *map(str, crops), str(tmp_path / "crops.json"))
@@ -279,6 +286,20 @@ def test_package_round_trips_through_an_offline_hf_cache(package, recognizer, pi
     assert "hf://org/cafe-toyset" in repr(hub)
     with pytest.raises(CafeError, match="holds one set of weights"):
         cafe.load("hf://org/cafe-toyset", which="best")
+
+
+def test_cafe_export_takes_a_hub_package(package, tmp_path, monkeypatch):
+    """`cafe export` goes through cafe_cache.load, so every source it takes exports."""
+    import huggingface_hub.constants
+    import onnx
+
+    write_hf_snapshot(tmp_path / "hub", "org/cafe-toyset", package[0])
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    result = CliRunner().invoke(app, ["export", "-c", "hf://org/cafe-toyset", "--out", str(tmp_path / "m.onnx")])
+    assert result.exit_code == 0, (result.output, result.exception)
+    meta = {p.key: json.loads(p.value) for p in onnx.load(str(tmp_path / "m.onnx")).metadata_props}
+    assert meta["info"]["source"] == "hf://org/cafe-toyset" and meta["info"]["trained_on"] == "toyset"
 
 
 def test_a_corrupted_package_is_refused_by_name(package, tmp_path):
