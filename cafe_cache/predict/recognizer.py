@@ -164,8 +164,9 @@ class Recognizer:
         return self.predict_batch([image], detect=detect)[0]
 
     def predict_batch(self, images: Sequence[ImageLike], *, detect: bool = True,
-                      batch_size: int = 32) -> list[list[FacePrediction]]:
-        """:meth:`predict` of each image; the faces of all images go through the model ``batch_size`` at a time."""
+                      batch_size: int | None = None) -> list[list[FacePrediction]]:
+        """:meth:`predict` of each image; the faces of all images go through the model ``batch_size`` at a time
+        (default: the ``batch_size`` of :func:`load`, 32)."""
         pictures = [as_image(im) for im in images]
         if detect:
             found = self.detector.detect(pictures)
@@ -198,8 +199,14 @@ class Recognizer:
         if not isinstance(self.backend, Predictor):
             raise CafeError(f"{self.info.source} is already an ONNX file; export needs the PyTorch model (a run "
                             "folder, a `cafe package` folder or hf://ORG/NAME).")
-        return write_onnx(self.backend, out, source=self.info.source, info=self.info.to_dict(), opset=opset,
-                           seed=seed, quantize=quantize)
+        if self.backend.device.type != "cpu":
+            raise CafeError(f"export traces the model on the CPU: load it with cafe_cache.load({self.info.source!r}, "
+                            "device='cpu').")
+        try:
+            return write_onnx(self.backend, out, source=self.info.source, info=self.info.to_dict(), opset=opset,
+                              seed=seed, quantize=quantize)
+        except ModuleNotFoundError as e:  # onnx, onnxruntime: the predict extra
+            raise (missing_extra(e) or e) from None
 
 
 def _prediction(box: tuple[float, ...], score: float, probs: np.ndarray) -> FacePrediction:
@@ -250,7 +257,7 @@ def _open(source: str, which: str | None, clip_weights: str | None, device: str,
     if kind == "package":
         return _package(path.parent if path.is_file() else path, source, clip_weights, device, batch_size)
     if kind == "onnx":
-        try:
+        try:  # onnxruntime, a module of the predict extra
             onnx = OnnxPredictor(path, device, batch_size)
         except ModuleNotFoundError as e:
             raise (missing_extra(e) or e) from None
