@@ -313,6 +313,20 @@ def test_a_corrupted_package_is_refused_by_name(package, tmp_path):
     assert str(weights) in str(e.value) and "sha256" in str(e.value) and "\n" not in str(e.value)
 
 
+@pytest.mark.parametrize("change, message", [
+    ({"format": "cafe-package-9"}, "cafe-package-9 package"),
+    ({"classes": ["a", "b"]}, "predicts classes"),
+    ({"run": None}, "is not the config.json `cafe package` writes"),
+])
+def test_a_package_config_this_cafe_cannot_read_is_refused(package, tmp_path, change, message):
+    folder = shutil.copytree(package[0], tmp_path / "pkg")
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, **change}))
+    with pytest.raises(CafeError, match=message) as e:
+        cafe.load(folder, device="cpu")
+    assert str(folder / "config.json") in str(e.value)
+
+
 def test_package_refuses_a_folder_with_files(run_dir, tmp_path):
     (tmp_path / "keep.txt").write_text("mine")
     result = CliRunner().invoke(app, ["package", str(run_dir), str(tmp_path)])

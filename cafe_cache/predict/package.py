@@ -49,11 +49,16 @@ class PackageReport:
 
 
 def is_package(folder: Path) -> bool:
-    """Whether ``folder`` holds a ``cafe package`` config.json (a run folder's config has no ``format``)."""
+    """Whether ``folder`` holds a ``cafe package`` config.json (a run folder's config has no ``format``);
+    a package of another format version is refused here, naming it."""
     try:
-        return json.loads((Path(folder) / CONFIG_FILE).read_text()).get("format") == PACKAGE_FORMAT
+        found = json.loads((Path(folder) / CONFIG_FILE).read_text()).get("format")
     except (OSError, ValueError, UnicodeDecodeError, AttributeError):
         return False
+    if isinstance(found, str) and found.startswith("cafe-package") and found != PACKAGE_FORMAT:
+        raise CafeError(f"{Path(folder) / CONFIG_FILE} is a {found} package; this cafe {__version__} reads "
+                        f"{PACKAGE_FORMAT}. Upgrade cafe (pip install -U cafe-fer).")
+    return found == PACKAGE_FORMAT
 
 
 def package_run(run: str | Path, out: str | Path, which: str | None = None, repo: str | None = None) -> PackageReport:
@@ -139,6 +144,8 @@ def read_package(folder: Path) -> tuple[CAFEModel, RunConfig]:
     except (OSError, ValueError, UnicodeDecodeError, KeyError, TypeError) as e:
         raise CafeError(f"{config_path} is not the config.json `cafe package` writes ({type(e).__name__}: {e}); "
                         "download or write the package again.") from None
+    if data.get("classes") != list(CLASSES):
+        raise CafeError(f"{config_path} predicts classes {data.get('classes')}; this cafe expects {list(CLASSES)}.")
     weights = Path(folder) / WEIGHTS_FILE
     if not weights.is_file():
         raise CafeError(f"{weights} is missing; the package is incomplete. Download or write it again.")
