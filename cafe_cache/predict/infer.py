@@ -241,7 +241,7 @@ def _pictures(items: Iterable[InputItem], every: int) -> Iterator[PictureResult]
 def _predict_chunk(chunk: list[PictureResult], recognizer: Recognizer, detect: bool) -> None:
     """Fill the rows of ``chunk``: one :meth:`Recognizer.predict_batch` over its pictures (all faces in one go).
     Each row is the file, frame and face number beside ``FacePrediction.to_dict()``."""
-    found = recognizer.predict_batch([p.image for p in chunk], detect=detect, batch_size=len(chunk))
+    found = recognizer.predict_batch([p.image for p in chunk], detect=detect)
     for picture, faces in zip(chunk, found):
         for k, face in enumerate(faces):
             picture.rows.append(_row(picture.path, picture.frame, picture.seconds, face=k, **face.to_dict()))
