@@ -15,11 +15,15 @@ PREDICT_EXTRA_MODULES = ("cv2", "onnx", "onnxruntime", "skimage")
 PREDICT_EXTRA_HINT = "pip install 'cafe-fer[predict]'"
 
 
+class MissingExtra(CafeError):
+    """A module of an optional extra is not installed: it stops the command (it would fail every input alike)."""
+
+
 def missing_extra(error: ModuleNotFoundError) -> CafeError | None:
     """The one-line error for a module of an optional extra that is not installed; None for any other."""
     top = (error.name or "").split(".")[0]
     if top not in PREDICT_EXTRA_MODULES:
         return None
-    return CafeError(f"the Python module '{top}' is not installed: video, the LBP face detector and ONNX "
+    return MissingExtra(f"the Python module '{top}' is not installed: video, the LBP face detector and ONNX "
                      f"(`cafe predict`, `cafe export`, the Python API) need the predict extra. Install it with: "
                      f"{PREDICT_EXTRA_HINT}")

@@ -419,3 +419,14 @@ def test_the_readme_python_api_example_runs_as_written(run_dir, pictures, tmp_pa
     printed = capsys.readouterr().out.splitlines()
     assert len(printed) == 1 + 3 and printed[1].startswith("test_cup.png ")  # the photo's face, then 3 crops
     assert "predict_video(" in video
+
+
+def test_cafe_predict_on_a_video_without_opencv_stops_with_the_hint(run_dir, pictures, tmp_path, monkeypatch):
+    video = tmp_path / "v.avi"
+    video.write_bytes(b"never opened")
+    monkeypatch.setitem(sys.modules, "cv2", None)  # as if OpenCV were not installed
+    out = tmp_path / "rows.csv"
+    result = CliRunner().invoke(app, ["predict", "-c", str(run_dir), "--no-detect", str(pictures["face"]), str(video),
+                                      "--out", str(out)])
+    assert isinstance(result.exception, CafeError) and "'cv2' is not installed" in str(result.exception)
+    assert "cafe-fer[predict]" in str(result.exception) and out.read_text().count("face.png") == 1

@@ -29,7 +29,7 @@ from torch import Tensor, nn
 
 from ..classes import CLASSES
 from ..device import pick_device
-from ..errors import CafeError
+from ..errors import CafeError, MissingExtra
 from ..extract.cache import Fingerprint
 from ..extract.online import clip_for
 from ..extract.preprocess import IMAGENET_MEAN, IMAGENET_STD, load_uint8, normalize
@@ -234,6 +234,8 @@ def _pictures(items: Iterable[InputItem], every: int) -> Iterator[PictureResult]
                     yield PictureResult(index, item.path, frame, seconds, image)
             else:
                 yield PictureResult(index, item.path, None, None, read_image(item.path))
+        except MissingExtra:
+            raise  # every video would fail alike: stop with the install hint
         except CafeError as e:
             yield PictureResult(index, item.path, None, None, None, [_row(item.path, None, None, error=str(e))])
 
@@ -258,17 +260,23 @@ def predict_inputs(items: Iterable[InputItem], recognizer: Recognizer, detect: b
     at most that many decoded pictures are held in memory.
     """
     pending: list[PictureResult] = []
-    for picture in _pictures(items, every):
-        if picture.image is not None:
-            pending.append(picture)
-            if len(pending) < chunk_size:
-                continue
+    try:
+        for picture in _pictures(items, every):
+            if picture.image is not None:
+                pending.append(picture)
+                if len(pending) < chunk_size:
+                    continue
+            if pending:
+                _predict_chunk(pending, recognizer, detect)
+                yield from pending
+                pending = []
+            if picture.image is None:
+                yield picture
+    except MissingExtra:  # the pictures read before it still get their rows
         if pending:
             _predict_chunk(pending, recognizer, detect)
             yield from pending
-            pending = []
-        if picture.image is None:
-            yield picture
+        raise
     if pending:
         _predict_chunk(pending, recognizer, detect)
         yield from pending
