@@ -334,20 +334,29 @@ def test_package_refuses_a_folder_with_files(run_dir, tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["keep.txt"]
 
 
-def run_cafe(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "cli", *args], capture_output=True, text=True, timeout=120,
-                          env={**os.environ, "PYTHONPATH": str(REPO), **env}, cwd=REPO)
-
-
-@pytest.mark.parametrize("env, says", [
-    ({"HF_HUB_OFFLINE": "1"}, "HF_HUB_OFFLINE is set"),
-    ({"HF_HUB_OFFLINE": "0", "HF_ENDPOINT": "http://127.0.0.1:9"}, "the Hub cannot be reached (ConnectError"),
+@pytest.mark.parametrize("offline, endpoint, says", [
+    (True, None, "HF_HUB_OFFLINE is set"),
+    (False, "http://127.0.0.1:9", "the Hub cannot be reached (ConnectError"),  # nothing listens on port 9
 ])
-def test_an_uncached_hf_package_fails_at_once_with_one_line(pictures, tmp_path, env, says):
-    proc = run_cafe("predict", "--checkpoint", "hf://org/not-cached", str(pictures["face"]), "--no-detect",
-                    env={"HF_HUB_CACHE": str(tmp_path / "empty-hub"), **env})
-    lines = proc.stderr.strip().splitlines()
-    assert proc.returncode == 2 and len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
+def test_an_uncached_hf_package_fails_at_once_with_one_line(pictures, tmp_path, monkeypatch, capsys, offline,
+                                                            endpoint, says):
+    """`cafe predict --checkpoint hf://...` through the console entry point: exit 2, one whole line on stderr."""
+    import huggingface_hub.constants
+
+    from cli.main import main
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "empty-hub"))
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", offline)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1" if offline else "0")
+    if endpoint:
+        monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", endpoint)
+    monkeypatch.setattr(sys, "argv", ["cafe", "predict", "--checkpoint", "hf://org/not-cached",
+                                      str(pictures["face"]), "--no-detect"])
+    with pytest.raises(SystemExit) as exit_:
+        main()
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert exit_.value.code == 2 and len(lines) == 1 and "Traceback" not in err, err
     assert "hf://org/not-cached" in lines[0] and says in lines[0]
     assert "huggingface-cli download org/not-cached" in lines[0] and lines[0].rstrip().endswith(".")
 
