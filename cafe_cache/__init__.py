@@ -28,3 +28,7 @@ def __getattr__(name: str) -> Any:
     if name in _API:
         return getattr(importlib.import_module("cafe_cache.predict.recognizer"), name)
     raise AttributeError(f"module 'cafe_cache' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_API})

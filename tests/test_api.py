@@ -102,7 +102,7 @@ def as_inputs(path: Path) -> dict[str, object]:
 
 
 def test_top_level_names():
-    assert {"load", "Recognizer", "FacePrediction"} <= set(dir(cafe)) | set(cafe.__all__)
+    assert {"load", "Recognizer", "FacePrediction"} <= set(dir(cafe)) & set(cafe.__all__)
     assert cafe.Recognizer is recognizer_module.Recognizer and cafe.FacePrediction is recognizer_module.FacePrediction
 
 
