@@ -278,7 +278,8 @@ def test_package_round_trips_through_an_offline_hf_cache(package, recognizer, pi
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     images = [pictures["face"], pictures["small"], pictures["cup"]]
     expected = recognizer.predict_batch(images, detect=False)
-    for source in ("hf://org/cafe-toyset", "hf://org/cafe-toyset@main", str(package[0])):
+    for source in ("hf://org/cafe-toyset", "hf://org/cafe-toyset@main", str(package[0]),
+                   str(package[0] / WEIGHTS_FILE)):
         got = cafe.load(source, device="cpu", warn=False).predict_batch(images, detect=False)
         assert got == expected, source
     hub = cafe.load("hf://org/cafe-toyset", device="cpu", warn=False)
