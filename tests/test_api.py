@@ -328,6 +328,18 @@ def test_a_package_config_this_cafe_cannot_read_is_refused(package, tmp_path, ch
     assert str(folder / "config.json") in str(e.value)
 
 
+def test_a_package_that_cannot_be_written_is_one_line_and_leaves_nothing(run_dir, tmp_path, monkeypatch):
+    from cafe_cache.predict import package as package_module
+
+    def full_disk(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(package_module, "save_file", full_disk)
+    with pytest.raises(CafeError, match="No space left on device") as e:
+        package_module.package_run(run_dir, tmp_path / "out")
+    assert "\n" not in str(e.value) and list(tmp_path.iterdir()) == []
+
+
 def test_package_refuses_a_folder_with_files(run_dir, tmp_path):
     (tmp_path / "keep.txt").write_text("mine")
     result = CliRunner().invoke(app, ["package", str(run_dir), str(tmp_path)])

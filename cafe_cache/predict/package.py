@@ -84,6 +84,10 @@ def package_run(run: str | Path, out: str | Path, which: str | None = None, repo
         if out.is_dir():
             out.rmdir()
         os.replace(tmp, out)
+    except OSError as e:  # disk full, no permission, ...
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise CafeError(f"cannot write the package {out} ({e.strerror or e}); nothing was kept. Free space or "
+                        "pick another OUT.") from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
