@@ -358,3 +358,32 @@ def plot_gradcam_grid(images: Sequence[np.ndarray], cams: Sequence[np.ndarray],
     return _save(fig, path, dpi)
 
 
+
+
+# --------------------------------------------------------------------------- leave one domain out
+
+
+def plot_lodo(rows: Sequence[tuple[str, str, Mapping[str, float]]], path: str | Path, names: Mapping[str, str], *,
+              title: str = "Leave-one-domain-out accuracy (%)", random_weights: bool = False, dpi: int = DPI) -> Path:
+    """Runs x test sets accuracy (%) heat map of ``cafe reproduce --protocol lodo``; each row's held-out set
+    outlined. ``rows``: (label, held-out set, {test set: accuracy}); ``names``: test set -> column label."""
+    cols = _ordered_keys({t for _, _, acc in rows for t in acc})
+    values = np.array([[float(acc.get(c, np.nan)) for c in cols] for _, _, acc in rows])
+    fig = _new_figure(2.0 + 1.1 * len(cols), 2.0 + 0.45 * len(rows))
+    ax = fig.subplots()
+    vmin, vmax = np.nanmin(values), np.nanmax(values)
+    im = ax.imshow(np.ma.masked_invalid(values), cmap="viridis", vmin=vmin, vmax=vmax, aspect="auto")
+    ax.set_facecolor("#eeeeee")
+    for i, (_, held_out, _) in enumerate(rows):
+        for j, v in enumerate(values[i]):
+            if math.isfinite(v):
+                ax.text(j, i, f"{v:.1f}", ha="center", va="center", fontsize=9, color=_text_colour(v, vmin, vmax))
+        if held_out in cols:
+            ax.add_patch(Rectangle((cols.index(held_out) - 0.5, i - 0.5), 1, 1, fill=False, edgecolor="red",
+                                   linewidth=2.5, clip_on=False))
+    ax.set_xticks(range(len(cols)), [names.get(c, c) for c in cols], rotation=30, ha="right", fontsize=9)
+    ax.set_yticks(range(len(rows)), [label for label, _, _ in rows], fontsize=9)
+    ax.set_xlabel("test set (held-out set outlined)", fontsize=10)
+    fig.colorbar(im, ax=ax, fraction=0.05, pad=0.02).set_label("accuracy (%)")
+    fig.suptitle(_title(title, random_weights), fontsize=12)
+    return _save(fig, path, dpi)
