@@ -67,7 +67,8 @@ def test_mixed_fingerprints_are_refused_by_name(caches, tmp_path):
     for name in (A, B):
         (mixed / f"{name}.h5").symlink_to(caches / f"{name}.h5")
     (mixed / "odd.h5").symlink_to(caches.parent / "other" / "odd.h5")
-    with pytest.raises(CafeError, match=r"odd\.h5 was extracted differently .*seed.*sources must share one extractor"):
+    refused = r"caches of odd and synth-line were extracted differently \(seed 9 vs 0: .*must share one extractor"
+    with pytest.raises(CafeError, match=refused):
         load_sources(config(mixed, source=f"{A},odd"), torch.device("cpu"), log=lambda s: None)
 
 

@@ -145,11 +145,13 @@ def open_caches(cfg: TrainConfig) -> dict[str, FeatureCache]:
         cache.require_complete()
         caches[name] = cache
     first_name, first = next(iter(caches.items()))
+    theirs = first.fingerprint.to_dict()
     for name, cache in caches.items():
-        diff = cache.fingerprint.differences(first.fingerprint)
+        mine = cache.fingerprint.to_dict()
+        diff = [f"{k} {mine[k]!r} vs {theirs[k]!r}" for k in theirs if mine.get(k) != theirs[k]]
         if diff:
-            raise CafeError(f"--source {cfg.source}: {cache.path} was extracted differently from {first.path} "
-                            f"({'; '.join(diff)}, the latter being {first_name}'s); sources must share one extractor "
+            raise CafeError(f"--source {cfg.source}: the caches of {name} and {first_name} were extracted differently "
+                            f"({'; '.join(diff)}: {cache.path} vs {first.path}); sources must share one extractor "
                             f"fingerprint: re-extract {name} as {first_name} was, or leave it out.")
     return caches
 
