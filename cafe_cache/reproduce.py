@@ -308,6 +308,9 @@ class ReproduceJob:
         if self.protocol not in PROTOCOLS:
             raise CafeError(f"--protocol {self.protocol!r}: choose paper (the paper's tables) or lodo (leave one "
                             "domain out).")
+        if self.protocol == "lodo" and (self.sweep or self.tables != TABLES):
+            raise CafeError("--tables and --sweep choose the paper's tables; --protocol lodo makes its own "
+                            "(results/lodo.md): drop them, or run the paper protocol separately.")
         if self.which not in WHICH:
             raise CafeError(f"--which {self.which!r}: choose last (the final epoch, official) or best.")
         if self.precision not in TRAIN_PRECISIONS:

@@ -160,3 +160,12 @@ def test_lodo_runs_end_to_end_and_resumes(tmp_path, monkeypatch):
     again: list[str] = []
     reproduce_lodo(job, again.append)
     assert sum("done already" in line for line in again) == 9
+
+
+def test_lodo_refuses_the_paper_protocols_table_flags():
+    from cafe_cache.reproduce import ReproduceJob
+
+    with pytest.raises(CafeError, match="--tables and --sweep choose the paper's tables"):
+        ReproduceJob(protocol="lodo", sweep=True)
+    with pytest.raises(CafeError, match="--protocol 'loo'"):
+        ReproduceJob(protocol="loo")
