@@ -189,3 +189,22 @@ def test_cli_train_on_two_sources_end_to_end(caches, tmp_path):
     assert f"| {A} (source) |" in md and f"| {B} (source) |" in md
     bad = CliRunner().invoke(app, ["train", "--source", f"{A},{B}", "--cache-dir", str(caches), "--balance", "x"])
     assert bad.exit_code != 0 and "--balance 'x': choose from none, domains, classes" in str(bad.exception)
+
+
+def test_a_balanced_multi_source_run_resumes_to_the_same_weights(caches, tmp_path):
+    from safetensors.torch import load_file
+
+    cfg = config(caches, epochs=2, balance="classes")
+    whole, parts = tmp_path / "whole", tmp_path / "parts"
+    train(cfg, whole, log=lambda s: None)
+
+    def interrupt(epoch, n):
+        if epoch == 1:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, parts, log=lambda s: None, on_step=interrupt)
+    history = train(cfg, parts, resume=True, log=lambda s: None)
+    a, b = load_file(str(whole / "last.safetensors")), load_file(str(parts / "last.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)  # the draws of epoch 2 were repeated
+    assert json.loads((whole / "metrics.json").read_text())[-1]["loss"] == history[-1]["loss"]
