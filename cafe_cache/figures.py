@@ -15,6 +15,7 @@ import math
 import textwrap
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -263,6 +264,15 @@ _LOSS_KEYS = (("loss", "total"), ("ce", "CE (FC)"), ("sep", "separation"),
 _ACC_KEYS = (("train_acc", "train"), ("source_test_acc", "source test"))
 
 
+def _per_source(history: Sequence[Mapping[str, Any]]) -> tuple[list[str], list[Mapping[str, Any]]]:
+    """(the sources of a multi-source run, the history with each one's test accuracy as ``test:<name>`` for
+    :func:`_series`); no sources and the history as it is for one source."""
+    names = list(dict.fromkeys(n for h in history for n in (h.get("source_test_accs") or {})))
+    if len(names) < 2:
+        return [], list(history)
+    return names, [{**h, **{f"test:{n}": v for n, v in (h.get("source_test_accs") or {}).items()}} for h in history]
+
+
 def plot_training_curves(history: Sequence[Mapping[str, float]], path: str | Path, *,
                          title: str = "Training", random_weights: bool = False,
                          dpi: int = DPI) -> Path:
@@ -284,12 +294,14 @@ def plot_training_curves(history: Sequence[Mapping[str, float]], path: str | Pat
     ax_loss.set_xlabel("epoch", fontsize=11)
     ax_loss.set_ylabel("loss", fontsize=11)
 
-    for key, label in _ACC_KEYS:
+    sources, history = _per_source(history)  # several sources: each one's test accuracy beside their mean
+    for key, label in (*_ACC_KEYS, *((f"test:{s}", f"test {s}") for s in sources)):
         xs, ys = _series(history, key)
         if xs:
             scale = 100.0 if max(ys) <= 1.0 else 1.0
-            ax_acc.plot(xs, [y * scale for y in ys], marker="o" if len(xs) < 30 else None,
-                        markersize=3, label=label)
+            ax_acc.plot(xs, [y * scale for y in ys], marker="o" if len(xs) < 30 else None, markersize=3,
+                        label="mean source test" if sources and key == "source_test_acc" else label,
+                        linestyle="--" if key.startswith("test:") else "-")
     ax_acc.set_title("accuracy", fontsize=12)
     ax_acc.set_xlabel("epoch", fontsize=11)
     ax_acc.set_ylabel("accuracy (%)", fontsize=11)

@@ -208,3 +208,14 @@ def test_a_balanced_multi_source_run_resumes_to_the_same_weights(caches, tmp_pat
     a, b = load_file(str(whole / "last.safetensors")), load_file(str(parts / "last.safetensors"))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)  # the draws of epoch 2 were repeated
     assert json.loads((whole / "metrics.json").read_text())[-1]["loss"] == history[-1]["loss"]
+
+
+def test_training_curves_show_each_source(tmp_path):
+    from cafe_cache.figures import _per_source, plot_training_curves
+
+    history = [{"epoch": e, "loss": 2.0 - e / 10, "train_acc": 30.0 + e, "source_test_acc": 25.0 + e,
+                "source_test_accs": {A: 20.0 + e, B: 30.0 + e}, "lr": 1e-3} for e in (1, 2)]
+    names, flat = _per_source(history)
+    assert names == [A, B] and flat[1][f"test:{B}"] == 32.0 and "test:" + A not in history[0]  # a copy
+    assert _per_source([{**h, "source_test_accs": {A: 1.0}} for h in history])[0] == []  # one source: no extra lines
+    assert plot_training_curves(history, tmp_path / "curves.png").stat().st_size > 5_000
