@@ -63,8 +63,8 @@ def train(
                                      help="Run CLIP on every augmented batch as the official code (slower)."),
     clip_weights: str | None = typer.Option(D.clip_weights, help="CLIP file for --online-clip / --bgr-targets "
                                             "when the cache came from --weights."),
-    limit: int | None = typer.Option(D.limit, min=7, help="Use at most N training images (a quarter as many test "
-                                     "images): quick CPU runs."),
+    limit: int | None = typer.Option(D.limit, min=7, help="Use at most N training images per source (a quarter as "
+                                     "many test images): quick CPU runs."),
     targets: str | None = typer.Option(None, help="Caches to evaluate at the end; default: all in --cache-dir."),
     evaluate: bool = typer.Option(True, "--eval/--no-eval", help="Evaluate on the targets when training ends."),
     eval_which: str = typer.Option(DEFAULT_WHICH, help="Weights evaluated at the end: last (the final epoch, as the "
