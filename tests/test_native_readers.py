@@ -202,3 +202,17 @@ def test_cli_counts_ckplus_with_its_flags(tmp_path):
     assert "skipped 2 entries" in shown.output and "contempt" in shown.output
     bad = CliRunner().invoke(app, ["datasets", "jaffe", "--root", str(root), "--kdef-views", "all"])
     assert bad.exit_code == 2 and "--kdef-views applies only to --dataset kdef" in bad.output
+
+
+def test_cli_extract_passes_the_kdef_views_to_the_reader(tmp_path):
+    from typer.testing import CliRunner
+
+    from cafe_cache.extract.cache import FeatureCache
+    from cli.main import app
+    root = write_kdef(tmp_path / "KDEF_and_AKDEF")
+    r = CliRunner().invoke(app, ["extract", "--dataset", "kdef", "--root", str(root), "--kdef-views", "HL,HR",
+                                 "--model", "cafe-tiny", "--random-weights", "--workers", "0",
+                                 "--cache-dir", str(tmp_path / "cache")])
+    assert r.exit_code == 0, (r.output, r.exception)
+    cache = FeatureCache(tmp_path / "cache" / "kdef-hl-hr.h5")
+    assert cache.reader_options == {"views": "HL,HR"} and len(cache.load("test").labels) == 28
