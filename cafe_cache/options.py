@@ -19,6 +19,9 @@ VARIANTS = ("cafe", "no_sigmoid", "no_mask", "clip_finetune")  # cafe_cache.mode
 DETECTOR_NAMES = ("auto", "mtcnn", "lbp")  # cafe_cache.predict.faces
 GRADCAM_IMAGES = 8  # Grad-CAM examples per target (cafe_cache.report)
 TABLES = ("1", "2", "4", "5")
+PROTOCOLS = ("paper", "lodo")  # cafe reproduce: the paper's tables, or leave-one-domain-out (cafe_cache.lodo)
+# cafe train --balance (several sources): plain union, equal draws per source or per class (train/sources.py)
+BALANCE_MODES = ("none", "domains", "classes")
 EVAL_BATCH_SIZE = 128  # cafe eval --batch-size and the library's evaluation functions
 # The weights of eq. (9), CE + W_SEP l_sep + W_DIV l_div (paper Sec. 5.2; Fig. 3 sweeps them): the defaults of
 # cafe_cache.model.losses.total_loss and of TrainConfig / cafe train --w-sep/--w-div

@@ -27,7 +27,7 @@ from .datasets import default_root, root_env_var
 from .errors import CafeError
 from .extract.cache import FeatureCache, cache_path
 from .metrics import means
-from .options import DEFAULT_WHICH, TABLES, TRAIN_PRECISIONS, WHICH
+from .options import DEFAULT_WHICH, PROTOCOLS, TABLES, TRAIN_PRECISIONS, WHICH
 from .runs import RunConfig, RunFolder
 
 SWEEP_SEP = (0.5, 1.0, 1.5, 2.0, 3.0)  # with w_div = 5
@@ -302,8 +302,15 @@ class ReproduceJob:
     precision: str = "fp32"  # the official mask-branch precision
     nproc_per_node: int = 1
     dry_run: bool = False
+    protocol: str = "paper"  # "paper": reproduce(), the paper's tables; "lodo": cafe_cache.lodo.reproduce_lodo()
 
     def __post_init__(self) -> None:
+        if self.protocol not in PROTOCOLS:
+            raise CafeError(f"--protocol {self.protocol!r}: choose paper (the paper's tables) or lodo (leave one "
+                            "domain out).")
+        if self.protocol == "lodo" and (self.sweep or self.tables != TABLES):
+            raise CafeError("--tables and --sweep choose the paper's tables; --protocol lodo makes its own "
+                            "(results/lodo.md): drop them, or run the paper protocol separately.")
         if self.which not in WHICH:
             raise CafeError(f"--which {self.which!r}: choose last (the final epoch, official) or best.")
         if self.precision not in TRAIN_PRECISIONS:
@@ -350,7 +357,8 @@ def usable_datasets(job: ReproduceJob, say: Say) -> list[str]:
 
 def reproduce(job: ReproduceJob, say: Say) -> list[Path]:
     """Stage one for every usable dataset, stage two once per run folder, the zero-shot reference, then the
-    figure and the tables (their paths returned; none with ``--dry-run``). Finished steps are skipped."""
+    figure and the tables (their paths returned; none with ``--dry-run``). Finished steps are skipped.
+    (``--protocol lodo`` is :func:`cafe_cache.lodo.reproduce_lodo`.)"""
     settings = Settings.from_args(job.which, list(job.extract_args), job.train_words)
     say("settings:\n" + "\n".join(f"  {line}" for line in settings.summary()))
     if not settings.paper_init:

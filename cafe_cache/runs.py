@@ -25,7 +25,7 @@ from typing import Any
 
 from .errors import CafeError
 from .options import DEFAULT_WHICH
-from .train.config import TrainConfig
+from .train.config import TrainConfig, source_names
 
 CONFIG = "config.json"
 RESUME = "resume.pt"
@@ -151,7 +151,9 @@ class RunConfig:
     clip: ClipInfo = field(default_factory=ClipInfo)
     backbone_init: BackboneInit = field(default_factory=BackboneInit)
     mask_precision: str | None = None  # --precision resolved on the training device (auto: bf16 on CUDA)
-    source_cache: str | None = None
+    source_cache: str | None = None  # the (first) source's cache
+    source_caches: dict[str, str] | None = None  # several sources: name -> cache, in --source order
+    samples_per_source: dict[str, dict[str, int]] | None = None  # several sources: name -> {"train": n, "test": n}
     samples: dict[str, int] | None = None  # {"train": n, "test": n}
     ranks: dict[str, int] | None = None  # {"world": W, "batch_per_rank": B / W}
     cafe_version: str | None = None
@@ -164,6 +166,11 @@ class RunConfig:
     @property
     def source(self) -> str:
         return self.train["source"]
+
+    @property
+    def sources(self) -> tuple[str, ...]:
+        """Every source the run trained on (``source`` joins them with commas)."""
+        return source_names(self.source)
 
     @property
     def variant(self) -> str:
@@ -186,8 +193,8 @@ class RunConfig:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> RunConfig:
         """From the ``config.json`` of any cafe version (missing entries: their defaults)."""
-        known = {k: data[k] for k in ("model", "train", "mask_precision", "source_cache", "samples", "ranks",
-                                      "cafe_version") if k in data}
+        known = {k: data[k] for k in ("model", "train", "mask_precision", "source_cache", "source_caches",
+                                      "samples_per_source", "samples", "ranks", "cafe_version") if k in data}
         return cls(**known, clip=_section(ClipInfo, data.get("clip")),
                    backbone_init=_section(BackboneInit, data.get("backbone_init")))
 

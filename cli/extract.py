@@ -14,6 +14,7 @@ from pathlib import Path
 
 import typer
 
+from cafe_cache.datasets.options import NativeFlags
 from cafe_cache.errors import CafeError
 from cafe_cache.extract.job import ExtractJob, parse_views
 from cafe_cache.extract.weights import ClipSpec
@@ -22,6 +23,7 @@ from cafe_cache.options import VIEWS, field_default, split_list
 from cafe_cache.progress import rate_text
 
 from .common import console, progress, say_plain
+from .native_flags import CKPLUS_FOLD, CKPLUS_NEUTRAL, CKPLUS_PEAK, KDEF_VIEWS
 
 
 def _job(name: str):
@@ -35,7 +37,8 @@ def _clip(name: str):
 def extract(
     ctx: typer.Context,
     dataset: str = typer.Option(..., "--dataset", "-d",
-                                help="Reader name: rafdb, ferplus, affectnet, sfew, mma, folder."),
+                                help="Reader name: rafdb, ferplus, affectnet, sfew, mma, folder, ckplus, jaffe, "
+                                "kdef, expw (`cafe datasets` lists them)."),
     root: Path | None = typer.Option(_job("root"),
                                      help="Dataset root. Default: $CAFE_<NAME>_ROOT or cafe.toml [datasets]."),
     name: str | None = typer.Option(_job("name"), help="Cache name (file stem). Default: the dataset name; for "
@@ -45,6 +48,10 @@ def extract(
     ferplus_ties: str | None = typer.Option(_job("ferplus_ties"), "--ferplus-ties", help="FERPlus tie rule for a "
                                             "shared highest vote count: drop (default: the row is skipped) or first "
                                             "(the first tied class in csv order wins). Recorded in the cache."),
+    ckplus_peak: int | None = CKPLUS_PEAK,
+    ckplus_neutral: str | None = CKPLUS_NEUTRAL,
+    ckplus_fold: str | None = CKPLUS_FOLD,
+    kdef_views: str | None = KDEF_VIEWS,
     splits_opt: str | None = typer.Option(_job("splits"), "--splits", help="Extract only these splits, e.g. 'test' "
                                           "for a target-only dataset (eval reads only test). Recorded in the cache."),
     limit: int | None = typer.Option(_job("limit"), "--limit", min=1, help="At most N images per split: the first N "
@@ -94,6 +101,7 @@ def extract(
     view_list = parse_views(views)
     job = ExtractJob(
         dataset=dataset, root=root, name=name, class_map=class_map, ferplus_ties=ferplus_ties, skip_bad=skip_bad,
+        native=NativeFlags(ckplus_peak, ckplus_neutral, ckplus_fold, kdef_views),
         splits=tuple(split_list(splits_opt) or ()) or None, limit=limit,
         clip=ClipSpec(model=model, pretrained=pretrained, weights=str(weights) if weights else None,
                       random_weights=random_weights, seed=seed, activation=activation),

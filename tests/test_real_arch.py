@@ -169,3 +169,22 @@ def test_python_api_and_package_on_vit_b_32(base, tmp_path, monkeypatch):
         np.testing.assert_allclose(got, expected, atol=1e-5)
         assert model.info.clip_model == "ViT-B-32" and model.preprocess.clip_size == 224
         assert model.info.clip_activation == "quickgelu" and model.info.clip_random_weights
+
+
+def test_two_sources_online_and_an_expw_target_on_vit_b_32(base, tmp_path):
+    """ExpW faces cropped from their photos go through ViT-B-32; two sources train with CLIP on every batch."""
+    from .test_native_readers import EXPW_LINES, write_expw
+
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    for name in ("toyset", "toyset2"):  # the same cache under two names: two sources with one fingerprint
+        (cache / f"{name}.h5").symlink_to(base / "cache" / "toyset.h5")
+    expw = write_expw(tmp_path / "ExpW", EXPW_LINES)
+    cafe("extract", "--dataset", "expw", "--root", expw, "--random-weights", "--cache-dir", cache, "--batch-size", 8)
+    out = cafe("train", "--source", "toyset,toyset2", "--cache-dir", cache, "--out", tmp_path / "run", "--epochs", 1,
+               "--image-size", 32, "--backbone-weights", "none", "--batch-size", 7, "--no-plots", "--online-clip",
+               "--balance", "domains", "--targets", "expw", "--device", "cpu")
+    assert "mean source test" in out
+    results = json.loads((tmp_path / "run" / "eval-last" / "results.json").read_text())
+    assert results["source"] == "toyset,toyset2" and results["targets"]["expw"]["n"] == 8
+    assert results["clip"].startswith("ViT-B-32")

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..datasets.options import NativeFlags
 from ..errors import CafeError
 from ..options import EXTRACT_PRECISIONS, PREPROCESS, VIEWS, split_list
 from .weights import ClipSpec
@@ -53,6 +54,7 @@ class ExtractJob:
     name: str | None = None  # cache name (file stem); for the folder reader also the dataset's name
     class_map: str | None = None  # folder reader: 'folder=id,...' (cafe_cache.datasets.options)
     ferplus_ties: str | None = None  # FERPlus: drop or first
+    native: NativeFlags = field(default_factory=NativeFlags)  # --ckplus-* and --kdef-views
     skip_bad: bool = False  # skip malformed label entries instead of stopping
     splits: tuple[str, ...] | None = None  # extract only these splits (recorded in the cache)
     limit: int | None = None  # at most N images per split (recorded in the cache)
@@ -86,7 +88,7 @@ class ExtractJob:
         from ..datasets.options import reader_options
 
         folder_name = self.name if self.dataset == "folder" else None
-        options = reader_options(self.dataset, self.class_map, folder_name, self.ferplus_ties)
+        options = reader_options(self.dataset, self.class_map, folder_name, self.ferplus_ties, self.native)
         return build_reader(self.dataset, self.root, strict=not self.skip_bad, **options)
 
 

@@ -70,9 +70,10 @@ def train_and_evaluate(request: TrainRequest, *, log: Callable[[str], None] = pr
     if not ranks.is_main:
         return history  # rank 0 evaluates and plots
     best = max(history, key=lambda h: h["source_test_acc"])
-    log(f"[green]trained[/]: final epoch {history[-1]['epoch']} source test accuracy "
-        f"{history[-1]['source_test_acc']:.2f}% (best {best['source_test_acc']:.2f}% at epoch {best['epoch']}); "
-        f"weights in {out}/last.safetensors and best.safetensors")
+    what = "source test accuracy" if len(cfg.sources) == 1 else f"mean test accuracy of the {len(cfg.sources)} sources"
+    log(f"[green]trained[/]: final epoch {history[-1]['epoch']} {what} "
+        f"{history[-1]['source_test_acc']:.2f}% (best {best['source_test_acc']:.2f}% at epoch {best['epoch']}, "
+        f"test-set selection); weights in {out}/last.safetensors and best.safetensors")
     if request.evaluate:
         for w in which:
             evaluation = evaluate_run(out, w, cache_dir=Path(cfg.cache_dir), targets=request.targets,
