@@ -24,6 +24,7 @@ def export(
                                                    "98% of the inputs checked."),
 ) -> None:
     """Export to ONNX (dynamic batch, preprocessing in the metadata) and check it against PyTorch."""
+    from cafe_cache.predict.api import load
     from cafe_cache.predict.onnx_export import (  # torch, onnx
         INPUTS,
         PARITY_BATCHES,
@@ -31,7 +32,6 @@ def export(
         QUANTIZE_CHECK_FACES,
         require_onnx,
     )
-    from cafe_cache.predict.recognizer import load
 
     if quantize not in (None, "int8"):
         raise CafeError(f"--quantize {quantize}: the one choice is int8.")

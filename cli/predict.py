@@ -109,9 +109,9 @@ def predict(
                                                        "from a file."),
 ) -> None:
     """Facial expression of every face in photos and videos: a table, and --out CSV/JSON."""
+    from cafe_cache.predict.api import load
     from cafe_cache.predict.infer import draw_faces, predict_inputs, write_rows
     from cafe_cache.predict.media import iter_inputs
-    from cafe_cache.predict.recognizer import load
 
     if out_file is not None and out_file.suffix.lower() not in OUT_SUFFIXES:
         raise CafeError(f"--out {out_file}: name a .csv or .json file.")

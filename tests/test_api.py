@@ -374,6 +374,16 @@ def test_an_uncached_hf_package_fails_at_once_with_one_line(pictures, tmp_path, 
     assert "huggingface-cli download org/not-cached" in lines[0] and lines[0].rstrip().endswith(".")
 
 
+def test_an_uncached_hf_package_fails_before_torch_is_imported(tmp_path):
+    """The Hub lookup comes before the heavy imports, so the failure costs only Python and huggingface_hub."""
+    code = ("import sys\nfrom cafe_cache.predict.api import load\nfrom cafe_cache.errors import CafeError\n"
+            "try:\n    load('hf://org/not-cached')\nexcept CafeError as e:\n    print('torch' in sys.modules, e)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1",
+                               "HF_HUB_CACHE": str(tmp_path / "empty-hub")})
+    assert proc.returncode == 0 and proc.stdout.startswith("False hf://org/not-cached"), (proc.stdout, proc.stderr)
+
+
 def test_hf_names():
     assert parse_hf("hf://org/name") == ("org/name", None)
     assert parse_hf("hf://org/name@v1.0") == ("org/name", "v1.0")

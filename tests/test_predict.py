@@ -28,11 +28,11 @@ from cafe_cache.errors import CafeError
 from cafe_cache.extract.clip import ClipSpec, load_clip
 from cafe_cache.extract.preprocess import IMAGENET_MEAN, IMAGENET_STD, load_uint8, normalize
 from cafe_cache.predict import infer
+from cafe_cache.predict.api import load
 from cafe_cache.predict.faces import align_face, get_detector
 from cafe_cache.predict.infer import NO_FACE, Predictor, predict_inputs
 from cafe_cache.predict.media import iter_inputs
 from cafe_cache.predict.onnx_export import OnnxPredictor
-from cafe_cache.predict.recognizer import load
 from cafe_cache.train.checkpoint import load_model
 from cafe_cache.train.config import TrainConfig
 from cafe_cache.train.data import Augment, to_tensor

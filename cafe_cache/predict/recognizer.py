@@ -1,5 +1,5 @@
-"""The Python API: ``cafe_cache.load(source) -> Recognizer``, whose ``predict`` gives one
-:class:`FacePrediction` per face.
+"""The Python API's objects: :class:`Recognizer` (what ``cafe_cache.load`` returns, see :mod:`.api`), whose
+``predict`` gives one :class:`FacePrediction` per face.
 
     import cafe_cache as cafe
     recognizer = cafe.load("runs/rafdb-<time>")          # or a .onnx file, a package folder, hf://ORG/NAME
@@ -14,7 +14,6 @@ missing one stops with the one-line install hint.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from itertools import islice
@@ -30,7 +29,6 @@ from ..classes import CLASSES
 from ..device import pick_device
 from ..errors import CafeError, missing_extra
 from ..extract.cache import Fingerprint
-from ..options import DETECTOR_NAMES
 from ..runs import RunConfig, RunFolder, read_config_json
 from .faces import FaceDetector, align_face, get_detector
 from .hub import HF_PREFIX, resolve_hf
@@ -44,10 +42,6 @@ if TYPE_CHECKING:
 
 # What predict takes: a file path, a PIL image, an (H, W, 3) uint8 RGB array or a (3, H, W) tensor.
 ImageLike = str | Path | Image.Image | np.ndarray | torch.Tensor
-
-
-class RandomWeightsWarning(UserWarning):
-    """Issued by :func:`load` for a model trained on random CLIP weights or from a random backbone."""
 
 
 @dataclass(frozen=True)
@@ -214,22 +208,11 @@ def _prediction(box: tuple[float, ...], score: float, probs: np.ndarray) -> Face
                           {c: float(p) for c, p in zip(CLASSES, probs)}, CLASSES[int(np.argmax(probs))])
 
 
-def load(source: str | Path, *, device: str = "auto", detector: str = "auto", which: str | None = None,
-         clip_weights: str | None = None, batch_size: int = 32, warn: bool = True) -> Recognizer:
-    """A trained model, ready to predict.
-
-    ``source``: a ``cafe train`` run folder or a checkpoint in one (``which``: ``last``, the default,
-    or ``best``), a ``cafe export`` ``.onnx`` file (onnxruntime), a ``cafe package`` folder, or
-    ``hf://ORG/NAME[@REVISION]`` (a package on the Hugging Face Hub; the local HF cache works offline).
-    ``clip_weights``: the CLIP file a run's cache was made from, when it was made from a file.
-    ``detector``: ``auto``, ``mtcnn`` or ``lbp`` (built when ``predict`` first detects).  A model made
-    with random weights issues a :class:`RandomWeightsWarning` (``warn=False``: only ``.warning`` says so).
-    """
-    if detector not in DETECTOR_NAMES:
-        raise CafeError(f"unknown face detector {detector!r}: pick one of {', '.join(DETECTOR_NAMES)}.")
-    backend, info = _open(str(source), which, clip_weights, device, batch_size)
-    if warn and backend.warning:
-        warnings.warn(f"{source}: {backend.warning}", RandomWeightsWarning, stacklevel=2)
+def open_recognizer(source: str, *, hub_folder: Path | None = None, device: str = "auto", detector: str = "auto",
+                    which: str | None = None, clip_weights: str | None = None, batch_size: int = 32) -> Recognizer:
+    """The :class:`Recognizer` of ``source`` (see :func:`cafe_cache.predict.api.load`, which checks the
+    arguments and resolves an ``hf://`` source to ``hub_folder`` before torch is imported)."""
+    backend, info = _open(source, hub_folder, which, clip_weights, device, batch_size)
     return Recognizer(backend, info, detector=detector, device=str(pick_device(device)))
 
 
@@ -246,14 +229,14 @@ def source_kind(source: str) -> str:
     return "package" if is_package(path.parent if path.is_file() else path) else "run"
 
 
-def _open(source: str, which: str | None, clip_weights: str | None, device: str,
+def _open(source: str, hub_folder: Path | None, which: str | None, clip_weights: str | None, device: str,
           batch_size: int) -> tuple[FacePredictor, ModelInfo]:
     """The backend and its :class:`ModelInfo` for each kind of ``source`` :func:`load` takes."""
     kind, path = source_kind(source), Path(source).expanduser()
     if which is not None and kind != "run":
         raise CafeError(f"which={which!r} picks the weights of a run folder; {source} holds one set of weights.")
     if kind == "hub":
-        return _package(resolve_hf(source), source, clip_weights, device, batch_size)
+        return _package(hub_folder or resolve_hf(source), source, clip_weights, device, batch_size)
     if kind == "package":
         return _package(path.parent if path.is_file() else path, source, clip_weights, device, batch_size)
     if kind == "onnx":
