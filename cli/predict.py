@@ -109,9 +109,7 @@ def predict(
                                                        "from a file."),
 ) -> None:
     """Facial expression of every face in photos and videos: a table, and --out CSV/JSON."""
-    from cafe_cache.predict.api import load
-    from cafe_cache.predict.infer import draw_faces, predict_inputs, write_rows
-    from cafe_cache.predict.media import iter_inputs
+    from cafe_cache.predict.api import load  # light: an hf:// source that cannot be had fails before torch loads
 
     if out_file is not None and out_file.suffix.lower() not in OUT_SUFFIXES:
         raise CafeError(f"--out {out_file}: name a .csv or .json file.")
@@ -120,6 +118,9 @@ def predict(
                         "hf://ORG/NAME) or --onnx FILE (from `cafe export`).")
     recognizer = load(checkpoint or onnx, device=device, detector=detector, clip_weights=clip_weights,
                       batch_size=batch_size, warn=False)
+    from cafe_cache.predict.infer import draw_faces, predict_inputs, write_rows
+    from cafe_cache.predict.media import iter_inputs
+
     face_detector = None if no_detect else recognizer.detector
     for warning in (recognizer.warning, face_detector and face_detector.fallback_reason):
         if warning:
