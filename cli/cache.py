@@ -10,14 +10,14 @@ from rich.table import Table
 
 from cafe_cache.errors import CafeError
 
-from .common import console, out
+from .common import bounded, console, out
 
 app = typer.Typer(help="Inspect feature caches made by `cafe extract`.", no_args_is_help=True)
 
 
 @app.command("info")
 def info(path: Path = typer.Argument(..., help="A cache file (cache/NAME.h5)."),
-         show: int = typer.Option(10, help="How many unreadable/skipped entries to list."),
+         show: int = typer.Option(10, callback=bounded(), help="How many unreadable/skipped entries to list."),
          verify: bool = typer.Option(False, "--verify", help="Read back every stored row: checksums (caches made by "
                                      "this cafe) and finite, written features. Exit 2 naming the damaged "
                                      "dataset.")) -> None:

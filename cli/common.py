@@ -6,6 +6,7 @@ import os
 import sys
 from typing import NoReturn
 
+import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import (
@@ -18,6 +19,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from cafe_cache.bounds import check as check_bound
 from cafe_cache.progress import PlainProgress
 
 console = Console(stderr=True, highlight=False)
@@ -30,6 +32,16 @@ def fail(message: str, code: int = 2) -> NoReturn:
     # one line however long (no wrapping inside paths); "[datasets]" in a message is text, not markup
     console.print(f"[bold red]error{where}:[/] {escape(message)}", soft_wrap=True)
     sys.exit(code)
+
+
+def bounded(low: int | None = None):
+    """An option callback checking the value against its flag's bound (:mod:`cafe_cache.bounds`) while the
+    command line is parsed, before any work: a value out of range is one error line with the limit."""
+
+    def callback(param: typer.CallbackParam, value: int | None) -> int | None:
+        return check_bound(max(param.opts, key=len), value, low)
+
+    return callback
 
 
 def say_plain(text: str) -> None:

@@ -11,7 +11,7 @@ from rich.table import Table
 from cafe_cache.options import EVAL_BATCH_SIZE, split_list
 from cafe_cache.train.config import TrainConfig
 
-from .common import console, out, progress
+from .common import bounded, console, out, progress
 
 BGR_HELP = ("Targets evaluated with colour channels in BGR order, reproducing the official notebooks' bug "
             "(they did so for affectnet,sfew,mma). CLIP then runs online on the BGR images.")
@@ -45,8 +45,9 @@ def evaluate(
     bgr_targets: str | None = typer.Option(None, help=BGR_HELP),
     clip_weights: str | None = typer.Option(None, help="CLIP checkpoint file, needed with --bgr-targets when the "
                                             "caches came from a file."),
-    batch_size: int = typer.Option(EVAL_BATCH_SIZE, min=1),
-    workers: int | None = typer.Option(None, min=0, help="Image-reading worker processes. Default: 0 on the CPU, "
+    batch_size: int = typer.Option(EVAL_BATCH_SIZE, callback=bounded()),
+    workers: int | None = typer.Option(None, callback=bounded(),
+                                       help="Image-reading worker processes. Default: 0 on the CPU, "
                                        "min(8, CPUs) on CUDA."),
     device: str = typer.Option(TrainConfig.device),
     json_out: bool = typer.Option(False, "--json", help="Also print the results as JSON on stdout."),

@@ -21,7 +21,7 @@ from cafe_cache.options import EXTRACT_PRECISIONS as PRECISIONS
 from cafe_cache.options import VIEWS, field_default, split_list
 from cafe_cache.progress import rate_text
 
-from .common import console, progress, say_plain
+from .common import bounded, console, progress, say_plain
 
 
 def _job(name: str):
@@ -47,7 +47,8 @@ def extract(
                                             "(the first tied class in csv order wins). Recorded in the cache."),
     splits_opt: str | None = typer.Option(_job("splits"), "--splits", help="Extract only these splits, e.g. 'test' "
                                           "for a target-only dataset (eval reads only test). Recorded in the cache."),
-    limit: int | None = typer.Option(_job("limit"), "--limit", min=1, help="At most N images per split: the first N "
+    limit: int | None = typer.Option(_job("limit"), "--limit", callback=bounded(),
+                                     help="At most N images per split: the first N "
                                      "of a fixed shuffle (deterministic), for quick runs. Recorded in the cache; a "
                                      "later full extraction or `cafe train` says so."),
     skip_bad: bool = typer.Option(_job("skip_bad"), "--skip-bad", help="Skip malformed label lines / missing images "
@@ -59,7 +60,7 @@ def extract(
                                         help="Local CLIP checkpoint file (overrides --pretrained)."),
     random_weights: bool = typer.Option(_clip("random_weights"), "--random-weights", help="Randomly initialised "
                                         "CLIP (seeded). For smoke tests only; recorded in the cache."),
-    seed: int = typer.Option(_clip("seed"), help="Seed of --random-weights."),
+    seed: int = typer.Option(_clip("seed"), callback=bounded(), help="Seed of --random-weights."),
     activation: str = typer.Option(_clip("activation"), help="CLIP MLP activation: auto (what the weights were "
                                    "trained with: QuickGELU for OpenAI's CLIP and the default ViT-B-32, as the "
                                    "official code), quickgelu or gelu."),
@@ -69,13 +70,15 @@ def extract(
     dtype: str = typer.Option(_job("dtype"), help="Stored feature dtype: float16 or float32."),
     precision: str = typer.Option(_job("precision"), help=f"Compute precision {'/'.join(PRECISIONS)}; auto = fp16 "
                                   "on CUDA (as the official code), fp32 on CPU."),
-    batch_size: int = typer.Option(_job("batch_size"), min=1,
+    batch_size: int = typer.Option(_job("batch_size"), callback=bounded(),
                                    help="Images per CLIP forward pass (each view adds a pass's worth)."),
     device: str = typer.Option(_job("device"), help="auto, cpu, cuda, cuda:1, ..."),
-    workers: int | None = typer.Option(_job("workers"), min=0, help="Image-decoding worker processes. Default: "
+    workers: int | None = typer.Option(_job("workers"), callback=bounded(),
+                                       help="Image-decoding worker processes. Default: "
                                        "min(8, CPUs) on CUDA, 0 on the CPU (there workers only take cores from the "
                                        "model)."),
-    store_images: int = typer.Option(_job("store_images"), "--store-images", min=0, metavar="SIZE", help="Also "
+    store_images: int = typer.Option(_job("store_images"), "--store-images", callback=bounded(), metavar="SIZE",
+                                     help="Also "
                                      "store every image resized to SIZExSIZE as uint8 (224 = the paper's training "
                                      "input), so `cafe train`/`cafe eval` read arrays instead of decoding files. "
                                      "3*SIZE^2 bytes per image (147 KB at 224). 0 = off."),

@@ -8,7 +8,7 @@ import typer
 
 from cafe_cache.options import DEFAULT_WHICH, GRADCAM_IMAGES
 
-from .common import console
+from .common import bounded, console
 
 
 def plot(
@@ -17,7 +17,7 @@ def plot(
                               "best (RUN/eval-<which>/)."),
     cache_dir: Path | None = typer.Option(None, help="Feature caches for Grad-CAM; default: the run's own "
                                           "--cache-dir."),
-    gradcam: int = typer.Option(GRADCAM_IMAGES, min=0, help="Grad-CAM images per target (0: none)."),
+    gradcam: int = typer.Option(GRADCAM_IMAGES, callback=bounded(), help="Grad-CAM images per target (0: none)."),
     device: str = typer.Option("auto", help="Where the model runs for Grad-CAM."),
 ) -> None:
     """Training curves, class masks (Fig. 5), confusion matrices and Grad-CAM (Fig. 4) into RUN/figures/."""

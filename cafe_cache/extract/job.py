@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..bounds import check_all
 from ..errors import CafeError
 from ..options import EXTRACT_PRECISIONS, PREPROCESS, VIEWS, split_list
 from .weights import ClipSpec
@@ -79,6 +80,8 @@ class ExtractJob:
             raise CafeError(f"--dtype {self.dtype!r}: choose float16 or float32.")
         if self.precision not in EXTRACT_PRECISIONS:
             raise CafeError(f"--precision {self.precision!r}: choose from {', '.join(EXTRACT_PRECISIONS)}.")
+        check_all({"--batch-size": self.batch_size, "--workers": self.workers, "--store-images": self.store_images,
+                   "--limit": self.limit, "--seed": self.clip.seed})
 
     def reader(self) -> Reader:
         """The dataset's reader (``name`` renames the cache; only the folder reader takes it as its own)."""
@@ -164,10 +167,20 @@ def _say_plan(job: ExtractJob, ex: Extraction, ranks: Ranks, say: Callable[[str]
         say(f"{ranks.world} ranks (torchrun); each extracts its shards into {shards_dir(ex.path)}")
     if job.store_images:
         n = sum(len(v) for v in ex.splits.values())
-        say(f"storing images at {job.store_images}x{job.store_images} px: "
-            f"{n * 3 * job.store_images ** 2 / 2 ** 30:.2f} GiB")
+        need = n * 3 * job.store_images ** 2
+        say(f"storing images at {job.store_images}x{job.store_images} px: {need / 2 ** 30:.2f} GiB")
+        _check_room(ex.path, need, f"--store-images {job.store_images}")
     if job.clip.random_weights:
         say(RANDOM_BANNER)
+
+
+def _check_room(path: Path, need: int, what: str) -> None:
+    """Refuse before any work when ``need`` bytes cannot fit beside what ``path`` holds already."""
+    folder = next(p for p in (path.parent, *path.parent.parents, Path(".")) if p.exists())
+    have = shutil.disk_usage(folder).free + (path.stat().st_size if path.exists() else 0)
+    if need > have:
+        raise CafeError(f"{what} needs {need / 2 ** 30:.2f} GiB in {folder} but only {have / 2 ** 30:.2f} GiB is "
+                        "free: free space, choose a smaller SIZE (0 = off), or another --cache-dir.")
 
 
 def _say_done(job: ExtractJob, ex: Extraction, report: ExtractReport, result: ReadResult,

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from ..bounds import check_all
 from ..device import default_workers, pick_device
 from ..errors import CafeError
 from ..extract.cache import FeatureCache, Fingerprint, find_caches
@@ -96,6 +97,7 @@ def evaluate_run(run: str | Path, which: str | None = None, *, cache_dir: Path, 
     None (said in ``log``) when there is no cache to evaluate. ``run``: a run folder (``which`` default
     last) or one of its ``.safetensors`` (``which`` default: that file). ``bars()`` makes the progress display (a rich
     ``Progress`` or :class:`~cafe_cache.progress.PlainProgress`): a task per target."""
+    check_all({"--batch-size": batch_size, "--workers": workers})
     folder, default = RunFolder.of_checkpoint(run)
     which = which or default
     model, config = load_model(folder.path, which)
