@@ -22,8 +22,20 @@ from rich.progress import (
 from cafe_cache.bounds import check as check_bound
 from cafe_cache.progress import PlainProgress
 
-console = Console(stderr=True, highlight=False)
-out = Console(highlight=False)  # results (tables) go to stdout
+LOG_WIDTH = 10_000  # redirected output: no hard wrap (paths, commands and Markdown tables come out whole)
+
+
+def _console(stderr: bool = False) -> Console:
+    """A Rich console; on a terminal (or with $COLUMNS set) as wide as that, else :data:`LOG_WIDTH` wide,
+    where Rich would otherwise wrap every line at 80 columns."""
+    console = Console(stderr=stderr, highlight=False)
+    if console.is_terminal or os.environ.get("COLUMNS"):
+        return console
+    return Console(stderr=stderr, highlight=False, width=LOG_WIDTH)
+
+
+console = _console(stderr=True)
+out = _console()  # results (tables) go to stdout
 
 
 def fail(message: str, code: int = 2) -> NoReturn:

@@ -7,7 +7,6 @@ drawing its lines and progress bars.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,7 +18,7 @@ from cafe_cache.extract.job import ExtractJob, parse_views
 from cafe_cache.extract.weights import ClipSpec
 from cafe_cache.options import EXTRACT_PRECISIONS as PRECISIONS
 from cafe_cache.options import VIEWS, field_default, split_list
-from cafe_cache.progress import rate_text
+from cafe_cache.progress import split_bars
 
 from .common import bounded, console, progress, say_plain
 
@@ -120,32 +119,4 @@ def _bars(suffix: str) -> Iterator[tuple]:
     """Progress bars of one rank (task names end in ``suffix``) and the (on_plan, on_batch) callbacks
     that drive them, for :func:`~cafe_cache.extract.job.extract_dataset`."""
     with progress() as bar:
-        yield _bar_hook(bar, suffix, say_plain)
-
-
-def _bar_hook(bar, suffix: str = "", say=None):
-    """(on_plan, on_batch) callbacks that drive one progress task per split with its live rate, and
-    say the measured rate and ETA after the first batches (``say``)."""
-    from cafe_cache.progress import SpeedHint
-
-    tasks: dict[str, int] = {}
-    hint: list[SpeedHint] = []
-    started: dict[str, float] = {}
-    last = [time.perf_counter()]  # a split starts when the previous one's last batch ended
-
-    def on_plan(todo: dict[str, int]) -> None:
-        last[0] = time.perf_counter()
-        tasks.update({s: bar.add_task(s + suffix, total=n, rate="") for s, n in todo.items() if n})
-        if say:
-            hint.append(SpeedHint(sum(todo.values()), say))
-
-    def on_batch(split: str, n: int) -> None:
-        if hint:
-            hint[0].batch(n)
-        started.setdefault(split, last[0])
-        last[0] = time.perf_counter()
-        bar.advance(tasks[split], n)
-        done = bar.tasks[tasks[split]].completed
-        bar.update(tasks[split], rate=rate_text(done, time.perf_counter() - started[split]))
-
-    return on_plan, on_batch
+        yield split_bars(bar, suffix, say_plain)
