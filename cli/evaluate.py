@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from cafe_cache.options import EVAL_BATCH_SIZE, split_list
@@ -18,11 +19,11 @@ BGR_HELP = ("Targets evaluated with colour channels in BGR order, reproducing th
 
 
 def print_results(results: dict, source: str | None, title: str) -> None:
-    from cafe_cache.metrics import means_line
+    from cafe_cache.metrics import means_line, target_label
 
     table = Table("target", "n", "accuracy", "UAR", title=title, title_justify="left")
     for name, m in results.items():
-        table.add_row(name + (" (source)" if name == source else "") + (" [BGR]" if m.get("bgr") else ""),
+        table.add_row(escape(target_label(name, m, source)),
                       f"{m['n']:,}", f"{m['accuracy']:.2f}", f"{m['uar']:.2f}")
     out.print(table)
     out.print("   ".join(means_line(results, source)))
@@ -31,7 +32,7 @@ def print_results(results: dict, source: str | None, title: str) -> None:
 def show_evaluation(evaluation) -> None:
     """The table of a :class:`~cafe_cache.train.evaluate.RunEvaluation` and the files it wrote."""
     print_results(evaluation.results, evaluation.source, evaluation.title)
-    console.print(f"written: {evaluation.folder}/results.json, results.md")
+    console.print(f"written: {', '.join(str(f) for f in evaluation.files)}", soft_wrap=True)
 
 
 def evaluate(

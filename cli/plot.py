@@ -21,11 +21,12 @@ def plot(
     device: str = typer.Option("auto", help="Where the model runs for Grad-CAM."),
 ) -> None:
     """Training curves, class masks (Fig. 5), confusion matrices and Grad-CAM (Fig. 4) into RUN/figures/."""
+    from cafe_cache.metrics import plural
     from cafe_cache.report import make_figures  # torch, matplotlib: only when running
     from cafe_cache.runs import RunFolder, find_runs
 
     def done(run: Path, written: list[Path]) -> None:
-        console.print(f"{run}: {len(written)} figures in {RunFolder(run).figures}")
+        console.print(f"{run}: {plural(len(written), 'figure')} in {RunFolder(run).figures}")
 
     matrix = make_figures(path, which=which, cache_dir=cache_dir, n_gradcam=gradcam, device=device,
                           log=lambda m: console.print(f"[yellow]{m}[/]"), on_run=done)
