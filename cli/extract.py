@@ -36,7 +36,7 @@ def extract(
     dataset: str = typer.Option(..., "--dataset", "-d",
                                 help="Reader name: rafdb, ferplus, affectnet, sfew, mma, folder."),
     root: Path | None = typer.Option(_job("root"),
-                                     help="Dataset root. Default: $CAFE_<NAME>_ROOT or cafe.toml [datasets]."),
+                                     help="Dataset root. Default: $CAFE_<NAME>_ROOT or cafe.toml \\[datasets]."),
     name: str | None = typer.Option(_job("name"), help="Cache name (file stem). Default: the dataset name; for "
                                     "`folder`, the root folder's name."),
     class_map: str | None = typer.Option(_job("class_map"), help="folder reader: explicit class map "

@@ -46,6 +46,7 @@ from filelock import FileLock, Timeout
 from .. import __version__
 from ..datasets.base import Reader, Sample
 from ..errors import CafeError
+from ..options import check_cache_name
 from .integrity import NO_CHUNK_CACHE, abandon, check_finite, checked_read, verify_cache, write_failed
 from .weights import WeightsInfo
 
@@ -134,7 +135,15 @@ def _shown(key: str, value: Any) -> Any:
 
 
 def cache_path(cache_dir: str | Path, cache_name: str) -> Path:
-    return Path(cache_dir) / f"{cache_name}.h5"
+    return Path(cache_dir) / f"{check_cache_name(cache_name)}.h5"
+
+
+def cache_file(name_or_path: str | Path, cache_dir: str | Path) -> Path:
+    """A cache given as a file (``cache/rafdb.h5``) or by its name (``rafdb``, as train and eval take it)."""
+    p = Path(name_or_path)
+    if p.suffix == ".h5" or p.is_file() or len(p.parts) > 1:
+        return p
+    return cache_path(cache_dir, str(p))
 
 
 def shards_dir(path: Path) -> Path:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from ..bounds import check_all
 from ..errors import CafeError
-from ..options import EXTRACT_PRECISIONS, PREPROCESS, VIEWS, split_list
+from ..options import EXTRACT_PRECISIONS, PREPROCESS, VIEWS, check_cache_name, check_views, split_list
 from .weights import ClipSpec
 
 if TYPE_CHECKING:
@@ -38,11 +38,7 @@ Bars = Callable[[str], AbstractContextManager[tuple[OnPlan | None, OnBatch | Non
 
 def parse_views(text: str) -> tuple[str, ...]:
     """``--views 'clean,hflip'`` -> ``("clean", "hflip")``, checked."""
-    views = tuple(split_list(text) or ())
-    bad = [v for v in views if v not in VIEWS]
-    if bad or not views:
-        raise CafeError(f"--views {text!r}: unknown view(s) {bad}; choose from {', '.join(VIEWS)}.")
-    return views
+    return check_views(tuple(split_list(text) or ()), text)
 
 
 @dataclass(frozen=True)
@@ -70,10 +66,9 @@ class ExtractJob:
     force: bool = False  # recompute even if a finished or different cache exists
 
     def __post_init__(self) -> None:
-        bad = [v for v in self.views if v not in VIEWS]
-        if bad or not self.views:
-            raise CafeError(f"--views {','.join(self.views)!r}: unknown view(s) {bad}; choose from "
-                            f"{', '.join(VIEWS)}.")
+        check_views(self.views)
+        if self.name is not None:
+            check_cache_name(self.name)
         if self.preprocess not in PREPROCESS:
             raise CafeError(f"--preprocess {self.preprocess!r}: choose official or clip.")
         if self.dtype not in DTYPES:
@@ -169,18 +164,21 @@ def _say_plan(job: ExtractJob, ex: Extraction, ranks: Ranks, say: Callable[[str]
         n = sum(len(v) for v in ex.splits.values())
         need = n * 3 * job.store_images ** 2
         say(f"storing images at {job.store_images}x{job.store_images} px: {need / 2 ** 30:.2f} GiB")
-        _check_room(ex.path, need, f"--store-images {job.store_images}")
+        if short := _room_short(ex.path, need):
+            say(f"[yellow]--store-images {job.store_images} {short}[/]: the extraction stops with one line when the "
+                "disk is full, keeping the rows written (rerun to continue after freeing space).")
     if job.clip.random_weights:
         say(RANDOM_BANNER)
 
 
-def _check_room(path: Path, need: int, what: str) -> None:
-    """Refuse before any work when ``need`` bytes cannot fit beside what ``path`` holds already."""
+def _room_short(path: Path, need: int) -> str | None:
+    """``needs 3.20 GiB in cache but 1.10 GiB is free`` when ``need`` bytes cannot fit beside what ``path`` holds
+    already; None when they fit."""
     folder = next(p for p in (path.parent, *path.parent.parents, Path(".")) if p.exists())
     have = shutil.disk_usage(folder).free + (path.stat().st_size if path.exists() else 0)
-    if need > have:
-        raise CafeError(f"{what} needs {need / 2 ** 30:.2f} GiB in {folder} but only {have / 2 ** 30:.2f} GiB is "
-                        "free: free space, choose a smaller SIZE (0 = off), or another --cache-dir.")
+    if need <= have:
+        return None
+    return f"needs {need / 2 ** 30:.2f} GiB in {folder} but {have / 2 ** 30:.2f} GiB is free"
 
 
 def _say_done(job: ExtractJob, ex: Extraction, report: ExtractReport, result: ReadResult,
