@@ -72,6 +72,7 @@ def markdown_table(results: dict[str, dict[str, Any]], source: str | None, title
         cells = " | ".join("-" if a is None else f"{a:.1f}" for a in m["per_class"].values())
         lines.append(f"| {target_label(name, m, source)} | {m['n']} | {m['accuracy']:.2f} | {m['uar']:.2f} | {cells} |")
     lines += ["", *(f"- {part}" for part in means_line(results, source))]
+    lines += [f"- {m['left_out']}" for m in results.values() if m.get("left_out")]
     return "\n".join(lines) + "\n"
 
 

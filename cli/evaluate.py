@@ -27,6 +27,9 @@ def print_results(results: dict, source: str | None, title: str) -> None:
                       f"{m['n']:,}", f"{m['accuracy']:.2f}", f"{m['uar']:.2f}")
     out.print(table)
     out.print("   ".join(means_line(results, source)))
+    for m in results.values():
+        if m.get("left_out"):
+            out.print(f"[yellow]{escape(m['left_out'])}[/]", soft_wrap=True)
 
 
 def show_evaluation(evaluation) -> None:

@@ -443,6 +443,14 @@ class SplitData:
     paths: list[str]
     rows: np.ndarray  # row indices in the file
     images: StoredImages | None = None  # present when the cache stores images
+    unreadable: int = 0  # rows left out: images extraction could not read (recorded in the cache)
+
+    def left_out(self, what: str, cache: Path) -> str | None:
+        """``3 unreadable images of rafdb test left out ...``, or None when every row was read."""
+        if not self.unreadable:
+            return None
+        return (f"{self.unreadable:,} unreadable image{'s' if self.unreadable != 1 else ''} of {what} left out "
+                f"(their reasons: `cafe cache info {cache}`)")
 
 
 class FeatureCache:
@@ -503,7 +511,7 @@ class FeatureCache:
             paths = list(checked_read(self.path, g["paths"], text=True)[rows])
         check_finite(self.path, split, feats, rows, paths)
         images = StoredImages(self.path, split, self.stored_image_size) if self.stored_image_size else None
-        return SplitData(feats, labels, paths, rows, images)
+        return SplitData(feats, labels, paths, rows, images, len(err) - len(rows))
 
     def verify(self) -> list[str]:
         """Read back every row (checksums where stored); one line per split, or CacheCorrupt."""

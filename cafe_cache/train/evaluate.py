@@ -78,7 +78,9 @@ def evaluate_caches(model: CAFEModel, caches: dict[str, FeatureCache], *, image_
             on_start(name, len(ds))
         pred = predict_split(model, ds, batch_size=batch_size, workers=workers, device=device, clip=clip,
                              on_batch=on_batch)
-        results[name] = metrics(pred.y_true, pred.y_pred) | {"bgr": bgr, "mean_masks": pred.mean_masks}
+        results[name] = metrics(pred.y_true, pred.y_pred) | {"bgr": bgr, "mean_masks": pred.mean_masks,
+                                                             "unreadable": data.unreadable,
+                                                             "left_out": data.left_out(f"{name} {split}", cache.path)}
     return results
 
 

@@ -183,8 +183,12 @@ def load_data(cfg: TrainConfig, device: torch.device, log: Callable[[str], None]
 
         log(f"[yellow]{cache.path} is a partial extraction ({describe(cache.subset)})[/]: "
             "results are not those of the whole dataset.")
-    train_data = limit_split(cache.load("train"), cfg.limit, cfg.seed)
-    test_data = limit_split(cache.load("test"), cfg.limit and max(1, cfg.limit // 4), cfg.seed)
+    loaded = {split: cache.load(split) for split in ("train", "test")}
+    for split, data in loaded.items():
+        if note := data.left_out(f"{cfg.source} {split}", cache.path):
+            log(f"[yellow]{note}[/]")
+    train_data = limit_split(loaded["train"], cfg.limit, cfg.seed)
+    test_data = limit_split(loaded["test"], cfg.limit and max(1, cfg.limit // 4), cfg.seed)
     train_set = PairedSamples(train_data, reader, views, cfg.image_size, cfg.augment, cfg.seed)
     test_set = PairedSamples(test_data, reader, views, cfg.image_size)
     clip = clip_for(cache.fingerprint, cfg.clip_weights, device, official_fp16=True) if cfg.online_clip else None
