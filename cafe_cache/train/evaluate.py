@@ -20,7 +20,7 @@ from ..extract.cache import FeatureCache, Fingerprint, find_caches
 from ..extract.online import clip_for
 from ..metrics import jsonable, markdown_table, metrics, summary
 from ..model.cafe import CAFEModel
-from ..options import EVAL_BATCH_SIZE
+from ..options import EVAL_BATCH_SIZE, check_cache_name
 from ..progress import named_bars
 from ..runs import RunConfig, RunFolder
 from .checkpoint import load_model, write_json
@@ -36,7 +36,7 @@ def target_caches(cache_dir: str | Path, targets: list[str] | None) -> dict[str,
     if targets:
         caches = {}
         for t in targets:
-            p = Path(cache_dir) / f"{t}.h5"
+            p = Path(cache_dir) / f"{check_cache_name(t)}.h5"  # a name: the results file is named after it too
             if not p.is_file():
                 have = ", ".join(c.stem for c in find_caches(cache_dir)) or "none"
                 raise CafeError(f"no cache for target {t!r} in {cache_dir} (have: {have}); run `cafe extract` for it.")
