@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import h5py
 import numpy as np
 import torch
 from PIL import Image
@@ -19,6 +20,7 @@ from PIL import Image
 from ..datasets.base import ImageReadError, open_rgb
 from ..errors import CafeError
 from ..extract.cache import FeatureCache
+from ..extract.integrity import checked_read
 from ..runs import RunFolder
 from .infer import face_tensor
 
@@ -63,10 +65,7 @@ def run_faces(checkpoint: str | Path, n: int) -> tuple[list[Image.Image], str]:
     root = Path(config.train.get("root") or cache.root)
     crops: list[Image.Image] = []
     for split in sorted(cache.splits, key=lambda s: s != "test"):
-        try:
-            paths = cache.load(split).paths
-        except (CafeError, OSError):
-            continue
+        paths = readable_paths(cache, split)
         for i in np.linspace(0, len(paths) - 1, min(len(paths), n - len(crops))).round().astype(int):
             try:
                 crops.append(open_rgb(root / paths[i]))
@@ -75,6 +74,17 @@ def run_faces(checkpoint: str | Path, n: int) -> tuple[list[Image.Image], str]:
         if len(crops) >= n:
             break
     return crops, (f"{len(crops)} images of {cache.dataset} ({root})" if crops else "")
+
+
+def readable_paths(cache: FeatureCache, split: str) -> list[str]:
+    """The image paths of ``split`` that extraction could read (no features loaded: a split may be large)."""
+    try:
+        with h5py.File(cache.path, "r") as f:
+            g = f[f"splits/{split}"]
+            errors = checked_read(cache.path, g["error"], text=True)
+            return [p for p, e in zip(checked_read(cache.path, g["paths"], text=True), errors) if not e]
+    except (CafeError, OSError, KeyError):
+        return []
 
 
 def generated_faces(n: int, size: int = 100) -> list[Image.Image]:
