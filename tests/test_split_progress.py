@@ -73,3 +73,22 @@ def test_redirected_output_is_not_wrapped_at_80_columns(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert any(long in line for line in proc.stdout.splitlines()), proc.stdout  # the table row whole
     assert f"written: {long}" in proc.stderr.splitlines(), proc.stderr
+
+
+def test_terminal_bars_time_each_split_from_its_own_start():
+    import io
+
+    from rich.console import Console
+    from rich.progress import Progress
+
+    clock = Clock()
+    bar = Progress(console=Console(file=io.StringIO()), get_time=clock, auto_refresh=False)
+    on_plan, on_batch = split_bars(bar, clock=clock)
+    on_plan({"train": 100, "test": 64})
+    assert bar.tasks[1].start_time is None  # waits for its turn
+    clock.now += 1000
+    on_batch("train", 100)
+    clock.now += 100
+    on_batch("test", 64)
+    assert bar.tasks[0].finished_time == 1000 and bar.tasks[1].elapsed == 100  # what TimeElapsedColumn shows
+    assert bar.tasks[1].fields["rate"] == "0.6 img/s"
