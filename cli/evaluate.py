@@ -41,7 +41,9 @@ def show_evaluation(evaluation) -> None:
 def evaluate(
     checkpoint: Path = typer.Option(..., "--checkpoint", "-c",
                                     help="Run folder (or RUN/best.safetensors, RUN/last.safetensors)."),
-    targets: str | None = typer.Option(None, help="Comma-separated cache names; default: every cache in --cache-dir."),
+    targets: str | None = typer.Option(None, help="Comma-separated cache names; default: every cache in --cache-dir. "
+                                       "Results of named targets go to results-A+B.{json,md}, beside the full "
+                                       "results.{json,md}, which stay as they are."),
     cache_dir: Path = typer.Option(Path(TrainConfig.cache_dir), help="Folder of the feature caches."),
     which: str | None = typer.Option(None, help="last (the final epoch: the paper's numbers) or best (best on the "
                                      "source's own test set: test-set selection); default last, or the file named in "
@@ -56,7 +58,8 @@ def evaluate(
     device: str = typer.Option(TrainConfig.device),
     json_out: bool = typer.Option(False, "--json", help="Also print the results as JSON on stdout."),
 ) -> None:
-    """Evaluate a trained run on cached target datasets; writes RUN/eval-<which>/results.{json,md}."""
+    """Evaluate a trained run on cached target datasets; writes RUN/eval-<which>/results.{json,md} (with --targets
+    A,B: results-A+B.{json,md})."""
     from cafe_cache.metrics import jsonable  # torch: only when running
     from cafe_cache.train.evaluate import evaluate_run
 
