@@ -153,9 +153,10 @@ def _grid(acc: Mapping[str, Mapping[str, float]], rows: list[str],
     return np.array([[float(acc.get(r, {}).get(c, np.nan)) for c in cols] for r in rows])
 
 
-def _means(acc: Mapping[str, Mapping[str, float]], rows: list[str]) -> np.ndarray:
-    """Per source: [paper mean, unseen mean] over the paper's five test sets; NaN if incomplete."""
-    return np.array([[np.nan if m is None else m for m in means(acc.get(src, {}), src, DATASETS)] for src in rows])
+def _means(acc: Mapping[str, Mapping[str, float]], rows: list[str], cols: list[str]) -> np.ndarray:
+    """Per source: [mean over every test set shown, mean over the unseen ones] (the paper's two means when
+    the columns are its five test sets); NaN where the row lacks one of them."""
+    return np.array([[np.nan if m is None else m for m in means(acc.get(src, {}), src, cols)] for src in rows])
 
 
 def _draw_accuracy_panel(ax: Axes, values: np.ndarray, rows: list[str], cols: list[str],
@@ -190,7 +191,7 @@ def _draw_accuracy_panel(ax: Axes, values: np.ndarray, rows: list[str], cols: li
                                    linewidth=2.5, clip_on=False))
     ax.axvline(n_targets - 0.5, color="white", linewidth=4)
     labels = [DATASET_NAMES.get(c, c) for c in cols[:n_targets]]
-    labels += ["mean\n(all 5)", "mean\n(unseen)"]
+    labels += [f"mean\n(all {n_targets})", "mean\n(unseen)"]
     ax.set_xticks(range(len(cols)), labels, rotation=30, ha="right", fontsize=10)
     ax.set_yticks(range(len(rows)), [DATASET_NAMES.get(r, r) for r in rows] if show_ylabels
                   else [""] * len(rows), fontsize=10)
@@ -207,15 +208,15 @@ def plot_cross_domain(acc: Mapping[str, Mapping[str, float]], path: str | Path,
                       dpi: int = DPI) -> Path:
     """Sources x targets accuracy (%) heat map, Table 1 style, in-domain cells outlined.
 
-    Two extra columns give the mean over all five test sets (the paper's "Mean") and over
-    the four unseen ones, when a row is complete.  With ``paper`` (same shape, e.g.
+    Two extra columns give the mean over all test sets shown (the paper's "Mean" for its five) and
+    over the unseen ones, when a row is complete.  With ``paper`` (same shape, e.g.
     :data:`cafe_cache.paper.CAFE_CROSS_DOMAIN`) two more panels show the paper's numbers
     for the same sources and ours minus the paper's.  Means are always computed from the
     cells shown (for AffectNet-trained CAFE that gives 61.67, not the printed 60.27).
     """
     rows = _ordered_keys(set(acc))
     cols = _ordered_keys({t for r in acc.values() for t in r})
-    ours = np.hstack([_grid(acc, rows, cols), _means(acc, rows)])
+    ours = np.hstack([_grid(acc, rows, cols), _means(acc, rows, cols)])
     all_cols = cols + ["mean_all", "mean_unseen"]
 
     panels = 1 if paper is None else 3
@@ -226,7 +227,7 @@ def plot_cross_domain(acc: Mapping[str, Mapping[str, float]], path: str | Path,
         im = _draw_accuracy_panel(axes[0], ours, rows, all_cols, "ours", vmin, vmax, True)
         fig.colorbar(im, ax=axes[0], fraction=0.05, pad=0.02).set_label("accuracy (%)")
     else:
-        theirs = np.hstack([_grid(paper, rows, cols), _means(paper, rows)])
+        theirs = np.hstack([_grid(paper, rows, cols), _means(paper, rows, cols)])
         both = np.concatenate([ours, theirs])
         vmin, vmax = np.nanmin(both), np.nanmax(both)
         _draw_accuracy_panel(axes[0], ours, rows, all_cols, "ours", vmin, vmax, True)

@@ -6,7 +6,8 @@
     RUN/resume.pt             optimiser, scheduler and history after the last finished epoch
     RUN/metrics.json          per-epoch history
     RUN/checksums.json        sha256 of best, last and resume, {"best.safetensors": [sha256], ...}
-    RUN/eval-<which>/         results.json, results.md, mean_masks.npz of ``cafe eval --which``
+    RUN/eval-<which>/         results.json, results.md, mean_masks.npz of ``cafe eval --which``: every cache, or
+                              the targets of ``cafe train``; ``cafe eval --targets A,B`` writes results-A+B.*
     RUN/figures/              the figures of ``cafe plot``
 
 :class:`RunConfig` is the typed view of ``config.json``; it reads the run folders of every cafe
@@ -80,11 +81,13 @@ class RunFolder:
     def eval_dir(self, which: str) -> Path:
         return self.path / f"eval-{which}"
 
-    def results_json(self, which: str) -> Path:
-        return self.eval_dir(which) / RESULTS_JSON
+    def results_json(self, which: str, targets: list[str] | None = None) -> Path:
+        """The results of an evaluation: ``results.json`` the run's full one, ``results-A+B.json`` that of
+        ``cafe eval --targets A,B`` (which never replaces the full one)."""
+        return self.eval_dir(which) / (results_stem(targets) + ".json")
 
-    def results_md(self, which: str) -> Path:
-        return self.eval_dir(which) / RESULTS_MD
+    def results_md(self, which: str, targets: list[str] | None = None) -> Path:
+        return self.eval_dir(which) / (results_stem(targets) + ".md")
 
     def mean_masks(self, which: str) -> Path:
         return self.eval_dir(which) / MEAN_MASKS
@@ -100,6 +103,11 @@ class RunFolder:
     def read_config(self, need: tuple[str, ...] = ()) -> RunConfig:
         """``config.json``; ``need``: entries that must be there (each a JSON object)."""
         return RunConfig.from_json(read_config_json(self, need))
+
+
+def results_stem(targets: list[str] | None) -> str:
+    """``results`` for the full evaluation (None), ``results-rafdb+sfew`` for the set of targets named."""
+    return Path(RESULTS_JSON).stem + ("-" + "+".join(targets) if targets else "")
 
 
 def find_runs(folder: Path) -> list[Path]:

@@ -28,7 +28,7 @@ SHOWN_SKIPS = 5  # how many skipped entries and reasons to print
 def datasets(
     dataset: str | None = typer.Argument(None, help="A dataset reader (omit to list them)."),
     root: Path | None = typer.Option(None, "--root", help="Dataset root folder; default: the "
-                                     "CAFE_<NAME>_ROOT variable or [datasets] in cafe.toml."),
+                                     "CAFE_<NAME>_ROOT variable or \\[datasets] in cafe.toml."),
     class_map: str | None = typer.Option(None, "--class-map", help="folder only: class folder "
                                          "names to ids, 'NAME=ID,...' (ID a class name, 0..6, or -1 to skip)."),
     name: str | None = typer.Option(None, "--name", help="folder only: cache name (default: the root folder's name)."),

@@ -10,7 +10,7 @@ import typer
 
 from cafe_cache.options import DEFAULT_WHICH, TABLES, TRAIN_PRECISIONS, split_list
 
-from .common import console
+from .common import bounded, console
 
 
 def reproduce(
@@ -34,7 +34,8 @@ def reproduce(
     precision: str = typer.Option("fp32", help="Mask-branch precision passed to `cafe train` "
                                                f"({'/'.join(TRAIN_PRECISIONS)}); fp32 as the official code. bf16 is "
                                                "faster on GPUs and named in every title."),
-    nproc_per_node: int = typer.Option(1, "--nproc-per-node", min=1, help="Run each extraction and training as this "
+    nproc_per_node: int = typer.Option(1, "--nproc-per-node", callback=bounded(),
+                                       help="Run each extraction and training as this "
                                                                           "many processes on this node (torchrun; one "
                                                                           "per GPU)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the commands without running them."),

@@ -15,11 +15,13 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from ..bounds import check_all
 from ..errors import CafeError
 from ..options import BALANCE_MODES, W_DIV, W_SEP
 
 # on resume these may change (they do not change what is trained); --epochs extends or shortens the run
 RESUME_MAY_CHANGE = ("epochs", "workers", "device")
+LIMIT_LOW = 7  # --limit: at least one image per class
 
 
 @dataclass(frozen=True)
@@ -104,8 +106,9 @@ def check_hyperparameters(cfg: TrainConfig) -> None:
     for flag, value, ok, must in checks:
         if not (isinstance(value, (int, float)) and math.isfinite(value) and ok(value)):
             raise CafeError(f"{flag} {value}: must be {must}.")
-    if cfg.epochs < 1 or cfg.batch_size < 1:
-        raise CafeError(f"--epochs {cfg.epochs} / --batch-size {cfg.batch_size}: both must be at least 1.")
+    check_all({"--epochs": cfg.epochs, "--batch-size": cfg.batch_size, "--seed": cfg.seed,
+               "--image-size": cfg.image_size, "--limit": cfg.limit, "--workers": cfg.workers},
+              low={"--limit": LIMIT_LOW})
 
 
 def source_names(text: str) -> tuple[str, ...]:

@@ -17,6 +17,7 @@ from typing import Any
 from ..device import resolve_train_precision
 from ..distributed import from_env, process_group, rank_device, restarted
 from ..errors import CafeError
+from ..metrics import plural
 from ..options import DEFAULT_WHICH, WHICH
 from ..progress import device_hint, epoch_bars
 from ..report import make_run_figures
@@ -78,10 +79,10 @@ def train_and_evaluate(request: TrainRequest, *, log: Callable[[str], None] = pr
         for w in which:
             evaluation = evaluate_run(out, w, cache_dir=Path(cfg.cache_dir), targets=request.targets,
                                       clip_weights=cfg.clip_weights, workers=cfg.workers, device=cfg.device,
-                                      log=log, bars=bars)
+                                      log=log, bars=bars, full=True)
             if evaluation and show:
                 show(evaluation)
     if request.plots:
         written = make_run_figures(out, which=which[0], device=dev, log=lambda m: log(f"[yellow]{m}[/]"))
-        log(f"{len(written)} figures in {RunFolder(out).figures}")
+        log(f"{plural(len(written), 'figure')} in {RunFolder(out).figures}")
     return history

@@ -165,8 +165,12 @@ def load_sources(cfg: TrainConfig, device: torch.device, log: Callable[[str], No
         warn_cache(name, cache, log)
         reader = reader_for(cache, cfg.root)
         views = cache.fingerprint.views
-        train_data = limit_split(cache.load("train"), cfg.limit, cfg.seed)
-        test_data = limit_split(cache.load("test"), cfg.limit and max(1, cfg.limit // 4), cfg.seed)
+        loaded = {split: cache.load(split) for split in ("train", "test")}
+        for split, data in loaded.items():
+            if note := data.left_out(f"{name} {split}", cache.path):
+                log(f"[yellow]{note}[/]")
+        train_data = limit_split(loaded["train"], cfg.limit, cfg.seed)
+        test_data = limit_split(loaded["test"], cfg.limit and max(1, cfg.limit // 4), cfg.seed)
         trains.append(PairedSamples(train_data, reader, views, cfg.image_size, cfg.augment,
                                     cfg.seed + k * SOURCE_SEED_STEP))
         tests[name] = PairedSamples(test_data, reader, views, cfg.image_size)
