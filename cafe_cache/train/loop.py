@@ -33,7 +33,7 @@ from ..device import autocast, default_workers, resolve_train_precision
 from ..distributed import SINGLE, Ranks, data_parallel, rank_device, unwrap
 from ..errors import CafeError
 from ..extract.cache import FeatureCache, cache_path
-from ..extract.clip import LoadedClip
+from ..extract.extractor import FeatureExtractor
 from ..extract.online import clip_for, online_features
 from ..model.backbones import LoadReport
 from ..model.cafe import CAFEModel, ModelConfig
@@ -87,7 +87,7 @@ class Session:
     batch_size: int  # this rank's share of the global batch
     train_set: PairedSamples
     test_set: PairedSamples
-    clip: LoadedClip | None  # with --online-clip: CLIP runs on every augmented batch
+    clip: FeatureExtractor | None  # with --online-clip: CLIP runs on every augmented batch
     clip_dim: int
     w_sep: float
     w_div: float
@@ -168,7 +168,7 @@ def setup(cfg: TrainConfig, run: Path, *, resume: bool, log: Callable[[str], Non
 
 
 def load_data(cfg: TrainConfig, device: torch.device, log: Callable[[str], None]
-              ) -> tuple[FeatureCache, PairedSamples, PairedSamples, LoadedClip | None]:
+              ) -> tuple[FeatureCache, PairedSamples, PairedSamples, FeatureExtractor | None]:
     """The source's cached CLIP features paired with the images they came from: (cache, train set, test
     set, CLIP for --online-clip)."""
     cache = FeatureCache(cache_path(cfg.cache_dir, cfg.source))
