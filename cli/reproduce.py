@@ -37,6 +37,10 @@ def reproduce(
     nproc_per_node: int = typer.Option(1, "--nproc-per-node", min=1, help="Run each extraction and training as this "
                                                                           "many processes on this node (torchrun; one "
                                                                           "per GPU)."),
+    models: str | None = typer.Option(None, "--models", help="The backbone study: Table 1 once per frozen extractor, "
+                                      "e.g. 'ViT-B-32,ViT-L-14,timm:vit_base_patch14_dinov2.lvd142m', each in its own "
+                                      "cache folder (CACHE_DIR/<model>), then results/models.md and models.png: one "
+                                      "row per model beside the paper's ViT-B/32. Use with --tables 1."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the commands without running them."),
 ) -> None:
     """Reproduce the paper's tables for every dataset whose root is configured (resumable: rerun to continue)."""
@@ -46,6 +50,14 @@ def reproduce(
                        cache_dir=cache_dir, runs=runs, results=results, extract_args=tuple(shlex.split(extract_args)),
                        train_args=tuple(shlex.split(train_args)), expclip=expclip, which=which, precision=precision,
                        nproc_per_node=nproc_per_node, dry_run=dry_run)
-    for path in reproduce(job, say=lambda line: console.print(line, soft_wrap=True)):  # commands on one line
+    say = lambda line: console.print(line, soft_wrap=True)  # noqa: E731  (commands on one line)
+    if models is not None:
+        from cafe_cache.models_study import reproduce_models
+
+        written = reproduce_models(job, split_list(models) or [], say)
+    else:
+        written = reproduce(job, say=say)
+    for path in written:
         console.print(f"written {path}")
-        console.print(path.read_text())
+        if path.suffix == ".md":
+            console.print(path.read_text())
