@@ -26,6 +26,7 @@ def info(path: Path = typer.Argument(..., help="A cache file (cache/NAME.h5)."),
     On a cache a running `cafe extract` is writing, the rows written so far (read from the writer's
     progress file; the HDF5 file itself is left alone)."""
     from cafe_cache.extract.cache import FeatureCache, shard_files, shards_dir, writing_progress  # not for --help
+    from cafe_cache.extract.extractor import display_name
     from cafe_cache.extract.subset import describe
 
     running = writing_progress(path)
@@ -36,11 +37,13 @@ def info(path: Path = typer.Argument(..., help="A cache file (cache/NAME.h5)."),
     fp = c.fingerprint
     weights = f"[bold yellow]{fp.weights_label}[/]" if fp.random_weights else fp.weights_label
     out.print(f"[bold]{path}[/]  dataset {c.dataset} ({c.cache_name}), root {c.root}")
-    out.print(f"CLIP {weights}" + (f", sha256 {fp.weights_sha256[:16]}" if fp.weights_sha256 else ""))
+    out.print(display_name(fp.model, weights) + (f", sha256 {fp.weights_sha256[:16]}" if fp.weights_sha256 else ""))
     out.print(f"preprocess {fp.preprocess} at {fp.image_size}px, views {', '.join(fp.views)}, "
               f"{fp.dtype} ({fp.precision}), made by cafe {c.cafe_version}; "
               + (f"images stored at {c.stored_image_size}px; " if c.stored_image_size else "")
               + ("[green]complete[/]" if c.complete else "[yellow]UNFINISHED: rerun `cafe extract` to finish[/]"))
+    if fp.transform:
+        out.print(f"input: {fp.transform}")
     if c.subset:
         out.print(f"[yellow]partial extraction: {describe(c.subset)}[/]")
     table = Table("split", "images", "written")
