@@ -198,3 +198,54 @@ def test_missing_hub_weights_fail_at_once_in_one_whole_line(folder_dataset, tmp_
         assert "cannot be reached" in errors[0] and errors[0].endswith("(features are then meaningless).")
         assert "--weights FILE" in errors[0] and "--random-weights" in errors[0]
         assert "Retry" not in proc.stderr and "WARNING" not in proc.stderr and "ERROR:root" not in proc.stderr
+
+
+def test_preprocess_model_is_timms_own_eval_transform(folder_dataset, tmp_path):
+    """``--preprocess model``: the pretrained_cfg's resize to S / crop_pct (bicubic), centre crop and mean/std,
+    equal to timm's own ``create_transform`` of the model's data config, and named in the fingerprint."""
+    from timm.data import create_transform, resolve_data_config
+
+    loaded = load_extractor(ClipSpec(model=TEST_VIT, random_weights=True), "cpu", "model")
+    assert loaded.image_size == 160 and loaded.crop_pct == 0.95
+    make_cache(folder_dataset, tmp_path / "m.h5", loaded, preprocess="model", views=("clean",))
+    cache = FeatureCache(tmp_path / "m.h5")
+    assert cache.fingerprint.preprocess == "model" and cache.fingerprint.image_size == 160
+    assert cache.fingerprint.transform == ("timm pretrained_cfg: shorter side to 168 bicubic, centre crop 160, "
+                                           "mean [0.5, 0.5, 0.5], std [0.5, 0.5, 0.5]")
+    data = cache.load("test")
+    transform = create_transform(**resolve_data_config(model=loaded.model))
+    x = torch.stack([transform(Image.open(folder_dataset / p).convert("RGB")) for p in data.paths[:3]])
+    np.testing.assert_allclose(data.features[:3, 0], loaded.encode(x).numpy(), rtol=1e-4, atol=1e-4)
+    official = load_extractor(ClipSpec(model=TEST_VIT, random_weights=True), "cpu", "official")
+    assert official.image_size == 224  # built at CAFE's input size for the official preprocessing
+
+
+def test_timm_weights_file_is_loaded_hashed_and_rebuilt_online(tmp_path):
+    import timm
+
+    from cafe_cache.extract.online import clip_for
+
+    torch.manual_seed(1)
+    state = timm.create_model("test_vit.r160_in1k", pretrained=False).state_dict()
+    file = tmp_path / "test_vit.pth"
+    torch.save(state, file)
+    loaded = load_extractor(ClipSpec(model=TEST_VIT, weights=str(file)), "cpu", "official")
+    assert loaded.info.source == "file:test_vit.pth" and len(loaded.info.sha256) == 64
+    direct = timm.create_model("test_vit.r160_in1k", pretrained=True, pretrained_cfg_overlay=dict(file=str(file)),
+                               num_classes=0, img_size=224).eval()
+    x = torch.randn(2, 3, 224, 224)
+    with torch.no_grad():
+        assert torch.allclose(loaded.encode(x), direct(x), atol=1e-6)
+    fp = Fingerprint.for_extractor(loaded, preprocess="official", views=("clean",), dtype="float32", precision="fp32")
+    with pytest.raises(CafeError, match="weights file test_vit.pth; pass it again with --clip-weights"):
+        clip_for(fp, None, "cpu")
+    again = clip_for(fp, str(file), "cpu")  # what --online-clip, --bgr-targets and predict rebuild
+    assert torch.equal(again.encode(x), loaded.encode(x))
+    with pytest.raises(CafeError, match="not a checkpoint of timm:vit_small_patch14_dinov2"):
+        load_extractor(ClipSpec(model="timm:" + DINO_S, weights=str(file)), "cpu", "official")
+
+
+def test_pretrained_flag_is_refused_for_a_timm_model(folder_dataset, tmp_path):
+    r = cafe("extract", "--dataset", "folder", "--root", folder_dataset, "--model", TEST_VIT, "--pretrained", "openai",
+             "--cache-dir", tmp_path / "c")
+    assert isinstance(r.exception, CafeError) and "takes its weights' tag in its name" in str(r.exception)
