@@ -78,8 +78,8 @@ def check_models(models: list[str], job: ReproduceJob) -> list[str]:
         raise CafeError(f"--models {','.join(models)}: a model is named twice.")
     if any(w == "--model" or w.startswith("--model=") for w in job.extract_args):
         raise CafeError("--models sets each extraction's --model; remove --model from --extract-args.")
-    if set(job.tables) - {"1"} or job.sweep:
-        raise CafeError("--models runs Table 1 per model; pass --tables 1 (and no --sweep) with it.")
+    if "1" not in job.tables:
+        raise CafeError(f"--models makes Table 1 per model; --tables {','.join(job.tables)} has no Table 1.")
     return models
 
 
@@ -99,6 +99,9 @@ def reproduce_models(job: ReproduceJob, models: list[str], say: Say) -> list[Pat
     """Extract and train Table 1 for every model (the plans printed, and only printed with ``--dry-run``), then
     each model's Table 1 and the models table; returns the paths written (none with ``--dry-run``)."""
     check_models(models, job)
+    if set(job.tables) - {"1"} or job.sweep:
+        say("[yellow]--models makes Table 1 only[/] (one per model); the ablations (Tables 2, 4, 5, the sweep) are "
+            "made by `cafe reproduce` without --models.")
     settings = Settings.from_args(job.which, list(job.extract_args), job.train_words)
     say("settings:\n" + "\n".join(f"  {line}" for line in settings.summary()))
     if not settings.paper_init:
@@ -116,8 +119,16 @@ def reproduce_models(job: ReproduceJob, models: list[str], say: Say) -> list[Pat
             train_step(e, p.cache_dir, targets, job, say)
     if job.dry_run:
         return []
-    written = [path for p in plans for path in write_tables(p.experiments, p.results, job.which)]
+    written = [name_model(path, p.model) for p in plans for path in write_tables(p.experiments, p.results, job.which)]
     return written + write_models_table(plans, job.results, job.which)
+
+
+def name_model(path: Path, model: str) -> Path:
+    """A model's own table says which frozen extractor made it (its title's end), beside the paper's ViT-B/32 rows."""
+    if path.suffix == ".md":
+        title, _, rest = path.read_text().partition("\n")
+        path.write_text(f"{title} — frozen extractor {model}\n{rest}")
+    return path
 
 
 @dataclass

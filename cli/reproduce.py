@@ -40,7 +40,7 @@ def reproduce(
     models: str | None = typer.Option(None, "--models", help="The backbone study: Table 1 once per frozen extractor, "
                                       "e.g. 'ViT-B-32,ViT-L-14,timm:vit_base_patch14_dinov2.lvd142m', each in its own "
                                       "cache folder (CACHE_DIR/<model>), then results/models.md and models.png: one "
-                                      "row per model beside the paper's ViT-B/32. Use with --tables 1."),
+                                      "row per model beside the paper's ViT-B/32. Makes Table 1 only."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the commands without running them."),
 ) -> None:
     """Reproduce the paper's tables for every dataset whose root is configured (resumable: rerun to continue)."""

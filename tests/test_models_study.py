@@ -41,8 +41,9 @@ def reproduce(cwd: Path, *args: str) -> subprocess.CompletedProcess:
 
 
 def test_dry_run_lists_one_plan_per_model_in_its_own_folders(two_datasets):
-    proc = reproduce(two_datasets, "--models", f"ViT-B-32,{TIMM}", "--tables", "1", "--dry-run")
+    proc = reproduce(two_datasets, "--models", f"ViT-B-32,{TIMM}", "--dry-run")  # the default --tables: Table 1 only
     assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "--models makes Table 1 only" in proc.stderr
     plans = [line for line in proc.stderr.splitlines() if line.startswith("plan ")]
     assert [p.split(" — ")[0] for p in plans] == ["plan 1/2: model ViT-B-32", f"plan 2/2: model {TIMM}"]
     commands = [line[2:] for line in proc.stderr.splitlines() if line.startswith("$ ")]
@@ -59,8 +60,8 @@ def test_dry_run_lists_one_plan_per_model_in_its_own_folders(two_datasets):
 
 
 def test_models_need_table_1_only_and_set_the_model_themselves(tmp_path):
-    with pytest.raises(CafeError, match="pass --tables 1"):
-        check_models(["ViT-B-32"], ReproduceJob(tables=("1", "2")))
+    with pytest.raises(CafeError, match="--tables 2,4 has no Table 1"):
+        check_models(["ViT-B-32"], ReproduceJob(tables=("2", "4")))
     with pytest.raises(CafeError, match="remove --model from --extract-args"):
         check_models(["ViT-B-32"], ReproduceJob(tables=("1",), extract_args=("--model", "ViT-L-14")))
     with pytest.raises(CafeError, match="named twice"):
@@ -120,7 +121,9 @@ def test_models_study_runs_end_to_end_and_resumes(two_datasets):
     assert all("-" not in r.split(" | ")[2:6] for r in rows[:2])  # every mean of both models is there
     for folder in ("cafe-tiny", model_slug(TIMM)):
         assert (two_datasets / "cache" / folder / "rafdb.h5").is_file()
-        assert (two_datasets / "results" / "models" / folder / "table1.md").is_file()
+        title = (two_datasets / "results" / "models" / folder / "table1.md").read_text().splitlines()[0]
+        assert title.startswith("## Table 1: cross-domain accuracy") and title.endswith(
+            f"frozen extractor {'cafe-tiny' if folder == 'cafe-tiny' else TIMM}")
     assert (two_datasets / "results" / "models.png").is_file()
     again = reproduce(two_datasets, *args, "--dry-run")  # what a rerun would do: no training again
     assert again.returncode == 0 and again.stderr.count("done already") == 4

@@ -106,6 +106,8 @@ def load(spec: ClipSpec, device: str | torch.device = "cpu", preprocess: str = "
     """The timm model ``spec.model`` names, frozen, in eval mode on ``device`` (see the module docstring)."""
     name = split_model(spec.model)[1]
     check_name(name)
+    if spec.activation not in ("auto", ACTIVATION):
+        raise CafeError(f"--activation {spec.activation} is CLIP's; timm:{name} is built as its config says. Drop it.")
     model_id = canonical_model(spec.model)
     if spec.random_weights:
         if spec.weights:
