@@ -249,3 +249,17 @@ def test_pretrained_flag_is_refused_for_a_timm_model(folder_dataset, tmp_path):
     r = cafe("extract", "--dataset", "folder", "--root", folder_dataset, "--model", TEST_VIT, "--pretrained", "openai",
              "--cache-dir", tmp_path / "c")
     assert isinstance(r.exception, CafeError) and "takes its weights' tag in its name" in str(r.exception)
+
+
+def test_two_rank_torchrun_extraction_of_a_timm_model_equals_one_process(tmp_path):
+    """The shard path (each rank loads the extractor from the job, rank 0 joins the shards) with timm."""
+    from .test_distributed import assert_same_cache, ok, torchrun
+    from .test_distributed import cafe as one_process
+
+    write_folder_dataset(tmp_path / "toy", {"train": 3, "test": 2}, size=20)
+    args = ["extract", "-d", "folder", "--root", "toy", "--model", TEST_VIT, "--random-weights", "--batch-size", "4",
+            "--dtype", "float32", "--workers", "0"]
+    ok(one_process(*args, "--cache-dir", "one", cwd=tmp_path))
+    out = ok(torchrun("-m", "cli", *args, "--cache-dir", "two", cwd=tmp_path))
+    assert "on 2 ranks" in out and TEST_VIT in out
+    assert_same_cache(tmp_path / "one" / "toy.h5", tmp_path / "two" / "toy.h5")
