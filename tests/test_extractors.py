@@ -263,3 +263,23 @@ def test_two_rank_torchrun_extraction_of_a_timm_model_equals_one_process(tmp_pat
     out = ok(torchrun("-m", "cli", *args, "--cache-dir", "two", cwd=tmp_path))
     assert "on 2 ranks" in out and TEST_VIT in out
     assert_same_cache(tmp_path / "one" / "toy.h5", tmp_path / "two" / "toy.h5")
+
+
+def test_online_clip_training_runs_the_timm_model_on_every_batch(two_caches, tmp_path, monkeypatch):
+    import cafe_cache.train.loop as loop
+
+    seen = []
+    real = loop.online_features
+
+    def spy(extractor, images):
+        features = real(extractor, images)
+        seen.append((extractor.info.model, tuple(features.shape[1:])))
+        return features
+
+    monkeypatch.setattr(loop, "online_features", spy)
+    r = cafe("train", "--source", "toyset", "--cache-dir", two_caches / "timm", "--out", tmp_path / "online",
+             "--epochs", 1, "--image-size", 32, "--backbone-weights", "none", "--batch-size", 7, "--no-plots",
+             "--no-eval", "--online-clip", "--device", "cpu", "--workers", 0)
+    assert r.exit_code == 0, (r.output, r.exception)
+    width = FeatureCache(two_caches / "timm" / "toyset.h5").load("train").features.shape[-1]
+    assert seen and set(seen) == {(TEST_VIT, (width,))}
