@@ -61,7 +61,7 @@ def extract(
     weights: Path | None = typer.Option(_clip("weights"),
                                         help="Local checkpoint file of --model (overrides --pretrained)."),
     random_weights: bool = typer.Option(_clip("random_weights"), "--random-weights", help="Randomly initialised "
-                                        "CLIP (seeded). For smoke tests only; recorded in the cache."),
+                                        "model (seeded). For smoke tests only; recorded in the cache."),
     seed: int = typer.Option(_clip("seed"), help="Seed of --random-weights."),
     activation: str = typer.Option(_clip("activation"), help="CLIP MLP activation: auto (what the weights were "
                                    "trained with: QuickGELU for OpenAI's CLIP and the default ViT-B-32, as the "
