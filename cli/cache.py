@@ -85,7 +85,7 @@ def list_caches(cache_dir: Path = typer.Argument(Path("cache"), help="Folder of 
     """One line per cache in a folder."""
     from cafe_cache.extract.cache import FeatureCache, find_caches
 
-    table = Table("cache", "dataset", "CLIP weights", "splits", "state")
+    table = Table("cache", "dataset", "extractor and weights", "splits", "state")
     for p in find_caches(cache_dir):
         try:
             c = FeatureCache(p)
