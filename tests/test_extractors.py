@@ -283,3 +283,10 @@ def test_online_clip_training_runs_the_timm_model_on_every_batch(two_caches, tmp
     assert r.exit_code == 0, (r.output, r.exception)
     width = FeatureCache(two_caches / "timm" / "toyset.h5").load("train").features.shape[-1]
     assert seen and set(seen) == {(TEST_VIT, (width,))}
+
+
+def test_a_convolutional_timm_model_runs_at_the_official_224_px():
+    """No img_size to set (timm's test ConvNeXt, made for 160 px): built as it is and fed 224 px."""
+    loaded = load_extractor(ClipSpec(model="timm:test_convnext.r160_in1k", random_weights=True), "cpu", "official")
+    assert loaded.image_size == 224 and loaded.encode(torch.randn(1, 3, 224, 224)).shape == (1, loaded.embed_dim)
+    assert loaded.transform("official").endswith("run at 224 px (native 160)")

@@ -60,7 +60,7 @@ def test_extract_and_train_follow_the_feature_width(trained):
 
     cache = FeatureCache(base / "cache" / "toyset.h5")
     assert cache.load("train").features.shape == (7, 2, width)
-    assert cache.fingerprint.model == model and "model built at 224 px (native 518)" in cache.fingerprint.transform
+    assert cache.fingerprint.model == model and "run at 224 px (native 518)" in cache.fingerprint.transform
 
 
 def test_export_parity_and_onnx_predictions_equal_pytorch(trained, tmp_path):

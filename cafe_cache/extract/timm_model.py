@@ -57,7 +57,7 @@ class LoadedTimm:
     def transform(self, preprocess: str) -> str:
         """The preprocessing recorded in the fingerprint."""
         if preprocess == "official":
-            built = "" if self.image_size == self.native_size else f", model built at {self.image_size} px " \
+            built = "" if self.image_size == self.native_size else f", run at {self.image_size} px " \
                 f"(native {self.native_size})"
             return f"resize {self.image_size}x{self.image_size} bilinear, ImageNet mean/std{built}"
         return (f"timm pretrained_cfg: shorter side to {resize_side(self.image_size, self.crop_pct)} "
@@ -85,21 +85,20 @@ def _how(name: str) -> str:
 
 
 def _create(name: str, preprocess: str, file: Path | None) -> torch.nn.Module:
-    """``timm.create_model`` without a classifier, at 224 px for ``official`` when the model is made for
-    another size, with the weights of ``file`` (None: random)."""
+    """``timm.create_model`` without a classifier, with the weights of ``file`` (None: random); for ``official``
+    a model made for another size is built for 224 px when it takes an ``img_size`` (ViTs; convolutional
+    networks take any size as they are)."""
     kw: dict = {"num_classes": 0}
-    native = timm.models.get_pretrained_cfg(name).input_size[-1] if timm.models.get_pretrained_cfg(name) else None
-    if preprocess == "official" and native not in (None, OFFICIAL_SIZE):
-        kw["img_size"] = OFFICIAL_SIZE
+    cfg = timm.models.get_pretrained_cfg(name)
     if file is not None:
         kw.update(pretrained=True, pretrained_cfg_overlay={"file": str(file)})
-    try:
-        return timm.create_model(name, **kw)
-    except TypeError as e:
-        if "img_size" in kw and "img_size" in str(e):
-            raise CafeError(f"timm:{name} takes {native} px inputs only, not the official {OFFICIAL_SIZE}: extract it "
-                            "with --preprocess model (its own transform).") from None
-        raise
+    if preprocess == "official" and cfg is not None and cfg.input_size[-1] != OFFICIAL_SIZE:
+        try:
+            return timm.create_model(name, img_size=OFFICIAL_SIZE, **kw)
+        except TypeError as e:  # no img_size argument: a model without a built-in input size
+            if "img_size" not in str(e):
+                raise
+    return timm.create_model(name, **kw)
 
 
 def load(spec: ClipSpec, device: str | torch.device = "cpu", preprocess: str = "official") -> LoadedTimm:
@@ -159,7 +158,10 @@ def _loaded(model: torch.nn.Module, info: WeightsInfo, device, preprocess: str) 
     model = model.to(device).eval().requires_grad_(False)
     cfg = model.pretrained_cfg
     native = int(cfg["input_size"][-1])
-    size = OFFICIAL_SIZE if preprocess == "official" and _takes(model, OFFICIAL_SIZE) else native
+    size = OFFICIAL_SIZE if preprocess == "official" else native
+    if not _takes(model, size):
+        raise CafeError(f"timm:{info.model.split(':', 1)[1]} takes {native} px inputs only, not the official {size}: "
+                        "extract it with --preprocess model (its own transform).")
     with torch.inference_mode():
         dim = int(model(torch.zeros(1, 3, size, size, device=device)).shape[-1])
     return LoadedTimm(model=model, info=info, image_size=size, embed_dim=dim, mean=tuple(cfg["mean"]),
