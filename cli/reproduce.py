@@ -50,7 +50,10 @@ def reproduce(
                        cache_dir=cache_dir, runs=runs, results=results, extract_args=tuple(shlex.split(extract_args)),
                        train_args=tuple(shlex.split(train_args)), expclip=expclip, which=which, precision=precision,
                        nproc_per_node=nproc_per_node, dry_run=dry_run)
-    say = lambda line: console.print(line, soft_wrap=True)  # noqa: E731  (commands on one line)
+
+    def say(line: str) -> None:
+        console.print(line, soft_wrap=True)  # commands on one line
+
     if models is not None:
         from cafe_cache.models_study import reproduce_models
 
