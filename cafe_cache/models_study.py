@@ -78,6 +78,8 @@ def check_models(models: list[str], job: ReproduceJob) -> list[str]:
         raise CafeError(f"--models {','.join(models)}: a model is named twice.")
     if any(w == "--model" or w.startswith("--model=") for w in job.extract_args):
         raise CafeError("--models sets each extraction's --model; remove --model from --extract-args.")
+    if job.protocol != "paper":
+        raise CafeError(f"--models runs the paper's Table 1 per model; drop --protocol {job.protocol}.")
     if "1" not in job.tables:
         raise CafeError(f"--models makes Table 1 per model; --tables {','.join(job.tables)} has no Table 1.")
     return models
