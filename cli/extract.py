@@ -59,9 +59,8 @@ def extract(
                                      "later full extraction or `cafe train` says so."),
     skip_bad: bool = typer.Option(_job("skip_bad"), "--skip-bad", help="Skip malformed label lines / missing images "
                                   "(counted) instead of stopping."),
-    model: str = typer.Option(_clip("model"), help="The frozen extractor: an open_clip name (ViT-B-32, "
-                              "open_clip:ViT-L-14) or timm:NAME, any timm image model with its tag "
-                              "(timm:vit_base_patch14_dinov2.lvd142m); its pooled features are cached."),
+    model: str = typer.Option(_clip("model"), help="The frozen extractor: an open_clip name (ViT-B-32, open_clip:"
+                              "ViT-L-14) or timm:NAME.TAG, any timm model (timm:vit_small_patch14_dinov2.lvd142m)."),
     pretrained: str = typer.Option(_clip("pretrained"),
                                    help="open_clip pretrained tag (downloads, or uses your HF cache). timm models "
                                    "take their tag in the --model name and use their hub weights."),
@@ -74,9 +73,8 @@ def extract(
                                    "trained with: QuickGELU for OpenAI's CLIP and the default ViT-B-32, as the "
                                    "official code), quickgelu or gelu."),
     views: str = typer.Option(",".join(_job("views")), help=f"Views to store per image, from {', '.join(VIEWS)}."),
-    preprocess: str = typer.Option(_job("preprocess"), help="official: resize 224x224 + ImageNet mean/std (the "
-                                   "CAFE code; a timm ViT made for another size is built at 224); model (or clip): "
-                                   "the extractor's own transform (CLIP's, or a timm model's pretrained_cfg)."),
+    preprocess: str = typer.Option(_job("preprocess"), help="official: resize 224x224 + ImageNet mean/std (the CAFE "
+                                   "code, every extractor); model (or clip): its own (CLIP's, a timm pretrained_cfg)."),
     dtype: str = typer.Option(_job("dtype"), help="Stored feature dtype: float16 or float32."),
     precision: str = typer.Option(_job("precision"), help=f"Compute precision {'/'.join(PRECISIONS)}; auto = fp16 "
                                   "on CUDA (as the official code), fp32 on CPU."),
