@@ -31,6 +31,7 @@ from ..classes import CLASSES
 from ..device import pick_device
 from ..errors import CafeError, MissingExtra
 from ..extract.cache import Fingerprint
+from ..extract.extractor import display_name
 from ..extract.online import clip_for
 from ..extract.preprocess import IMAGENET_MEAN, IMAGENET_STD, load_uint8, normalize
 from ..model.cafe import CAFEModel
@@ -106,7 +107,8 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 
 
 class InferenceGraph(nn.Module):
-    """CLIP image tower + CAFE: (CLIP input, mask-branch input) -> logits.
+    """The frozen extractor's image tower (CLIP's ``visual``, a timm model) + CAFE: (its input, mask-branch
+    input) -> logits.
 
     Two inputs rather than one resized inside the graph: training resized each face
     separately to both sizes with PIL, which an in-graph resize would not reproduce.
@@ -119,7 +121,7 @@ class InferenceGraph(nn.Module):
         self.model = model
 
     def forward(self, clip_image: Tensor, mask_image: Tensor) -> Tensor:
-        clip_features = self.clip_visual(clip_image).float()  # raw features: encode_image(normalize=False)
+        clip_features = self.clip_visual(clip_image).float()  # raw features, as the extractor's encode()
         return self.model(mask_image, clip_features)["logits"]
 
 
@@ -164,7 +166,7 @@ def frozen_clip_tower(config: RunConfig, clip_weights: str | None, device: torch
     """
     fingerprint = Fingerprint.from_json(config.clip.fingerprint)
     clip = clip_for(fingerprint, clip_weights, device)
-    return clip.model.visual, clip.image_size
+    return clip.image_tower(), clip.image_size
 
 
 class Predictor(FacePredictor):
@@ -184,7 +186,8 @@ class Predictor(FacePredictor):
         dev = pick_device(device)
         visual, clip_size = frozen_clip_tower(config, clip_weights, dev)
         warning = random_warning(config.clip.random_weights, config.backbone_init.random_init)
-        name = f"{name} ({config.variant}, CLIP {config.clip.label})"
+        model_name = Fingerprint.from_json(config.clip.fingerprint).model
+        name = f"{name} ({config.variant}, {display_name(model_name, config.clip.label)})"
         return cls(InferenceGraph(visual, model), clip_size, config.image_size, dev, batch_size, warning, name)
 
     @classmethod
