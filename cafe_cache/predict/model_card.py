@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..classes import CLASSES
+from ..extract.extractor import display_name
 from ..metrics import means
 from ..paper import CAFE_CROSS_DOMAIN, DATASET_NAMES
 from ..runs import RunConfig
@@ -44,8 +45,8 @@ def _what_it_is(data: dict[str, Any], config: RunConfig) -> list[str]:
     sha = f", sha256 {clip['weights_sha256']}" if clip["weights_sha256"] else ""
     return [
         "## What it is", "",
-        "CAFE (Zhang et al., ECCV 2024, *Generalizable Facial Expression Recognition*): a frozen CLIP image tower "
-        f"({clip['model']}, weights {weights}{sha}, {clip['activation']}) gives general face features; a "
+        "CAFE (Zhang et al., ECCV 2024, *Generalizable Facial Expression Recognition*): a frozen image tower "
+        f"({display_name(clip['model'])}, weights {weights}{sha}, {clip['activation']}) gives general face features; a "
         f"{config.model.get('backbone', 'resnet18')} mask branch (variant `{config.variant}`) learns a sigmoid mask "
         "that selects the expression channels; an FC gives the 7 basic expressions: " + ", ".join(CLASSES) + ".", "",
         f"`model.safetensors` holds the mask branch and FC (sha256 `{data['weights']['sha256']}`, the `"
