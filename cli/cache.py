@@ -9,6 +9,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from cafe_cache.errors import CafeError
+from cafe_cache.files import printable
 
 from .common import console, out
 
@@ -54,11 +55,11 @@ def info(path: Path = typer.Argument(..., help="A cache file (cache/NAME.h5)."),
     errors = c.errors()
     out.print(f"{len(errors):,} unreadable images" + (":" if errors else ""))
     for split, p, reason in errors[:show]:
-        out.print(f"  {split} {p}: {reason}")
+        out.print(escape(printable(f"  {split} {p}: {reason}")))
     skipped = c.skipped()
     out.print(f"{len(skipped):,} label entries skipped by the reader" + (":" if skipped else ""))
     for where, reason in skipped[:show]:
-        out.print(f"  {where}: {reason}")
+        out.print(escape(printable(f"  {where}: {reason}")))
     if verify:
         for line in c.verify():
             out.print(f"verified {line}")

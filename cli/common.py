@@ -18,6 +18,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from cafe_cache.files import printable
 from cafe_cache.progress import PlainProgress
 
 console = Console(stderr=True, highlight=False)
@@ -28,7 +29,7 @@ def fail(message: str, code: int = 2) -> NoReturn:
     world = os.environ.get("WORLD_SIZE", "1")
     where = f" (rank {os.environ.get('RANK', '?')} of {world})" if world not in ("", "1") else ""  # torchrun
     # one line however long (no wrapping inside paths); "[datasets]" in a message is text, not markup
-    console.print(f"[bold red]error{where}:[/] {escape(message)}", soft_wrap=True)
+    console.print(f"[bold red]error{where}:[/] {escape(printable(message))}", soft_wrap=True)
     sys.exit(code)
 
 

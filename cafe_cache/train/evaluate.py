@@ -17,6 +17,7 @@ from ..device import default_workers, pick_device
 from ..errors import CafeError
 from ..extract.cache import FeatureCache, Fingerprint, find_caches
 from ..extract.online import clip_for
+from ..files import write_atomic, write_text
 from ..metrics import jsonable, markdown_table, metrics, summary
 from ..model.cafe import CAFEModel
 from ..options import EVAL_BATCH_SIZE
@@ -115,6 +116,11 @@ def evaluate_run(run: str | Path, which: str | None = None, *, cache_dir: Path, 
     return write_results(folder, which, config, results)
 
 
+def _savez(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    with open(path, "wb") as f:  # a file object: np.savez would add ".npz" to the temporary name
+        np.savez(f, **arrays)
+
+
 def write_results(folder: RunFolder, which: str, config: RunConfig, results: dict[str, dict[str, Any]]
                   ) -> RunEvaluation:
     """``eval-<which>/``: results.json, results.md and (for the variants with a mask) mean_masks.npz."""
@@ -127,8 +133,8 @@ def write_results(folder: RunFolder, which: str, config: RunConfig, results: dic
     write_json(folder.results_json(which), {
         "title": title, "source": source, "which": which, "random_weights": config.random,
         "clip": config.clip.label, "targets": jsonable(results), "summary": summary(results, source)})
-    folder.results_md(which).write_text(markdown_table(results, source, title))
+    write_text(folder.results_md(which), markdown_table(results, source, title))
     masks = {k: v["mean_masks"] for k, v in results.items() if v["mean_masks"] is not None}
     if masks:
-        np.savez(folder.mean_masks(which), **masks)
+        write_atomic(folder.mean_masks(which), lambda p: _savez(p, masks))
     return RunEvaluation(results, source, title, out)
