@@ -3,7 +3,7 @@
     RUN/config.json           RunConfig: model config, training config, CLIP weights, backbone init, caches
     RUN/last.safetensors      the last finished epoch: the weights the paper's numbers come from
     RUN/best.safetensors      best accuracy on the source's own test set (test-set selection, an extra)
-    RUN/resume.pt             optimiser, scheduler and history after the last finished epoch
+    RUN/resume.pt             weights, optimiser, scheduler and history of the last finished epoch (one file)
     RUN/metrics.json          per-epoch history
     RUN/checksums.json        sha256 of best, last and resume, {"best.safetensors": [sha256], ...}
     RUN/eval-<which>/         results.json, results.md, mean_masks.npz of ``cafe eval --which``

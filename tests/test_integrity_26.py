@@ -381,3 +381,36 @@ def test_predict_refuses_an_unwritable_output_before_the_work(env, tmp_path, mon
     code, _, err = cafe(monkeypatch, capsys, "predict", str(image), "-c", str(env["run"]), "--no-detect",
                         flag, str(target))
     assert "cannot write there" in one_line_error(code, err)
+
+
+def test_a_full_disk_while_a_cache_is_laid_out_is_one_line_and_leaves_no_file(env, tmp_path, monkeypatch):
+    real = Path.write_bytes
+
+    def full_disk(self, data):
+        real(self, data[:100])
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(Path, "write_bytes", full_disk)
+    path = tmp_path / "cache" / f"{NAME}.h5"
+    with pytest.raises(CafeError, match=r"toyset\.h5: writing failed: No space left on device \(ENOSPC\)\. Nothing "
+                                        "was extracted yet"):
+        make_cache(env["data"], path)
+    assert sorted(p.name for p in path.parent.iterdir()) == [f"{NAME}.h5.lock"]
+
+
+def test_train_on_sigterm_stops_cleanly_and_resumes(env, tmp_path, monkeypatch, capsys):
+    real = loop.train_one_epoch
+
+    def terminated_in_epoch_2(s, epoch, **kw):
+        if epoch == 1:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return real(s, epoch, **kw)
+
+    monkeypatch.setattr(loop, "train_one_epoch", terminated_in_epoch_2)
+    out = tmp_path / "run"
+    code, _, err = cafe(monkeypatch, capsys, *train_args(env["cache_dir"], out, "--epochs", "2"))  # the last wins
+    assert code == 143 and "stopped by SIGTERM" in err and "Traceback" not in err, err
+    assert load_resume(out)["epoch"] == 1 and not list(out.glob("*.tmp")) and not (out / RUN_LOCK).exists()
+    monkeypatch.setattr(loop, "train_one_epoch", real)
+    code, _, err = cafe(monkeypatch, capsys, "train", "--resume", "--out", str(out), "--no-eval", "--no-plots")
+    assert code == 0 and "resuming after epoch 1 of 2" in err, err

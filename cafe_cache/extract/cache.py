@@ -5,7 +5,8 @@ Layout (``format = "cafe-feature-cache"``, ``format_version = 1``)::
     /                      attrs: dataset, cache_name, root, reader_options (JSON), fingerprint (JSON),
                                   random_weights, cafe_version, complete,
                                   stored_image_size (0 or absent: no stored images),
-                                  subset (JSON: {} or the --splits/--limit of a partial extraction)
+                                  subset (JSON: {} or the --splits/--limit of a partial extraction),
+                                  attrs_sha256 (of the attributes above but ``complete``)
     /splits/<split>/features   (N, V, D) float16|float32   V = number of views, in fingerprint order
     /splits/<split>/labels     (N,) int8                     target ids (cafe_cache.classes)
     /splits/<split>/paths      (N,) str                      image source relative to the root
@@ -14,10 +15,17 @@ Layout (``format = "cafe-feature-cache"``, ``format_version = 1``)::
                                                              resized to (S, S) bilinear, the mask branch's
                                                              input, so stage two needs no decoding
                                   attrs: n_done               rows written so far (resume point)
+                                         rows_sha256          row count, labels and paths (at the layout)
+                                         errors_sha256        the error column (once complete)
     /skipped/where, /skipped/reason  (K,) str                 entries the reader dropped (label rules, --skip-bad)
 
-features and images carry HDF5's fletcher32 checksum (caches made before it was added have none and
-stay readable); a damaged block fails its read with the file and dataset named (:mod:`.integrity`).
+features and images carry HDF5's fletcher32 checksum, the rest the sha256 digests above (caches made
+before they were added have none and stay readable); a damaged block, a changed label or a damaged
+object header fails its read with the file named (:mod:`.integrity`). Paths are stored as the bytes of
+the file name (names that are not UTF-8 kept as they are) and read back with surrogate escapes.
+
+The layout is built in memory and written as one file (:func:`cafe_cache.files.write_bytes`), so a
+full disk or a file-size limit at that point is one OSError, never an HDF5 crash.
 
 Rows are written in dataset order, a batch at a time, each batch followed by a flush and an
 update of ``n_done``; rerunning the same extraction continues at ``n_done``. A write the disk refuses
