@@ -256,6 +256,8 @@ class CacheWriter:
                 self.file = self._create(dataset, cache_name, root, reader_options, splits, skipped, feature_dim)
         except BaseException:
             self._lock.release()
+            if not self.path.exists():  # nothing was made: no lock file left beside nothing
+                Path(str(self.path) + ".lock").unlink(missing_ok=True)
             raise
 
     @classmethod

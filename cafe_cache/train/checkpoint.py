@@ -62,9 +62,9 @@ def _save_checked(run: Path, name: str, data: bytes, kept: str) -> str:
     replaced); returns the sha256. A refused write is one line naming the file; the previous file stays."""
     digest = hashlib.sha256(data).hexdigest()
     sums = _checksums(run) or {}
-    write_json(run / CHECKSUMS, sums | {name: [*sums.get(name, []), digest]})
+    write_json(run / CHECKSUMS, sums | {name: [*sums.get(name, []), digest]}, kept)
     write_bytes(run / name, data, kept)
-    write_json(run / CHECKSUMS, sums | {name: [digest]})
+    write_json(run / CHECKSUMS, sums | {name: [digest]}, kept)
     return digest
 
 
