@@ -73,6 +73,21 @@ def write_text(path: Path, text: str, kept: str = "") -> None:
     write_bytes(path, text.encode("utf-8", "surrogateescape"), kept)
 
 
+# errors of the file system a user can fix (space, quota, permissions, a file where a folder should be)
+FILE_SYSTEM_ERRORS = frozenset({errno_codes.ENOSPC, errno_codes.EFBIG, errno_codes.EDQUOT, errno_codes.EROFS,
+                                errno_codes.EACCES, errno_codes.EPERM, errno_codes.EIO, errno_codes.ENOTDIR,
+                                errno_codes.EISDIR})
+
+
+def file_system_error(e: OSError) -> WriteError | None:
+    """The one line for an OSError of the file system that reached the command line unhandled (a folder that
+    cannot be made, a full disk at a place no other check covered): the file and the cause; None for others."""
+    if e.errno not in FILE_SYSTEM_ERRORS:
+        return None
+    where = e.filename if e.filename is not None else "a file"
+    return WriteError(f"{where}: {write_cause(e)}; free space or pick a writable place, and rerun.")
+
+
 def printable(text: str) -> str:
     """``text`` safe to print: bytes of a file name that is not UTF-8 (surrogate escapes) shown as U+FFFD."""
     return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")

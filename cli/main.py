@@ -9,6 +9,7 @@ import typer
 
 from cafe_cache import __version__
 from cafe_cache.errors import CafeError, RaisedOnRankZero, missing_extra
+from cafe_cache.files import file_system_error
 from cafe_cache.signals import Terminated, sigterm_as_interrupt
 
 from . import cache as cache_cmd
@@ -64,8 +65,9 @@ app.command("plot")(plot_cmd.plot)
 
 
 def main() -> None:
-    """Console-script entry point: user errors (and a missing optional extra) become one red line, exit 2;
-    SIGTERM stops a command as Ctrl-C does (what was finished is kept), one line, exit 143."""
+    """Console-script entry point: user errors (a missing optional extra, a file-system error no library check
+    caught) become one red line, exit 2; SIGTERM stops a command as Ctrl-C does (what was finished is kept),
+    one line, exit 143."""
     sigterm_as_interrupt()
     try:
         app()
@@ -77,6 +79,11 @@ def main() -> None:
         raise SystemExit(2) from None  # rank 0 prints the message once
     except CafeError as e:
         fail(str(e))
+    except OSError as e:  # a file-system error no library check caught: still one line naming the file
+        line = file_system_error(e)
+        if line is None:
+            raise
+        fail(str(line))
     except ModuleNotFoundError as e:
         extra = missing_extra(e)
         if extra is None:

@@ -452,3 +452,22 @@ def test_a_figure_on_a_full_disk_is_one_line_and_no_half_file(tmp_path, monkeypa
     with pytest.raises(CafeError, match=r"curves\.png: writing failed: No space left on device \(ENOSPC\)"):
         figures._save(Figure(), tmp_path / "figures" / "curves.png", 50)
     assert not list((tmp_path / "figures").iterdir())
+
+
+def test_eval_into_a_blocked_results_folder_is_one_line(env, run_copy, monkeypatch, capsys):
+    shutil.rmtree(run_copy / "eval-last", ignore_errors=True)
+    (run_copy / "eval-last").write_text("a file where the results folder goes")
+    code, _, err = cafe(monkeypatch, capsys, "eval", "-c", str(run_copy), "--cache-dir", str(env["cache_dir"]),
+                        "--workers", "0")
+    assert "eval-last/results.json: writing failed: File exists (EEXIST)" in one_line_error(code, err)
+
+
+def test_a_file_system_error_no_check_caught_is_still_one_line(env, monkeypatch, capsys):
+    from cafe_cache.extract import cache
+
+    def full(self, path):
+        raise OSError(errno.ENOSPC, "No space left on device", "/somewhere/cache.h5")
+
+    monkeypatch.setattr(cache.FeatureCache, "__init__", full)
+    code, _, err = cafe(monkeypatch, capsys, "cache", "info", str(env["cache"]))
+    assert "/somewhere/cache.h5: No space left on device (ENOSPC)" in one_line_error(code, err)

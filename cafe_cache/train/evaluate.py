@@ -128,8 +128,7 @@ def write_results(folder: RunFolder, which: str, config: RunConfig, results: dic
     title = f"{source} -> targets ({which} weights, CLIP {config.clip.label})"
     if config.clip.random_weights:
         title = "RANDOM CLIP WEIGHTS, not a real result: " + title
-    out = folder.eval_dir(which)
-    out.mkdir(exist_ok=True)
+    out = folder.eval_dir(which)  # made by the first write (a failure there is one line naming the file)
     write_json(folder.results_json(which), {
         "title": title, "source": source, "which": which, "random_weights": config.random,
         "clip": config.clip.label, "targets": jsonable(results), "summary": summary(results, source)})
