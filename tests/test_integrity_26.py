@@ -252,11 +252,17 @@ def test_file_names_that_are_not_utf8_are_stored_and_predicted_losslessly(env, t
     data = write_folder_dataset(tmp_path / "latin1", {"train": 1, "test": 1})
     raw = os.fsencode(data / "test" / "happy") + b"/caf\xe9.png"
     os.rename(data / "test" / "happy" / "000.png", raw)
+    broken = os.fsencode(data / "train" / "sad") + b"/\xff.png"
+    with open(broken, "wb") as f:
+        f.write(b"not an image")  # its error reason names the file: stored with the name's bytes too
     cache = tmp_path / "cache" / "latin1.h5"
     make_cache(data, cache)  # dies in the layout on today's main (UnicodeEncodeError)
     paths = FeatureCache(cache).load("test").paths
     assert os.fsdecode(b"test/happy/caf\xe9.png") in paths
+    assert [p for _, p, _ in FeatureCache(cache).errors()] == [os.fsdecode(b"train/sad/\xff.png")]
     assert len(FeatureCache(cache).verify()) == 2
+    code, out, err = cafe(monkeypatch, capsys, "cache", "info", str(cache))
+    assert code == 0 and "1 unreadable images" in out, err
     out = tmp_path / "faces.csv"
     code, _, err = cafe(monkeypatch, capsys, "predict", os.fsdecode(raw), str(data / "test" / "sad" / "000.png"),
                         "-c", str(env["run"]), "--no-detect", "--device", "cpu", "--out", str(out))

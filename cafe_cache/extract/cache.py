@@ -359,8 +359,8 @@ class CacheWriter:
             g["features"][start:end] = features
             if images is not None:
                 g["images"][start:end] = images
-            if any(errors):
-                g["error"][start:end] = errors
+            if any(errors):  # reasons may name files that are not UTF-8: their bytes are kept
+                g["error"][start:end] = np.array([text_bytes(e) for e in errors], dtype=object)
             g.attrs["n_done"] = end
             self.file.flush()
         except (OSError, RuntimeError) as e:

@@ -136,7 +136,8 @@ def join(writer: CacheWriter, plan: Plan, folder: Path) -> None:
                 for a in range(max(lo, writer.n_done(s)), hi, COPY_ROWS):
                     b = min(hi, a + COPY_ROWS)
                     images = g["images"][a - lo:b - lo] if writer.store_images else None
-                    writer.write(s, a, g["features"][a - lo:b - lo], list(g["error"].asstr()[a - lo:b - lo]), images)
+                    errors = list(g["error"].asstr(errors="surrogateescape")[a - lo:b - lo])  # names not UTF-8 too
+                    writer.write(s, a, g["features"][a - lo:b - lo], errors, images)
     writer.finish()
 
 
