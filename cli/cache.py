@@ -19,9 +19,10 @@ app = typer.Typer(help="Inspect feature caches made by `cafe extract`.", no_args
 @app.command("info")
 def info(path: Path = typer.Argument(..., help="A cache file (cache/NAME.h5)."),
          show: int = typer.Option(10, help="How many unreadable/skipped entries to list."),
-         verify: bool = typer.Option(False, "--verify", help="Read back every stored row: checksums (caches made by "
-                                     "this cafe) and finite, written features. Exit 2 naming the damaged "
-                                     "dataset.")) -> None:
+         verify: bool = typer.Option(False, "--verify", help="Read back every stored row: checksums (fletcher32 of "
+                                     "features and images, sha256 of labels, paths, counts, errors and attributes; "
+                                     "caches made by this cafe), labels in range, finite, written features. Exit 2 "
+                                     "naming the damaged part.")) -> None:
     """Splits, counts, fingerprint and unreadable images of one cache file.
 
     On a cache a running `cafe extract` is writing, the rows written so far (read from the writer's
