@@ -30,6 +30,7 @@ import h5py
 from ..datasets.base import Sample
 from ..distributed import Ranks
 from ..errors import CafeError
+from ..files import write_text
 from .cache import CacheWriter, shards_dir
 from .loop import Extraction, ExtractReport
 
@@ -62,10 +63,7 @@ class Plan:
         return list(range(ranks.rank, self.shards, ranks.world))
 
     def save(self, folder: Path) -> None:
-        folder.mkdir(parents=True, exist_ok=True)
-        tmp = folder / "plan.json.tmp"
-        tmp.write_text(json.dumps(asdict(self), indent=1, sort_keys=True))
-        tmp.replace(folder / "plan.json")
+        write_text(folder / "plan.json", json.dumps(asdict(self), indent=1, sort_keys=True))
 
     @classmethod
     def load(cls, folder: Path) -> Plan | None:
