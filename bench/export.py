@@ -5,10 +5,11 @@ The run trained by the benchmark's training section is exported by the library's
 (:func:`~cafe_cache.predict.onnx_export.quantize_int8`); both files then run in onnxruntime on the
 CPU on the same batch of random standardised inputs, with onnxruntime's default threads and with
 one thread.  Reported: images/s of each, the int8 speed-up (int8 images/s / fp32 images/s), the
-file sizes and the top-1 agreement, on 32 random inputs as export checks it and on the benchmark's.  The
-rule of ``cafe export``: int8 is kept only with >= 98% agreement on its check; the benchmark says
-whether that holds for this run (a random-weights run has near-equal logits, so the tiny CLIP of
-``--quick`` may fall short) and whether the speed-up is real (> 1).
+file sizes and the top-1 agreement, on the 32 face crops export checks (the run's images, else generated
+faces: :mod:`cafe_cache.predict.check_faces`) and on the benchmark's random inputs.  The rule of
+``cafe export``: int8 is kept only with >= 98% agreement on its check; the benchmark says whether that
+holds for this run (a random-weights run has near-equal logits, so it often falls short on faces) and
+whether the speed-up is real (> 1).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from cafe_cache.predict.check_faces import check_faces
 from cafe_cache.predict.onnx_export import (
     MIN_INT8_AGREEMENT,
     QUANTIZE_CHECK_FACES,
@@ -66,13 +68,15 @@ def export_speed(run: Path, work: Path, *, batch: int, repeats: int) -> dict:
         return tuple(torch.randn(n, 3, sizes[name], sizes[name], generator=g) for name in ("clip_image", "mask_image"))
 
     sessions = [_session(files[name], None) for name in ("fp32", "int8")]
-    check = top1_agreement(*sessions, inputs(QUANTIZE_CHECK_FACES))
+    faces = check_faces(run, sizes["clip_image"], sizes["mask_image"], QUANTIZE_CHECK_FACES)
+    check = top1_agreement(*sessions, faces.inputs)
     bench_inputs = inputs(batch)
     feeds = {"clip_image": bench_inputs[0].numpy(), "mask_image": bench_inputs[1].numpy()}
     model = str(report.metadata["model"]).removeprefix(str(run)).strip()[1:-1]  # "<run> (cafe, CLIP ...)"
     out: dict = {"model": model, "batch": batch,
                  "file_mib": {name: path.stat().st_size / MIB for name, path in files.items()},
-                 "parity_max_abs_diff_fp32": report.max_abs_diff, "check_inputs": QUANTIZE_CHECK_FACES,
+                 "parity_max_abs_diff_fp32": report.max_abs_diff, "check_inputs": len(faces),
+                 "check_faces": faces.source,
                  "export_check_agreement": check, "bench_inputs_agreement": top1_agreement(*sessions, bench_inputs)}
     for label, threads in (("default_threads", None), ("1_thread", 1)):
         timed = {name: _rate(_session(path, threads), feeds, repeats) for name, path in files.items()}

@@ -12,7 +12,8 @@
    from files, or from the images stored in the cache) and with ``--online-clip``, same batch,
    image size and backbone (ResNet-18); the ratio of epoch times cached / online (target <= 0.45).
    Beside it: the loading alone (decode, resize, augment), and one step on tensors made
-   beforehand, in fp32 and with the mask branch in bf16 autocast + channels_last.
+   beforehand, in fp32 and with the mask branch in bf16 autocast + channels_last. The headline ratio
+   (and the target) is the default path's: images read from files, fp32; the others are options.
 3. Memory: peak RSS of extraction over two dataset sizes (must be flat; the tiny CLIP keeps 10,000
    images fast on a CPU) and of training, each in its own process.
 4. Evaluation (``cafe eval``): images/s on a cached FERPlus-like target, from files and stored images.
@@ -79,7 +80,9 @@ from .workloads import (
 )
 
 REPO = Path(__file__).resolve().parents[1]
-TARGET_RATIO = 0.45  # stage-two epoch, cached / online (issue 4)
+TARGET_RATIO = 0.45  # stage-two epoch, cached / online (issue 4), for the default path:
+HEADLINE_RATIO = "epoch_time_cached_from_files_over_online"
+HEADLINE_PATH = "cached features, images from files, fp32"
 # stage-two step on tensors without loading: mask-branch autocast precision and channels_last (CLIP stays fp32)
 STEP_MODES = {"fp32": ("fp32", False), "mask branch bf16 autocast + channels_last": ("bf16", True)}
 OLD_EXTRACT_WORKERS = min(8, os.cpu_count() or 1)  # cafe extract's default before this benchmark
@@ -223,11 +226,19 @@ def training(s: Settings, clip: LoadedClip, work: Path) -> dict:
              for name, (precision, layout) in STEP_MODES.items()}
     for v in steps.values():
         v["step_time_cached_over_online"] = v["online"]["images_per_s"] / v["cached"]["images_per_s"]
+    headline = ratios[HEADLINE_RATIO]
     return {"device": device.type, "backbone": "resnet18", "batch_size": s.batch_size, "image_size": s.image_size,
             "workers": workers, "old_workers": OLD_TRAIN_WORKERS, "images_per_epoch": 7 * s.train_per_class,
-            **epochs, **ratios,
-            "target_ratio": TARGET_RATIO, "target_met": min(ratios.values()) <= TARGET_RATIO,
+            **epochs, **ratios, "headline_ratio": headline, "headline_path": HEADLINE_PATH,
+            "target_ratio": TARGET_RATIO, "target_met": headline <= TARGET_RATIO,
             "loading_only_1_process": loading, "step_without_loading": steps}
+
+
+def headline_note(tr: dict) -> str:
+    """The training section's claim: the default path's ratio against the target, never another path's."""
+    met = "met" if tr["headline_ratio"] <= tr["target_ratio"] else "NOT met"
+    return (f"epoch time / online = {tr['headline_ratio']:.2f}: the default path ({tr['headline_path']}); "
+            f"target <= {tr['target_ratio']}: {met}")
 
 
 def evaluation(s: Settings, clip: LoadedClip, ferplus: Path, work: Path) -> dict:
@@ -317,18 +328,18 @@ def table(result: dict) -> str:
                              "" if err is None else f"max rel. error vs fp32 {err:.1e}"))
     tr = result["training"]
     rows.append((f"train epoch ({tr['device']}, resnet18, {tr['image_size']}px, batch {tr['batch_size']}, "
-                 f"{tr['workers']} workers)", "cached, images from files", tr["cached_from_files"]["images_per_s"],
-                 f"epoch time / online = {tr['epoch_time_cached_from_files_over_online']:.2f}"))
+                 f"{tr['workers']} workers)", "cached, images from files (default)",
+                 tr["cached_from_files"]["images_per_s"], headline_note(tr)))
     if "cached_from_files_old_workers" in tr:
         rows.append(("", f"cached, images from files, {tr['old_workers']} workers (the old default)",
                      tr["cached_from_files_old_workers"]["images_per_s"], ""))
-    rows += [("", "cached, images stored in the cache", tr["cached_from_stored_images"]["images_per_s"],
-              f"epoch time / online = {tr['epoch_time_cached_from_stored_images_over_online']:.2f}"),
+    rows += [("", "option: cached, images stored in the cache (--store-images)",
+              tr["cached_from_stored_images"]["images_per_s"],
+              f"option: epoch time / online = {tr['epoch_time_cached_from_stored_images_over_online']:.2f}"),
              ("", "--online-clip", tr["online_clip"]["images_per_s"], ""),
-             ("", "cached, --precision bf16", tr["cached_from_files_bf16"]["images_per_s"],
-              f"epoch time / online bf16 = {tr['epoch_time_cached_from_files_bf16_over_online_bf16']:.2f}"),
-             ("", "--online-clip --precision bf16", tr["online_clip_bf16"]["images_per_s"],
-              f"target <= {tr['target_ratio']} (best of the ratios): {'met' if tr['target_met'] else 'NOT met'}"),
+             ("", "option: cached, --precision bf16", tr["cached_from_files_bf16"]["images_per_s"],
+              f"option: epoch time / online bf16 = {tr['epoch_time_cached_from_files_bf16_over_online_bf16']:.2f}"),
+             ("", "option: --online-clip --precision bf16", tr["online_clip_bf16"]["images_per_s"], ""),
              ("", "loading only, 1 process: from files", tr["loading_only_1_process"]["from_files"]["images_per_s"],
               "decode, resize, augment"),
              ("", "loading only, 1 process: from stored images",
@@ -356,9 +367,9 @@ def table(result: dict) -> str:
               for label in ("default_threads", "1_thread")]
     kept = "kept" if ex["export_keeps_int8"] else "REFUSED"
     lines += ["", f"export files: fp32 {ex['file_mib']['fp32']:,.0f} MiB, int8 {ex['file_mib']['int8']:,.0f} MiB; "
-                  f"int8 top-1 agreement with fp32 {ex['export_check_agreement']:.0%} on {ex['check_inputs']} random "
-                  f"inputs as cafe export checks ({kept} by cafe export at >= {ex['min_agreement']:.0%}), "
-                  f"{ex['bench_inputs_agreement']:.0%} on these inputs; "
+                  f"int8 top-1 agreement with fp32 {ex['export_check_agreement']:.1%} on {ex['check_faces']} as "
+                  f"cafe export checks ({kept} by cafe export at >= {ex['min_agreement']:.0%}), "
+                  f"{ex['bench_inputs_agreement']:.1%} on {ex['batch']} random inputs; "
                   f"speed-up real: {'yes' if ex['speedup_real'] else 'NO'}"]
     mem = result["memory"]
     lines += ["", "| peak RSS (own process) | MiB | DataLoader worker MiB |", "|---|---:|---:|"]

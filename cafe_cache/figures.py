@@ -15,6 +15,7 @@ import math
 import textwrap
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -152,9 +153,10 @@ def _grid(acc: Mapping[str, Mapping[str, float]], rows: list[str],
     return np.array([[float(acc.get(r, {}).get(c, np.nan)) for c in cols] for r in rows])
 
 
-def _means(acc: Mapping[str, Mapping[str, float]], rows: list[str]) -> np.ndarray:
-    """Per source: [paper mean, unseen mean] over the paper's five test sets; NaN if incomplete."""
-    return np.array([[np.nan if m is None else m for m in means(acc.get(src, {}), src, DATASETS)] for src in rows])
+def _means(acc: Mapping[str, Mapping[str, float]], rows: list[str], cols: list[str]) -> np.ndarray:
+    """Per source: [mean over every test set shown, mean over the unseen ones] (the paper's two means when
+    the columns are its five test sets); NaN where the row lacks one of them."""
+    return np.array([[np.nan if m is None else m for m in means(acc.get(src, {}), src, cols)] for src in rows])
 
 
 def _draw_accuracy_panel(ax: Axes, values: np.ndarray, rows: list[str], cols: list[str],
@@ -189,7 +191,7 @@ def _draw_accuracy_panel(ax: Axes, values: np.ndarray, rows: list[str], cols: li
                                    linewidth=2.5, clip_on=False))
     ax.axvline(n_targets - 0.5, color="white", linewidth=4)
     labels = [DATASET_NAMES.get(c, c) for c in cols[:n_targets]]
-    labels += ["mean\n(all 5)", "mean\n(unseen)"]
+    labels += [f"mean\n(all {n_targets})", "mean\n(unseen)"]
     ax.set_xticks(range(len(cols)), labels, rotation=30, ha="right", fontsize=10)
     ax.set_yticks(range(len(rows)), [DATASET_NAMES.get(r, r) for r in rows] if show_ylabels
                   else [""] * len(rows), fontsize=10)
@@ -206,15 +208,15 @@ def plot_cross_domain(acc: Mapping[str, Mapping[str, float]], path: str | Path,
                       dpi: int = DPI) -> Path:
     """Sources x targets accuracy (%) heat map, Table 1 style, in-domain cells outlined.
 
-    Two extra columns give the mean over all five test sets (the paper's "Mean") and over
-    the four unseen ones, when a row is complete.  With ``paper`` (same shape, e.g.
+    Two extra columns give the mean over all test sets shown (the paper's "Mean" for its five) and
+    over the unseen ones, when a row is complete.  With ``paper`` (same shape, e.g.
     :data:`cafe_cache.paper.CAFE_CROSS_DOMAIN`) two more panels show the paper's numbers
     for the same sources and ours minus the paper's.  Means are always computed from the
     cells shown (for AffectNet-trained CAFE that gives 61.67, not the printed 60.27).
     """
     rows = _ordered_keys(set(acc))
     cols = _ordered_keys({t for r in acc.values() for t in r})
-    ours = np.hstack([_grid(acc, rows, cols), _means(acc, rows)])
+    ours = np.hstack([_grid(acc, rows, cols), _means(acc, rows, cols)])
     all_cols = cols + ["mean_all", "mean_unseen"]
 
     panels = 1 if paper is None else 3
@@ -225,7 +227,7 @@ def plot_cross_domain(acc: Mapping[str, Mapping[str, float]], path: str | Path,
         im = _draw_accuracy_panel(axes[0], ours, rows, all_cols, "ours", vmin, vmax, True)
         fig.colorbar(im, ax=axes[0], fraction=0.05, pad=0.02).set_label("accuracy (%)")
     else:
-        theirs = np.hstack([_grid(paper, rows, cols), _means(paper, rows)])
+        theirs = np.hstack([_grid(paper, rows, cols), _means(paper, rows, cols)])
         both = np.concatenate([ours, theirs])
         vmin, vmax = np.nanmin(both), np.nanmax(both)
         _draw_accuracy_panel(axes[0], ours, rows, all_cols, "ours", vmin, vmax, True)
@@ -263,6 +265,15 @@ _LOSS_KEYS = (("loss", "total"), ("ce", "CE (FC)"), ("sep", "separation"),
 _ACC_KEYS = (("train_acc", "train"), ("source_test_acc", "source test"))
 
 
+def _per_source(history: Sequence[Mapping[str, Any]]) -> tuple[list[str], list[Mapping[str, Any]]]:
+    """(the sources of a multi-source run, the history with each one's test accuracy as ``test:<name>`` for
+    :func:`_series`); no sources and the history as it is for one source."""
+    names = list(dict.fromkeys(n for h in history for n in (h.get("source_test_accs") or {})))
+    if len(names) < 2:
+        return [], list(history)
+    return names, [{**h, **{f"test:{n}": v for n, v in (h.get("source_test_accs") or {}).items()}} for h in history]
+
+
 def plot_training_curves(history: Sequence[Mapping[str, float]], path: str | Path, *,
                          title: str = "Training", random_weights: bool = False,
                          dpi: int = DPI) -> Path:
@@ -284,12 +295,14 @@ def plot_training_curves(history: Sequence[Mapping[str, float]], path: str | Pat
     ax_loss.set_xlabel("epoch", fontsize=11)
     ax_loss.set_ylabel("loss", fontsize=11)
 
-    for key, label in _ACC_KEYS:
+    sources, history = _per_source(history)  # several sources: each one's test accuracy beside their mean
+    for key, label in (*_ACC_KEYS, *((f"test:{s}", f"test {s}") for s in sources)):
         xs, ys = _series(history, key)
         if xs:
             scale = 100.0 if max(ys) <= 1.0 else 1.0
-            ax_acc.plot(xs, [y * scale for y in ys], marker="o" if len(xs) < 30 else None,
-                        markersize=3, label=label)
+            ax_acc.plot(xs, [y * scale for y in ys], marker="o" if len(xs) < 30 else None, markersize=3,
+                        label="mean source test" if sources and key == "source_test_acc" else label,
+                        linestyle="--" if key.startswith("test:") else "-")
     ax_acc.set_title("accuracy", fontsize=12)
     ax_acc.set_xlabel("epoch", fontsize=11)
     ax_acc.set_ylabel("accuracy (%)", fontsize=11)
@@ -358,3 +371,32 @@ def plot_gradcam_grid(images: Sequence[np.ndarray], cams: Sequence[np.ndarray],
     return _save(fig, path, dpi)
 
 
+
+
+# --------------------------------------------------------------------------- leave one domain out
+
+
+def plot_lodo(rows: Sequence[tuple[str, str, Mapping[str, float]]], path: str | Path, names: Mapping[str, str], *,
+              title: str = "Leave-one-domain-out accuracy (%)", random_weights: bool = False, dpi: int = DPI) -> Path:
+    """Runs x test sets accuracy (%) heat map of ``cafe reproduce --protocol lodo``; each row's held-out set
+    outlined. ``rows``: (label, held-out set, {test set: accuracy}); ``names``: test set -> column label."""
+    cols = _ordered_keys({t for _, _, acc in rows for t in acc})
+    values = np.array([[float(acc.get(c, np.nan)) for c in cols] for _, _, acc in rows])
+    fig = _new_figure(2.0 + 1.1 * len(cols), 2.0 + 0.45 * len(rows))
+    ax = fig.subplots()
+    vmin, vmax = np.nanmin(values), np.nanmax(values)
+    im = ax.imshow(np.ma.masked_invalid(values), cmap="viridis", vmin=vmin, vmax=vmax, aspect="auto")
+    ax.set_facecolor("#eeeeee")
+    for i, (_, held_out, _) in enumerate(rows):
+        for j, v in enumerate(values[i]):
+            if math.isfinite(v):
+                ax.text(j, i, f"{v:.1f}", ha="center", va="center", fontsize=9, color=_text_colour(v, vmin, vmax))
+        if held_out in cols:
+            ax.add_patch(Rectangle((cols.index(held_out) - 0.5, i - 0.5), 1, 1, fill=False, edgecolor="red",
+                                   linewidth=2.5, clip_on=False))
+    ax.set_xticks(range(len(cols)), [names.get(c, c) for c in cols], rotation=30, ha="right", fontsize=9)
+    ax.set_yticks(range(len(rows)), [label for label, _, _ in rows], fontsize=9)
+    ax.set_xlabel("test set (held-out set outlined)", fontsize=10)
+    fig.colorbar(im, ax=ax, fraction=0.05, pad=0.02).set_label("accuracy (%)")
+    fig.suptitle(_title(title, random_weights), fontsize=12)
+    return _save(fig, path, dpi)

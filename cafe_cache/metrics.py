@@ -40,14 +40,15 @@ def means(acc: Mapping[str, float], source: str | None,
     """The paper's two means of one row of accuracies (test set -> %), the one definition cafe uses.
 
     - paper mean: every test set of ``over``, the source's own included (Table 1's "Mean");
-    - unseen mean: those other than ``source`` (Table 2's "Mean").
+    - unseen mean: those other than ``source`` (Table 2's "Mean"); a run on several sources names them all,
+      joined by commas (``"rafdb,ferplus"``), and each is left out.
 
     ``over`` is the test sets a mean is taken over: the paper's five for its tables, by default those
     in ``acc``. A mean with one of its test sets missing is None, never a mean over fewer sets that
     would pass for the paper's.
     """
     over = list(acc) if over is None else list(over)
-    unseen = [d for d in over if d != source]
+    unseen = [d for d in over if d not in source_set(source)]
 
     def mean(sets: list[str]) -> float | None:
         return float(np.mean([acc[d] for d in sets])) if sets and all(d in acc for d in sets) else None
@@ -55,11 +56,21 @@ def means(acc: Mapping[str, float], source: str | None,
     return mean(over), mean(unseen)
 
 
+def source_set(source: str | None) -> set[str]:
+    """The training sets a run's ``source`` names: one cache name, or several joined by commas."""
+    return {s.strip() for s in (source or "").split(",") if s.strip()}
+
+
 def summary(results: dict[str, dict[str, Any]], source: str | None) -> dict[str, float | None]:
     """:func:`means` over the evaluated targets, and the source's own accuracy."""
     accs = {k: v["accuracy"] for k, v in results.items()}
     paper_mean, unseen_mean = means(accs, source)
-    return {"paper_mean": paper_mean, "unseen_mean": unseen_mean, "source": accs.get(source) if source else None}
+    sources = source_set(source)
+    own = [accs[s] for s in sorted(sources) if s in accs]
+    if sources and not sources <= set(accs):
+        paper_mean = None  # it would be over unseen targets only, not the source-included mean it names
+    return {"paper_mean": paper_mean, "unseen_mean": unseen_mean,
+            "source": (own[0] if len(own) == 1 else sum(own) / len(own)) if own else None}
 
 
 def markdown_table(results: dict[str, dict[str, Any]], source: str | None, title: str) -> str:
@@ -68,21 +79,35 @@ def markdown_table(results: dict[str, dict[str, Any]], source: str | None, title
     lines = [f"### {title}", "", head, "|" + "---|" * (4 + len(CLASSES))]
     for name, m in results.items():
         cells = " | ".join("-" if a is None else f"{a:.1f}" for a in m["per_class"].values())
-        tag = " (source)" if name == source else ""
-        lines.append(f"| {name}{tag} | {m['n']} | {m['accuracy']:.2f} | {m['uar']:.2f} | {cells} |")
+        lines.append(f"| {target_label(name, m, source)} | {m['n']} | {m['accuracy']:.2f} | {m['uar']:.2f} | {cells} |")
     lines += ["", *(f"- {part}" for part in means_line(results, source))]
+    lines += [f"- {m['left_out']}" for m in results.values() if m.get("left_out")]
     return "\n".join(lines) + "\n"
+
+
+def target_label(name: str, m: dict[str, Any], source: str | None) -> str:
+    """``sfew``, ``rafdb (source)``, ``sfew [BGR]`` (evaluated with the official notebooks' BGR input)."""
+    return name + (" (source)" if name in source_set(source) else "") + (" [BGR]" if m.get("bgr") else "")
+
+
+def plural(n: int, word: str, words: str | None = None) -> str:
+    """``1 test set``, ``2 test sets``."""
+    return f"{n:,} {word if n == 1 else (words or word + 's')}"
 
 
 def means_line(results: dict[str, dict[str, Any]], source: str | None) -> list[str]:
     """The two means, named so nobody mixes them up; one plain mean when nothing was trained on a source."""
     s = summary(results, source)
+    unevaluated = source is not None and not source_set(source) <= set(results)
+    if unevaluated and s["unseen_mean"] is not None:  # the one mean there is
+        return [f"mean over {plural(len(results), 'unseen target')} (source not evaluated): {s['unseen_mean']:.2f}"]
     if s["paper_mean"] is None:
         return []
     if source is None:
-        return [f"mean over the {len(results)} test sets: {s['paper_mean']:.2f}"]
+        return [f"mean over the {plural(len(results), 'test set')}: {s['paper_mean']:.2f}"]
     name = "paper Mean" if set(results) == set(DATASETS) else "Mean"  # the paper's label only for its own sets
-    parts = [f"{name} (all {len(results)} test sets, source included): {s['paper_mean']:.2f}"]
+    sets = f"all {len(results)} test sets" if len(results) > 1 else "1 test set"
+    parts = [f"{name} ({sets}, source included): {s['paper_mean']:.2f}"]
     if s["unseen_mean"] is not None:
         parts.append(f"mean over unseen targets only: {s['unseen_mean']:.2f}")
     return parts

@@ -54,25 +54,36 @@ def rate_text(done: int, seconds: float, unit: str = "img") -> str:
 class PlainTask:
     description: str
     total: int | None
+    started: float | None  # None until started: a task's rate and ETA count from its own start
     completed: int = 0
-    started: float = field(default_factory=time.perf_counter)
-    last_line: float = field(default_factory=time.perf_counter)
+    last_line: float = 0.0
     finished: bool = False
     fields: dict[str, Any] = field(default_factory=dict)
 
 
 class PlainProgress:
-    """Line-per-interval progress for a non-terminal; see the module docstring."""
+    """Line-per-interval progress for a non-terminal; see the module docstring. ``clock`` (seconds) is
+    ``time.perf_counter`` unless a test injects its own."""
 
-    def __init__(self, write: Callable[[str], None] | None = None, interval: float | None = None, unit: str = "img"):
+    def __init__(self, write: Callable[[str], None] | None = None, interval: float | None = None, unit: str = "img",
+                 clock: Callable[[], float] = time.perf_counter):
         self.write = write or (lambda s: print(s, file=sys.stderr, flush=True))
         self.interval = interval_from_env() if interval is None else interval
         self.unit = unit
+        self.clock = clock
         self.tasks: list[PlainTask] = []
 
-    def add_task(self, description: str, total: int | None = None, **fields: Any) -> int:
-        self.tasks.append(PlainTask(description, total, fields=fields))
+    def add_task(self, description: str, total: int | None = None, start: bool = True, **fields: Any) -> int:
+        """A task, as ``rich.progress.Progress.add_task``: ``start=False`` leaves its clock stopped until
+        :meth:`start_task` (or its first advance)."""
+        now = self.clock()
+        self.tasks.append(PlainTask(description, total, now if start else None, last_line=now, fields=fields))
         return len(self.tasks) - 1
+
+    def start_task(self, task: int) -> None:
+        t = self.tasks[task]
+        if t.started is None:
+            t.started = t.last_line = self.clock()
 
     def update(self, task: int, *, total: int | None = None, completed: int | None = None, **fields: Any) -> None:
         t = self.tasks[task]
@@ -90,7 +101,9 @@ class PlainProgress:
         self._maybe_line(t)
 
     def _maybe_line(self, t: PlainTask) -> None:
-        now = time.perf_counter()
+        now = self.clock()
+        if t.started is None:
+            t.started = t.last_line = now
         done = bool(t.total) and t.completed >= t.total
         if t.finished or not (done or now - t.last_line >= self.interval):
             return
@@ -111,8 +124,9 @@ class SpeedHint:
     the end of the first batch on.
     """
 
-    def __init__(self, total: int, say: Callable[[str], None], *, batches: int = 3, unit: str = "img"):
-        self.total, self.say, self.batches, self.unit = total, say, batches, unit
+    def __init__(self, total: int, say: Callable[[str], None], *, batches: int = 3, unit: str = "img",
+                 clock: Callable[[], float] = time.perf_counter):
+        self.total, self.say, self.batches, self.unit, self.clock = total, say, batches, unit, clock
         self.seen = self.done = 0
         self.t_first: float | None = None
         self.n_first = 0
@@ -121,11 +135,11 @@ class SpeedHint:
         self.seen += 1
         self.done += n
         if self.seen == 1:
-            self.t_first, self.n_first = time.perf_counter(), self.done
+            self.t_first, self.n_first = self.clock(), self.done
             return
         if self.seen != self.batches or self.t_first is None:
             return
-        seconds = time.perf_counter() - self.t_first
+        seconds = self.clock() - self.t_first
         rate = (self.done - self.n_first) / seconds if seconds > 0 else 0.0
         if rate > 0:
             left = max(0, self.total - self.done)
@@ -153,6 +167,46 @@ def epoch_bars(bar: Any, epochs: int, say: Callable[[str], None]
         bar.update(task, rate=rate_text(bar.tasks[task].completed, time.perf_counter() - state["t0"]))
 
     return on_epoch, on_step
+
+
+def split_bars(bar: Any, suffix: str = "", say: Callable[[str], None] | None = None,
+               clock: Callable[[], float] = time.perf_counter
+               ) -> tuple[Callable[[dict[str, int]], None], Callable[[str, int], None]]:
+    """(on_plan(todo), on_batch(split, n)) of an extraction: one progress task per split (named ``split +
+    suffix``), splits done one after the other in ``todo``'s order. Each task's clock starts when the split
+    starts (the previous split's last batch ended), so its rate, elapsed time and ETA are the split's own,
+    not the whole job's; after the first batches ``say`` gets the measured rate and the ETA of the job."""
+    tasks: dict[str, int] = {}
+    order: list[str] = []
+    hint: list[SpeedHint] = []
+    started: dict[str, float] = {}
+
+    def start(split: str) -> None:
+        started[split] = clock()
+        bar.start_task(tasks[split])
+
+    def on_plan(todo: dict[str, int]) -> None:
+        order.extend(s for s, n in todo.items() if n)
+        tasks.update({s: bar.add_task(s + suffix, total=todo[s], start=False, rate="") for s in order})
+        if order:
+            start(order[0])
+        if say:
+            hint.append(SpeedHint(sum(todo.values()), say, clock=clock))
+
+    def on_batch(split: str, n: int) -> None:
+        if hint:
+            hint[0].batch(n)
+        if split not in started:  # splits out of the planned order: this one started with its first batch
+            start(split)
+        task = tasks[split]
+        bar.advance(task, n)
+        done = bar.tasks[task].completed
+        bar.update(task, rate=rate_text(done, clock() - started[split]))
+        following = order[order.index(split) + 1:] if split in order else []
+        if done >= (bar.tasks[task].total or 0) and following and following[0] not in started:
+            start(following[0])
+
+    return on_plan, on_batch
 
 
 def named_bars(bar: Any, prefix: str) -> tuple[Callable[[str, int], None], Callable[[int], None]]:

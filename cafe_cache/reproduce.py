@@ -26,10 +26,12 @@ from . import paper
 from .datasets import default_root, root_env_var
 from .errors import CafeError
 from .extract.cache import FeatureCache, cache_path
+from .extract.subset import describe
 from .files import write_text
 from .metrics import means
-from .options import DEFAULT_WHICH, TABLES, TRAIN_PRECISIONS, WHICH
+from .options import DEFAULT_MODEL, DEFAULT_PRETRAINED, DEFAULT_WHICH, PROTOCOLS, TABLES, TRAIN_PRECISIONS, VIEWS, WHICH
 from .runs import RunConfig, RunFolder
+from .train.config import TrainConfig
 
 SWEEP_SEP = (0.5, 1.0, 1.5, 2.0, 3.0)  # with w_div = 5
 SWEEP_DIV = (1.0, 3.0, 5.0, 7.0, 10.0)  # with w_sep = 1.5
@@ -67,14 +69,26 @@ class Settings:
     mask_precision: str = "fp32"  # official: fp32
     clip_input: str = "cached-views"  # official: online (CLIP on every augmented batch)
     random_clip: bool = False
+    # reduced settings for quick runs, each named in the titles: the paper's are TrainConfig's defaults
+    epochs: int = TrainConfig.epochs
+    image_size: int = TrainConfig.image_size
+    train_limit: int | None = None  # cafe train --limit
+    partial_caches: tuple[str, ...] = ()  # "rafdb: --limit 50 per split" per cache that is not the whole dataset
+    views: tuple[str, ...] = VIEWS
 
     @classmethod
     def from_args(cls, which: str, extract_args: list[str], train_args: list[str]) -> Settings:
         """What the commands will use (for --dry-run and the start of a run)."""
+        subset = requested_subset(extract_args)
         return cls(which=which, backbone_init=_flag(train_args, "--backbone-weights", "imagenet"),
                    mask_precision=_flag(train_args, "--precision", "fp32"),
                    clip_input="online" if "--online-clip" in train_args else "cached-views",
-                   random_clip="--random-weights" in extract_args)
+                   random_clip="--random-weights" in extract_args,
+                   epochs=_int_flag(train_args, "--epochs", TrainConfig.epochs),
+                   image_size=_int_flag(train_args, "--image-size", TrainConfig.image_size),
+                   train_limit=_int_flag(train_args, "--limit", None),
+                   partial_caches=(f"every cache: {describe(subset)}",) if subset else (),
+                   views=tuple(_flag(extract_args, "--views", ",".join(VIEWS)).split(",")))
 
     @classmethod
     def from_runs(cls, experiments: list[Experiment], which: str) -> Settings:
@@ -84,12 +98,18 @@ class Settings:
             values = [v for v in values if v is not None]
             return next((v for v in values if v != official), values[0] if values else official)
         inits = [c.backbone_init.source for c in configs]
+        trains = [c.train for c in configs]
         return cls(which=which,
                    backbone_init=next((v for v in inits if v in ("imagenet", "none")),
                                       inits[0] if inits else "imagenet"),
                    mask_precision=pick([c.mask_precision for c in configs], "fp32"),
                    clip_input=pick([c.clip_input for c in configs], "online"),
-                   random_clip=any(c.clip.random_weights for c in configs))
+                   random_clip=any(c.clip.random_weights for c in configs),
+                   epochs=pick([t.get("epochs") for t in trains], TrainConfig.epochs),
+                   image_size=pick([t.get("image_size") for t in trains], TrainConfig.image_size),
+                   train_limit=pick([t.get("limit") for t in trains], None),
+                   partial_caches=partial_caches(experiments, which),
+                   views=pick([_cache_views(c) for c in configs], VIEWS))
 
     @property
     def paper_init(self) -> bool:
@@ -109,6 +129,21 @@ class Settings:
             out.append("cached CLIP views, not per-step CLIP")
         if self.mask_precision != "fp32":
             out.append(f"{self.mask_precision} mask branch, not fp32")
+        return out + self.reductions()
+
+    def reductions(self) -> list[str]:
+        """The settings reduced for a quick run (fewer epochs, smaller input, part of the data, fewer views)."""
+        out = []
+        if self.epochs != TrainConfig.epochs:
+            out.append(f"{self.epochs} epoch{'s' if self.epochs != 1 else ''}, not the paper's {TrainConfig.epochs}")
+        if self.image_size != TrainConfig.image_size:
+            out.append(f"{self.image_size}px mask input, not {TrainConfig.image_size}")
+        if self.train_limit is not None:
+            out.append(f"at most {self.train_limit:,} training images (train --limit), not the whole set")
+        if self.partial_caches:
+            out.append(f"partial caches ({'; '.join(self.partial_caches)}), not the whole datasets")
+        if tuple(self.views) != VIEWS:
+            out.append(f"views {','.join(self.views)}, not {','.join(VIEWS)}")
         return out
 
     def summary(self) -> list[str]:
@@ -122,7 +157,62 @@ class Settings:
                 f"CLIP input: {self.clip_input}" + (" (official)" if self.clip_input == "online" else
                                                     " (named deviation; --train-args --online-clip for the official)"),
                 "CLIP: QuickGELU, fp16 on CUDA; noise at source size; group 6 drop law as the official Mask() "
-                "(official)"]
+                "(official)", *(f"reduced: {r}" for r in self.reductions())]
+
+
+def _int_flag(args: list[str], name: str, default: int | None) -> int | None:
+    """The integer value of ``name`` in ``args`` (``default`` when absent or not a number: the command refuses it)."""
+    text = _flag(args, name, "")
+    try:
+        return int(text) if text else default
+    except ValueError:
+        return default
+
+
+def requested_subset(extract_args: list[str]) -> dict:
+    """The subset record (:func:`cafe_cache.extract.subset.select`) that ``--extract-args`` asks for."""
+    limit, splits = _int_flag(extract_args, "--limit", None), _flag(extract_args, "--splits", "")
+    record: dict = {"splits": sorted(s for s in splits.split(",") if s)} if splits else {}
+    return record | ({"limit": limit} if limit is not None else {})
+
+
+def requested_clip(extract_args: list[str]) -> str:
+    """The CLIP weights ``--extract-args`` asks for, in words."""
+    model = _flag(extract_args, "--model", DEFAULT_MODEL)
+    if "--random-weights" in extract_args:
+        return f"{model} RANDOM WEIGHTS (seed {_flag(extract_args, '--seed', '0')})"
+    if weights := _flag(extract_args, "--weights", ""):
+        return f"{model} from the file {weights}"
+    tag = _flag(extract_args, "--pretrained", DEFAULT_PRETRAINED)
+    return f"{model} pretrained:{tag} (downloaded once, or from your Hugging Face cache)"
+
+
+def partial_caches(experiments: list[Experiment], which: str) -> tuple[str, ...]:
+    """``rafdb: --limit 50 per split`` for each cache behind the runs' results that is not its whole dataset
+    (the source caches named in the runs' config.json, the targets' caches beside them)."""
+    found: dict[str, str] = {}
+    for e in experiments:
+        config = e.config()
+        if config is None or not config.source_cache:
+            continue
+        folder = Path(config.source_cache).parent
+        for name in [e.source, *(e.results(which) or {}).get("targets", {})]:
+            subset = _cache_subset(cache_path(folder, name))
+            if subset:
+                found[name] = describe(subset)
+    return tuple(f"{name}: {text}" for name, text in sorted(found.items()))
+
+
+def _cache_subset(path: Path) -> dict:
+    try:
+        return FeatureCache(path).subset if path.is_file() else {}
+    except CafeError:
+        return {}
+
+
+def _cache_views(config: RunConfig) -> tuple[str, ...] | None:
+    fp = config.clip.fingerprint
+    return tuple(json.loads(fp).get("views", VIEWS)) if fp else None
 
 
 def _flag(args: list[str], name: str, default: str) -> str:
@@ -303,8 +393,15 @@ class ReproduceJob:
     precision: str = "fp32"  # the official mask-branch precision
     nproc_per_node: int = 1
     dry_run: bool = False
+    protocol: str = "paper"  # "paper": reproduce(), the paper's tables; "lodo": cafe_cache.lodo.reproduce_lodo()
 
     def __post_init__(self) -> None:
+        if self.protocol not in PROTOCOLS:
+            raise CafeError(f"--protocol {self.protocol!r}: choose paper (the paper's tables) or lodo (leave one "
+                            "domain out).")
+        if self.protocol == "lodo" and (self.sweep or self.tables != TABLES):
+            raise CafeError("--tables and --sweep choose the paper's tables; --protocol lodo makes its own "
+                            "(results/lodo.md): drop them, or run the paper protocol separately.")
         if self.which not in WHICH:
             raise CafeError(f"--which {self.which!r}: choose last (the final epoch, official) or best.")
         if self.precision not in TRAIN_PRECISIONS:
@@ -349,9 +446,43 @@ def usable_datasets(job: ReproduceJob, say: Say) -> list[str]:
     return usable
 
 
+def check_existing_caches(job: ReproduceJob, usable: list[str], say: Say) -> None:
+    """Names the CLIP weights the extractions use and what each existing cache holds; an existing cache that
+    `cafe extract` would refuse (another --limit/--splits, or random weights where real ones are asked for
+    or the reverse) stops the run now, before any step, or is said as such by a dry run."""
+    args = list(job.extract_args)
+    say(f"CLIP weights: {escape(requested_clip(args))}")
+    want, random = requested_subset(args), "--random-weights" in args
+    for d in usable:
+        path = cache_path(job.cache_dir, d)
+        try:
+            cache = FeatureCache(path) if path.is_file() else None
+        except CafeError as e:
+            say(f"[yellow]{escape(str(e))}[/]")
+            continue
+        if cache is None:
+            say(f"{d}: no cache yet; it will be extracted into {escape(str(path))}")
+            continue
+        state = "complete (extraction skipped)" if cache.complete else "unfinished (the extraction resumes it)"
+        say(f"{d}: {escape(str(path))} {state}, CLIP {escape(cache.fingerprint.weights_label)}, "
+            f"{describe(cache.subset)}")
+        problem = None
+        if cache.subset != want:
+            problem = f"it holds {describe(cache.subset)}, --extract-args ask for {describe(want)}"
+        elif cache.random_weights != random:
+            problem = f"it was made with CLIP {cache.fingerprint.weights_label}, --extract-args ask for another"
+        if problem and "--force" not in args:
+            message = (f"{path}: {problem}, so `cafe extract` would refuse it. Pass the cache's own settings in "
+                       "--extract-args, add --force to them to replace it, or use another --cache-dir.")
+            if not job.dry_run:
+                raise CafeError(message)
+            say(f"[red]would stop[/]: {escape(message)}")
+
+
 def reproduce(job: ReproduceJob, say: Say) -> list[Path]:
     """Stage one for every usable dataset, stage two once per run folder, the zero-shot reference, then the
-    figure and the tables (their paths returned; none with ``--dry-run``). Finished steps are skipped."""
+    figure and the tables (their paths returned; none with ``--dry-run``). Finished steps are skipped.
+    (``--protocol lodo`` is :func:`cafe_cache.lodo.reproduce_lodo`.)"""
     settings = Settings.from_args(job.which, list(job.extract_args), job.train_words)
     say("settings:\n" + "\n".join(f"  {line}" for line in settings.summary()))
     if not settings.paper_init:
@@ -359,6 +490,7 @@ def reproduce(job: ReproduceJob, say: Say) -> list[Path]:
     usable = usable_datasets(job, say)
     if bad := [t for t in job.tables if t not in TABLES]:
         raise CafeError(f"--tables: unknown {bad}; choose from {', '.join(TABLES)}.")
+    check_existing_caches(job, usable, say)
     for d in usable:  # stage one: finished caches are checked and skipped by cafe extract itself
         run_step(["extract", "--dataset", d, "--cache-dir", str(job.cache_dir), *job.extract_args], job, say,
                  job.nproc_per_node)

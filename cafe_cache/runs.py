@@ -6,7 +6,8 @@
     RUN/resume.pt             weights, optimiser, scheduler and history of the last finished epoch (one file)
     RUN/metrics.json          per-epoch history
     RUN/checksums.json        sha256 of best, last and resume, {"best.safetensors": [sha256], ...}
-    RUN/eval-<which>/         results.json, results.md, mean_masks.npz of ``cafe eval --which``
+    RUN/eval-<which>/         results.json, results.md, mean_masks.npz of ``cafe eval --which``: every cache, or
+                              the targets of ``cafe train``; ``cafe eval --targets A,B`` writes results-A+B.*
     RUN/figures/              the figures of ``cafe plot``
     RUN/run.lock              held by the one ``cafe train`` writing the run (removed when it ends)
 
@@ -28,7 +29,7 @@ from typing import Any
 from .errors import CafeError
 from .files import check_writable
 from .options import DEFAULT_WHICH
-from .train.config import TrainConfig
+from .train.config import TrainConfig, source_names
 
 CONFIG = "config.json"
 RESUME = "resume.pt"
@@ -84,11 +85,13 @@ class RunFolder:
     def eval_dir(self, which: str) -> Path:
         return self.path / f"eval-{which}"
 
-    def results_json(self, which: str) -> Path:
-        return self.eval_dir(which) / RESULTS_JSON
+    def results_json(self, which: str, targets: list[str] | None = None) -> Path:
+        """The results of an evaluation: ``results.json`` the run's full one, ``results-A+B.json`` that of
+        ``cafe eval --targets A,B`` (which never replaces the full one)."""
+        return self.eval_dir(which) / (results_stem(targets) + ".json")
 
-    def results_md(self, which: str) -> Path:
-        return self.eval_dir(which) / RESULTS_MD
+    def results_md(self, which: str, targets: list[str] | None = None) -> Path:
+        return self.eval_dir(which) / (results_stem(targets) + ".md")
 
     def mean_masks(self, which: str) -> Path:
         return self.eval_dir(which) / MEAN_MASKS
@@ -141,6 +144,11 @@ class RunLock:
             shutil.rmtree(self.path, ignore_errors=True)
 
 
+def results_stem(targets: list[str] | None) -> str:
+    """``results`` for the full evaluation (None), ``results-rafdb+sfew`` for the set of targets named."""
+    return Path(RESULTS_JSON).stem + ("-" + "+".join(targets) if targets else "")
+
+
 def find_runs(folder: Path) -> list[Path]:
     """The run folders (with a config.json) directly inside ``folder``."""
     return sorted(p.parent for p in Path(folder).glob(f"*/{CONFIG}"))
@@ -190,7 +198,9 @@ class RunConfig:
     clip: ClipInfo = field(default_factory=ClipInfo)
     backbone_init: BackboneInit = field(default_factory=BackboneInit)
     mask_precision: str | None = None  # --precision resolved on the training device (auto: bf16 on CUDA)
-    source_cache: str | None = None
+    source_cache: str | None = None  # the (first) source's cache
+    source_caches: dict[str, str] | None = None  # several sources: name -> cache, in --source order
+    samples_per_source: dict[str, dict[str, int]] | None = None  # several sources: name -> {"train": n, "test": n}
     samples: dict[str, int] | None = None  # {"train": n, "test": n}
     ranks: dict[str, int] | None = None  # {"world": W, "batch_per_rank": B / W}
     cafe_version: str | None = None
@@ -203,6 +213,11 @@ class RunConfig:
     @property
     def source(self) -> str:
         return self.train["source"]
+
+    @property
+    def sources(self) -> tuple[str, ...]:
+        """Every source the run trained on (``source`` joins them with commas)."""
+        return source_names(self.source)
 
     @property
     def variant(self) -> str:
@@ -225,8 +240,8 @@ class RunConfig:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> RunConfig:
         """From the ``config.json`` of any cafe version (missing entries: their defaults)."""
-        known = {k: data[k] for k in ("model", "train", "mask_precision", "source_cache", "samples", "ranks",
-                                      "cafe_version") if k in data}
+        known = {k: data[k] for k in ("model", "train", "mask_precision", "source_cache", "source_caches",
+                                      "samples_per_source", "samples", "ranks", "cafe_version") if k in data}
         return cls(**known, clip=_section(ClipInfo, data.get("clip")),
                    backbone_init=_section(BackboneInit, data.get("backbone_init")))
 

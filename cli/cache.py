@@ -11,14 +11,16 @@ from rich.table import Table
 from cafe_cache.errors import CafeError
 from cafe_cache.files import printable
 
-from .common import console, out
+from .common import bounded, console, out
 
 app = typer.Typer(help="Inspect feature caches made by `cafe extract`.", no_args_is_help=True)
 
 
 @app.command("info")
-def info(path: Path = typer.Argument(..., help="A cache file (cache/NAME.h5)."),
-         show: int = typer.Option(10, help="How many unreadable/skipped entries to list."),
+def info(path: Path = typer.Argument(..., help="A cache file (cache/NAME.h5), or a cache name as train and eval "
+                                                 "take it (NAME: --cache-dir/NAME.h5)."),
+         cache_dir: Path = typer.Option(Path("cache"), help="Folder of the caches, for a cache given by name."),
+         show: int = typer.Option(10, callback=bounded(), help="How many unreadable/skipped entries to list."),
          verify: bool = typer.Option(False, "--verify", help="Read back every stored row: checksums (fletcher32 of "
                                      "features and images, sha256 of labels, paths, counts, errors and attributes; "
                                      "caches made by this cafe), labels in range, finite, written features. Exit 2 "
@@ -27,9 +29,16 @@ def info(path: Path = typer.Argument(..., help="A cache file (cache/NAME.h5)."),
 
     On a cache a running `cafe extract` is writing, the rows written so far (read from the writer's
     progress file; the HDF5 file itself is left alone)."""
-    from cafe_cache.extract.cache import FeatureCache, shard_files, shards_dir, writing_progress  # not for --help
+    from cafe_cache.extract.cache import (  # not for --help
+        FeatureCache,
+        cache_file,
+        shard_files,
+        shards_dir,
+        writing_progress,
+    )
     from cafe_cache.extract.subset import describe
 
+    path = cache_file(path, cache_dir)
     running = writing_progress(path)
     if running is not None:
         _show_running(path, running)

@@ -6,6 +6,7 @@ import os
 import sys
 from typing import NoReturn
 
+import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import (
@@ -18,11 +19,24 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from cafe_cache.bounds import check as check_bound
 from cafe_cache.files import printable
 from cafe_cache.progress import PlainProgress
 
-console = Console(stderr=True, highlight=False)
-out = Console(highlight=False)  # results (tables) go to stdout
+LOG_WIDTH = 10_000  # redirected output: no hard wrap (paths, commands and Markdown tables come out whole)
+
+
+def _console(stderr: bool = False) -> Console:
+    """A Rich console; on a terminal (or with $COLUMNS set) as wide as that, else :data:`LOG_WIDTH` wide,
+    where Rich would otherwise wrap every line at 80 columns."""
+    console = Console(stderr=stderr, highlight=False)
+    if console.is_terminal or os.environ.get("COLUMNS"):
+        return console
+    return Console(stderr=stderr, highlight=False, width=LOG_WIDTH)
+
+
+console = _console(stderr=True)
+out = _console()  # results (tables) go to stdout
 
 
 def fail(message: str, code: int = 2) -> NoReturn:
@@ -31,6 +45,16 @@ def fail(message: str, code: int = 2) -> NoReturn:
     # one line however long (no wrapping inside paths); "[datasets]" in a message is text, not markup
     console.print(f"[bold red]error{where}:[/] {escape(printable(message))}", soft_wrap=True)
     sys.exit(code)
+
+
+def bounded(low: int | None = None):
+    """An option callback checking the value against its flag's bound (:mod:`cafe_cache.bounds`) while the
+    command line is parsed, before any work: a value out of range is one error line with the limit."""
+
+    def callback(param: typer.CallbackParam, value: int | None) -> int | None:
+        return check_bound(max(param.opts, key=len), value, low)
+
+    return callback
 
 
 def say_plain(text: str) -> None:

@@ -16,10 +16,11 @@ from rich.table import Table
 
 from cafe_cache.classes import CLASSES
 from cafe_cache.datasets import READERS, ReadResult, build_reader, default_root, root_env_var
-from cafe_cache.datasets.options import reader_options
+from cafe_cache.datasets.options import NativeFlags, reader_options
 from cafe_cache.errors import CafeError
 
 from .common import fail, out
+from .native_flags import CKPLUS_FOLD, CKPLUS_NEUTRAL, CKPLUS_PEAK, KDEF_VIEWS
 
 SHOWN_SKIPS = 5  # how many skipped entries and reasons to print
 
@@ -27,7 +28,7 @@ SHOWN_SKIPS = 5  # how many skipped entries and reasons to print
 def datasets(
     dataset: str | None = typer.Argument(None, help="A dataset reader (omit to list them)."),
     root: Path | None = typer.Option(None, "--root", help="Dataset root folder; default: the "
-                                     "CAFE_<NAME>_ROOT variable or [datasets] in cafe.toml."),
+                                     "CAFE_<NAME>_ROOT variable or \\[datasets] in cafe.toml."),
     class_map: str | None = typer.Option(None, "--class-map", help="folder only: class folder "
                                          "names to ids, 'NAME=ID,...' (ID a class name, 0..6, or -1 to skip)."),
     name: str | None = typer.Option(None, "--name", help="folder only: cache name (default: the root folder's name)."),
@@ -36,13 +37,18 @@ def datasets(
     ferplus_ties: str | None = typer.Option(None, "--ferplus-ties", help="ferplus only: a shared highest vote "
                                             "count is dropped (drop, the default) or the first tied class wins "
                                             "(first)."),
+    ckplus_peak: int | None = CKPLUS_PEAK,
+    ckplus_neutral: str | None = CKPLUS_NEUTRAL,
+    ckplus_fold: str | None = CKPLUS_FOLD,
+    kdef_views: str | None = KDEF_VIEWS,
 ) -> None:
     """List the dataset readers, or count the images per split and class one of them reads."""
     try:
         if dataset is None:
             out.print(readers_table())
             return
-        options = reader_options(dataset, class_map, name, ferplus_ties)
+        native = NativeFlags(ckplus_peak, ckplus_neutral, ckplus_fold, kdef_views)
+        options = reader_options(dataset, class_map, name, ferplus_ties, native)
         reader = build_reader(dataset, root, strict=not skip_bad, **options)
         result = reader.read()
     except CafeError as e:

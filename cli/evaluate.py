@@ -6,38 +6,44 @@ import json
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from cafe_cache.options import EVAL_BATCH_SIZE, split_list
 from cafe_cache.train.config import TrainConfig
 
-from .common import console, out, progress
+from .common import bounded, console, out, progress
 
 BGR_HELP = ("Targets evaluated with colour channels in BGR order, reproducing the official notebooks' bug "
             "(they did so for affectnet,sfew,mma). CLIP then runs online on the BGR images.")
 
 
 def print_results(results: dict, source: str | None, title: str) -> None:
-    from cafe_cache.metrics import means_line
+    from cafe_cache.metrics import means_line, target_label
 
     table = Table("target", "n", "accuracy", "UAR", title=title, title_justify="left")
     for name, m in results.items():
-        table.add_row(name + (" (source)" if name == source else "") + (" [BGR]" if m.get("bgr") else ""),
+        table.add_row(escape(target_label(name, m, source)),
                       f"{m['n']:,}", f"{m['accuracy']:.2f}", f"{m['uar']:.2f}")
     out.print(table)
     out.print("   ".join(means_line(results, source)))
+    for m in results.values():
+        if m.get("left_out"):
+            out.print(f"[yellow]{escape(m['left_out'])}[/]", soft_wrap=True)
 
 
 def show_evaluation(evaluation) -> None:
     """The table of a :class:`~cafe_cache.train.evaluate.RunEvaluation` and the files it wrote."""
     print_results(evaluation.results, evaluation.source, evaluation.title)
-    console.print(f"written: {evaluation.folder}/results.json, results.md")
+    console.print(f"written: {', '.join(str(f) for f in evaluation.files)}", soft_wrap=True)
 
 
 def evaluate(
     checkpoint: Path = typer.Option(..., "--checkpoint", "-c",
                                     help="Run folder (or RUN/best.safetensors, RUN/last.safetensors)."),
-    targets: str | None = typer.Option(None, help="Comma-separated cache names; default: every cache in --cache-dir."),
+    targets: str | None = typer.Option(None, help="Comma-separated cache names; default: every cache in --cache-dir. "
+                                       "Results of named targets go to results-A+B.{json,md}, beside the full "
+                                       "results.{json,md}, which stay as they are."),
     cache_dir: Path = typer.Option(Path(TrainConfig.cache_dir), help="Folder of the feature caches."),
     which: str | None = typer.Option(None, help="last (the final epoch: the paper's numbers) or best (best on the "
                                      "source's own test set: test-set selection); default last, or the file named in "
@@ -45,13 +51,15 @@ def evaluate(
     bgr_targets: str | None = typer.Option(None, help=BGR_HELP),
     clip_weights: str | None = typer.Option(None, help="CLIP checkpoint file, needed with --bgr-targets when the "
                                             "caches came from a file."),
-    batch_size: int = typer.Option(EVAL_BATCH_SIZE, min=1),
-    workers: int | None = typer.Option(None, min=0, help="Image-reading worker processes. Default: 0 on the CPU, "
+    batch_size: int = typer.Option(EVAL_BATCH_SIZE, callback=bounded()),
+    workers: int | None = typer.Option(None, callback=bounded(),
+                                       help="Image-reading worker processes. Default: 0 on the CPU, "
                                        "min(8, CPUs) on CUDA."),
     device: str = typer.Option(TrainConfig.device),
     json_out: bool = typer.Option(False, "--json", help="Also print the results as JSON on stdout."),
 ) -> None:
-    """Evaluate a trained run on cached target datasets; writes RUN/eval-<which>/results.{json,md}."""
+    """Evaluate a trained run on cached target datasets; writes RUN/eval-<which>/results.{json,md} (with --targets
+    A,B: results-A+B.{json,md})."""
     from cafe_cache.metrics import jsonable  # torch: only when running
     from cafe_cache.train.evaluate import evaluate_run
 

@@ -7,21 +7,22 @@ drawing its lines and progress bars.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import typer
 
+from cafe_cache.datasets.options import NativeFlags
 from cafe_cache.errors import CafeError
 from cafe_cache.extract.job import ExtractJob, parse_views
 from cafe_cache.extract.weights import ClipSpec
 from cafe_cache.options import EXTRACT_PRECISIONS as PRECISIONS
 from cafe_cache.options import VIEWS, field_default, split_list
-from cafe_cache.progress import rate_text
+from cafe_cache.progress import split_bars
 
-from .common import console, progress, say_plain
+from .common import bounded, console, progress, say_plain
+from .native_flags import CKPLUS_FOLD, CKPLUS_NEUTRAL, CKPLUS_PEAK, KDEF_VIEWS
 
 
 def _job(name: str):
@@ -35,9 +36,10 @@ def _clip(name: str):
 def extract(
     ctx: typer.Context,
     dataset: str = typer.Option(..., "--dataset", "-d",
-                                help="Reader name: rafdb, ferplus, affectnet, sfew, mma, folder."),
+                                help="Reader name: rafdb, ferplus, affectnet, sfew, mma, folder, ckplus, jaffe, "
+                                "kdef, expw (`cafe datasets` lists them)."),
     root: Path | None = typer.Option(_job("root"),
-                                     help="Dataset root. Default: $CAFE_<NAME>_ROOT or cafe.toml [datasets]."),
+                                     help="Dataset root. Default: $CAFE_<NAME>_ROOT or cafe.toml \\[datasets]."),
     name: str | None = typer.Option(_job("name"), help="Cache name (file stem). Default: the dataset name; for "
                                     "`folder`, the root folder's name."),
     class_map: str | None = typer.Option(_job("class_map"), help="folder reader: explicit class map "
@@ -45,9 +47,14 @@ def extract(
     ferplus_ties: str | None = typer.Option(_job("ferplus_ties"), "--ferplus-ties", help="FERPlus tie rule for a "
                                             "shared highest vote count: drop (default: the row is skipped) or first "
                                             "(the first tied class in csv order wins). Recorded in the cache."),
+    ckplus_peak: int | None = CKPLUS_PEAK,
+    ckplus_neutral: str | None = CKPLUS_NEUTRAL,
+    ckplus_fold: str | None = CKPLUS_FOLD,
+    kdef_views: str | None = KDEF_VIEWS,
     splits_opt: str | None = typer.Option(_job("splits"), "--splits", help="Extract only these splits, e.g. 'test' "
                                           "for a target-only dataset (eval reads only test). Recorded in the cache."),
-    limit: int | None = typer.Option(_job("limit"), "--limit", min=1, help="At most N images per split: the first N "
+    limit: int | None = typer.Option(_job("limit"), "--limit", callback=bounded(),
+                                     help="At most N images per split: the first N "
                                      "of a fixed shuffle (deterministic), for quick runs. Recorded in the cache; a "
                                      "later full extraction or `cafe train` says so."),
     skip_bad: bool = typer.Option(_job("skip_bad"), "--skip-bad", help="Skip malformed label lines / missing images "
@@ -59,7 +66,7 @@ def extract(
                                         help="Local CLIP checkpoint file (overrides --pretrained)."),
     random_weights: bool = typer.Option(_clip("random_weights"), "--random-weights", help="Randomly initialised "
                                         "CLIP (seeded). For smoke tests only; recorded in the cache."),
-    seed: int = typer.Option(_clip("seed"), help="Seed of --random-weights."),
+    seed: int = typer.Option(_clip("seed"), callback=bounded(), help="Seed of --random-weights."),
     activation: str = typer.Option(_clip("activation"), help="CLIP MLP activation: auto (what the weights were "
                                    "trained with: QuickGELU for OpenAI's CLIP and the default ViT-B-32, as the "
                                    "official code), quickgelu or gelu."),
@@ -69,13 +76,15 @@ def extract(
     dtype: str = typer.Option(_job("dtype"), help="Stored feature dtype: float16 or float32."),
     precision: str = typer.Option(_job("precision"), help=f"Compute precision {'/'.join(PRECISIONS)}; auto = fp16 "
                                   "on CUDA (as the official code), fp32 on CPU."),
-    batch_size: int = typer.Option(_job("batch_size"), min=1,
+    batch_size: int = typer.Option(_job("batch_size"), callback=bounded(),
                                    help="Images per CLIP forward pass (each view adds a pass's worth)."),
     device: str = typer.Option(_job("device"), help="auto, cpu, cuda, cuda:1, ..."),
-    workers: int | None = typer.Option(_job("workers"), min=0, help="Image-decoding worker processes. Default: "
+    workers: int | None = typer.Option(_job("workers"), callback=bounded(),
+                                       help="Image-decoding worker processes. Default: "
                                        "min(8, CPUs) on CUDA, 0 on the CPU (there workers only take cores from the "
                                        "model)."),
-    store_images: int = typer.Option(_job("store_images"), "--store-images", min=0, metavar="SIZE", help="Also "
+    store_images: int = typer.Option(_job("store_images"), "--store-images", callback=bounded(), metavar="SIZE",
+                                     help="Also "
                                      "store every image resized to SIZExSIZE as uint8 (224 = the paper's training "
                                      "input), so `cafe train`/`cafe eval` read arrays instead of decoding files. "
                                      "3*SIZE^2 bytes per image (147 KB at 224). 0 = off."),
@@ -94,6 +103,7 @@ def extract(
     view_list = parse_views(views)
     job = ExtractJob(
         dataset=dataset, root=root, name=name, class_map=class_map, ferplus_ties=ferplus_ties, skip_bad=skip_bad,
+        native=NativeFlags(ckplus_peak, ckplus_neutral, ckplus_fold, kdef_views),
         splits=tuple(split_list(splits_opt) or ()) or None, limit=limit,
         clip=ClipSpec(model=model, pretrained=pretrained, weights=str(weights) if weights else None,
                       random_weights=random_weights, seed=seed, activation=activation),
@@ -117,32 +127,4 @@ def _bars(suffix: str) -> Iterator[tuple]:
     """Progress bars of one rank (task names end in ``suffix``) and the (on_plan, on_batch) callbacks
     that drive them, for :func:`~cafe_cache.extract.job.extract_dataset`."""
     with progress() as bar:
-        yield _bar_hook(bar, suffix, say_plain)
-
-
-def _bar_hook(bar, suffix: str = "", say=None):
-    """(on_plan, on_batch) callbacks that drive one progress task per split with its live rate, and
-    say the measured rate and ETA after the first batches (``say``)."""
-    from cafe_cache.progress import SpeedHint
-
-    tasks: dict[str, int] = {}
-    hint: list[SpeedHint] = []
-    started: dict[str, float] = {}
-    last = [time.perf_counter()]  # a split starts when the previous one's last batch ended
-
-    def on_plan(todo: dict[str, int]) -> None:
-        last[0] = time.perf_counter()
-        tasks.update({s: bar.add_task(s + suffix, total=n, rate="") for s, n in todo.items() if n})
-        if say:
-            hint.append(SpeedHint(sum(todo.values()), say))
-
-    def on_batch(split: str, n: int) -> None:
-        if hint:
-            hint[0].batch(n)
-        started.setdefault(split, last[0])
-        last[0] = time.perf_counter()
-        bar.advance(tasks[split], n)
-        done = bar.tasks[tasks[split]].completed
-        bar.update(tasks[split], rate=rate_text(done, time.perf_counter() - started[split]))
-
-    return on_plan, on_batch
+        yield split_bars(bar, suffix, say_plain)

@@ -8,7 +8,7 @@ import typer
 
 from cafe_cache.options import DEFAULT_WHICH, GRADCAM_IMAGES
 
-from .common import console
+from .common import bounded, console
 
 
 def plot(
@@ -17,15 +17,16 @@ def plot(
                               "best (RUN/eval-<which>/)."),
     cache_dir: Path | None = typer.Option(None, help="Feature caches for Grad-CAM; default: the run's own "
                                           "--cache-dir."),
-    gradcam: int = typer.Option(GRADCAM_IMAGES, min=0, help="Grad-CAM images per target (0: none)."),
+    gradcam: int = typer.Option(GRADCAM_IMAGES, callback=bounded(), help="Grad-CAM images per target (0: none)."),
     device: str = typer.Option("auto", help="Where the model runs for Grad-CAM."),
 ) -> None:
     """Training curves, class masks (Fig. 5), confusion matrices and Grad-CAM (Fig. 4) into RUN/figures/."""
+    from cafe_cache.metrics import plural
     from cafe_cache.report import make_figures  # torch, matplotlib: only when running
     from cafe_cache.runs import RunFolder, find_runs
 
     def done(run: Path, written: list[Path]) -> None:
-        console.print(f"{run}: {len(written)} figures in {RunFolder(run).figures}")
+        console.print(f"{run}: {plural(len(written), 'figure')} in {RunFolder(run).figures}")
 
     matrix = make_figures(path, which=which, cache_dir=cache_dir, n_gradcam=gradcam, device=device,
                           log=lambda m: console.print(f"[yellow]{m}[/]"), on_run=done)

@@ -17,7 +17,7 @@ from cafe_cache.options import DETECTOR_NAMES
 if TYPE_CHECKING:  # torch, OpenCV and the models load only when a command runs
     from cafe_cache.predict.infer import PictureResult
 
-from .common import console, out, progress
+from .common import bounded, console, out, progress
 
 OUT_SUFFIXES = (".csv", ".json")
 SHOWN_ROWS = 50  # the screen table stops here; --out has every row
@@ -102,8 +102,9 @@ def predict(
                                               "facenet-pytorch is installed, else LBP)."),
     no_detect: bool = typer.Option(False, "--no-detect", help="Inputs are face crops already (as datasets store them): "
                                                               "no detection or alignment."),
-    every: int = typer.Option(1, min=1, help="Videos: use every N-th frame."),
-    batch_size: int = typer.Option(32, min=1, help="Faces per model batch, and images/frames per detection chunk."),
+    every: int = typer.Option(1, callback=bounded(), help="Videos: use every N-th frame."),
+    batch_size: int = typer.Option(32, callback=bounded(),
+                                   help="Faces per model batch, and images/frames per detection chunk."),
     device: str = typer.Option("auto", help="auto (CUDA when present), cpu or cuda."),
     clip_weights: str | None = typer.Option(None, help="The CLIP file the run's cache was made from, if it was made "
                                                        "from a file."),

@@ -10,7 +10,7 @@ import typer
 
 from cafe_cache.options import DEFAULT_WHICH, TABLES, TRAIN_PRECISIONS, split_list
 
-from .common import console
+from .common import bounded, console
 
 
 def reproduce(
@@ -34,18 +34,25 @@ def reproduce(
     precision: str = typer.Option("fp32", help="Mask-branch precision passed to `cafe train` "
                                                f"({'/'.join(TRAIN_PRECISIONS)}); fp32 as the official code. bf16 is "
                                                "faster on GPUs and named in every title."),
-    nproc_per_node: int = typer.Option(1, "--nproc-per-node", min=1, help="Run each extraction and training as this "
+    nproc_per_node: int = typer.Option(1, "--nproc-per-node", callback=bounded(),
+                                       help="Run each extraction and training as this "
                                                                           "many processes on this node (torchrun; one "
                                                                           "per GPU)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the commands without running them."),
+    protocol: str = typer.Option("paper", help="paper: the paper's tables; lodo: leave one domain out (train on "
+                                               "all configured datasets but one, test on that one; CAFE and the "
+                                               "no_mask baseline, beside the best single source of Table 1) into "
+                                               "results/lodo.md and lodo.png."),
 ) -> None:
     """Reproduce the paper's tables for every dataset whose root is configured (resumable: rerun to continue)."""
-    from cafe_cache.reproduce import ReproduceJob, reproduce  # h5py: not for --help
+    from cafe_cache.lodo import reproduce_lodo  # h5py: not for --help
+    from cafe_cache.reproduce import ReproduceJob, reproduce
 
     job = ReproduceJob(datasets=split_list(datasets), tables=tuple(split_list(tables) or ()), sweep=sweep,
                        cache_dir=cache_dir, runs=runs, results=results, extract_args=tuple(shlex.split(extract_args)),
                        train_args=tuple(shlex.split(train_args)), expclip=expclip, which=which, precision=precision,
-                       nproc_per_node=nproc_per_node, dry_run=dry_run)
-    for path in reproduce(job, say=lambda line: console.print(line, soft_wrap=True)):  # commands on one line
+                       nproc_per_node=nproc_per_node, dry_run=dry_run, protocol=protocol)
+    run = reproduce_lodo if job.protocol == "lodo" else reproduce
+    for path in run(job, say=lambda line: console.print(line, soft_wrap=True)):  # commands on one line
         console.print(f"written {path}")
         console.print(path.read_text())

@@ -13,17 +13,18 @@ from cafe_cache.options import split_list
 from cafe_cache.progress import rate_text
 from cafe_cache.synth import DOMAINS, check_demo_folder, demo_image_count, make_demo_sample
 
-from .common import console, fail, progress
+from .common import bounded, console, fail, progress
 from .common import out as results
 
 
 def synth(
     out: Path = typer.Argument(Path("demo/data"), metavar="OUT",
                                    help="Folder to write into: one dataset root per domain, and preview.png."),
-    seed: int = typer.Option(0, "--seed", help="Random seed; same seed and options, identical files."),
-    train_per_class: int = typer.Option(24, "--train-per-class", min=1,
+    seed: int = typer.Option(0, "--seed", callback=bounded(),
+                             help="Random seed; same seed and options, identical files."),
+    train_per_class: int = typer.Option(24, "--train-per-class", callback=bounded(),
                                         help="Training images per class and domain."),
-    test_per_class: int = typer.Option(8, "--test-per-class", min=1,
+    test_per_class: int = typer.Option(8, "--test-per-class", callback=bounded(),
                                        help="Test images per class and domain."),
     size: int | None = typer.Option(None, "--size", min=16, max=1024,
                                        help="Image side in pixels (default: 100, and 48 for lowres)."),

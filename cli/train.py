@@ -7,10 +7,10 @@ from pathlib import Path
 
 import typer
 
-from cafe_cache.options import DEFAULT_WHICH, TRAIN_PRECISIONS, VARIANTS, split_list
-from cafe_cache.train.config import Augment, TrainConfig
+from cafe_cache.options import BALANCE_MODES, DEFAULT_WHICH, TRAIN_PRECISIONS, VARIANTS, split_list
+from cafe_cache.train.config import LIMIT_LOW, Augment, TrainConfig
 
-from .common import console, progress, say_plain
+from .common import bounded, console, progress, say_plain
 from .evaluate import show_evaluation
 
 D = TrainConfig  # the option defaults are TrainConfig's (the paper's hyper-parameters, one place)
@@ -33,7 +33,8 @@ def training_options(params: dict) -> dict:
 def train(
     ctx: typer.Context,
     source: str | None = typer.Option(None, "--source", "-s",
-                                      help="Cache name of the training dataset (cache/NAME.h5)."),
+                                      help="Cache name of the training dataset (cache/NAME.h5), or several "
+                                      "separated by commas (rafdb,ferplus): the union of their train splits."),
     cache_dir: Path = typer.Option(Path(D.cache_dir), help="Folder of the feature caches."),
     out: Path | None = typer.Option(None, help="Run folder. Default: runs/<source>-<time>."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last finished epoch, "
@@ -46,13 +47,13 @@ def train(
     variant: str = typer.Option(D.variant, help=f"Model: {', '.join(VARIANTS)} (the paper's ablations)."),
     w_sep: float = typer.Option(D.w_sep, help="Weight of the separation loss (0 = without separation)."),
     w_div: float = typer.Option(D.w_div, help="Weight of the channel-diverse loss (0 = without diverse loss)."),
-    epochs: int = typer.Option(D.epochs, min=1),
-    batch_size: int = typer.Option(D.batch_size, min=1),
+    epochs: int = typer.Option(D.epochs, callback=bounded()),
+    batch_size: int = typer.Option(D.batch_size, callback=bounded()),
     lr: float = typer.Option(D.lr, help="Adam learning rate."),
     weight_decay: float = typer.Option(D.weight_decay),
     gamma: float = typer.Option(D.gamma, help="ExponentialLR decay per epoch."),
-    seed: int = typer.Option(D.seed),
-    image_size: int = typer.Option(D.image_size, min=16, help="Mask-branch input size (the paper: 224)."),
+    seed: int = typer.Option(D.seed, callback=bounded()),
+    image_size: int = typer.Option(D.image_size, callback=bounded(), help="Mask-branch input size (the paper: 224)."),
     flip: bool = typer.Option(Augment.flip, "--flip/--no-flip",
                               help="Random horizontal flip (paired with the flipped CLIP view)."),
     noise: bool = typer.Option(Augment.noise, "--noise/--no-noise", help="Gaussian noise, variance 30 (official)."),
@@ -62,17 +63,23 @@ def train(
                                      help="Run CLIP on every augmented batch as the official code (slower)."),
     clip_weights: str | None = typer.Option(D.clip_weights, help="CLIP file for --online-clip / --bgr-targets "
                                             "when the cache came from --weights."),
-    limit: int | None = typer.Option(D.limit, min=7, help="Use at most N training images (a quarter as many test "
+    limit: int | None = typer.Option(D.limit, callback=bounded(LIMIT_LOW),
+                                     help="Use at most N training images per source (a quarter as many test "
                                      "images): quick CPU runs."),
     targets: str | None = typer.Option(None, help="Caches to evaluate at the end; default: all in --cache-dir."),
     evaluate: bool = typer.Option(True, "--eval/--no-eval", help="Evaluate on the targets when training ends."),
     eval_which: str = typer.Option(DEFAULT_WHICH, help="Weights evaluated at the end: last (the final epoch, as the "
-                                   "paper's numbers), best (best on the source's own test set: test-set selection), "
+                                   "paper's numbers), best (best on the source's own test set, the mean of the "
+                                   "sources' with several: test-set selection), "
                                    "or last,best."),
     plots: bool = typer.Option(True, "--plots/--no-plots", help="Write the run's figures (as `cafe plot`) at the end."),
-    workers: int | None = typer.Option(D.workers, min=0, help="Image-loading worker processes. Default: 0 on the CPU "
+    workers: int | None = typer.Option(D.workers, callback=bounded(),
+                                       help="Image-loading worker processes. Default: 0 on the CPU "
                                        "(they only take its cores), min(8, CPUs) on CUDA."),
     device: str = typer.Option(D.device),
+    balance: str = typer.Option(D.balance, help=f"Several sources: {', '.join(BALANCE_MODES)}. none = the plain "
+                                "union; domains = each batch draws equally from each source; classes = class-balanced "
+                                "over the union."),
     precision: str = typer.Option(D.precision, help=f"Mask branch {'/'.join(TRAIN_PRECISIONS)}: bf16 = autocast + "
                                   "channels_last (~3x faster on CPUs with AMX); auto: bf16 on CUDA, fp32 on the CPU."),
 ) -> None:

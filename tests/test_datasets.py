@@ -319,7 +319,7 @@ def test_default_root_from_env_then_cafe_toml(tmp_path, monkeypatch):
 
 
 def test_every_reader_is_registered_with_a_layout():
-    assert set(READERS) == {"rafdb", "ferplus", "affectnet", "sfew", "mma", "folder"}
+    assert set(READERS) == {"rafdb", "ferplus", "affectnet", "sfew", "mma", "folder", "ckplus", "jaffe", "kdef", "expw"}
     assert all(cls.layout and cls.name == key for key, cls in READERS.items())
 
 

@@ -239,12 +239,16 @@ def test_an_op_the_exporter_cannot_write_is_one_cafe_line(run_dir, tmp_path, mon
     assert torch.backends.mha.get_fastpath_enabled()
 
 
-def test_export_quantize_int8_agrees_with_fp32(run_dir, inputs, onnx_file, tmp_path):
+def test_export_quantize_int8_agrees_with_fp32(run_dir, inputs, onnx_file, tmp_path, monkeypatch):
+    from cafe_cache.predict import onnx_export
+    # the random tiny model's logits nearly tie, so int8 flips some of the run's faces (issue 26: the check
+    # is on face crops, and refuses that; see test_int8_check.py); here: what a kept int8 file is
+    monkeypatch.setattr(onnx_export, "MIN_INT8_AGREEMENT", 0.0)
     path = tmp_path / "int8.onnx"
     result = CliRunner().invoke(app, ["export", "--checkpoint", str(run_dir), "--out", str(path), "--quantize", "int8"])
     assert result.exit_code == 0, (result.output, result.exception)
     agreement = float(" ".join(result.output.split()).split("agrees with fp32 on ")[1].split("%")[0])
-    assert agreement >= 98
+    assert 0 <= agreement <= 100 and "images of folder" in result.output
     model = onnx.load(str(path))
     assert any(n.op_type in ("MatMulInteger", "DynamicQuantizeLinear") for n in model.graph.node)
     assert not any(n.op_type == "MatMulInteger" for n in onnx.load(str(onnx_file[0])).graph.node)

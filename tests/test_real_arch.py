@@ -132,13 +132,41 @@ def test_zeroshot_text_tower_of_vit_b_32(base, tmp_path):
     assert table["random_weights"] and table["targets"]["toyset"]["n"] == 7
 
 
-def test_export_quantize_int8_of_vit_b_32(base, exported, tmp_path):
-    """Dynamic int8 of the real graph: kept only with >= 98% top-1 agreement with fp32 (random inputs)."""
+def test_export_quantize_int8_of_vit_b_32(base, exported, tmp_path, monkeypatch):
+    """Dynamic int8 of the real graph: kept only with >= 98% top-1 agreement with fp32 on 32 face crops at
+    224 px (issue 26: the run's images, then generated faces). Random weights leave the logits nearly tied,
+    so that check may refuse it; the file's own properties are checked with the threshold lifted."""
+    from cafe_cache.predict import onnx_export
+
     path = tmp_path / "int8.onnx"
+    result = CliRunner().invoke(app, ["export", "--checkpoint", str(base / "run"), "--out", str(path),
+                                      "--quantize", "int8"])
+    said = " ".join((result.output + str(result.exception or "")).split())
+    assert "of 14 images of folder" in said and "18 generated faces" in said and "98%" in said, said
+    monkeypatch.setattr(onnx_export, "MIN_INT8_AGREEMENT", 0.0)
     output = cafe("export", "--checkpoint", base / "run", "--out", path, "--quantize", "int8")
-    assert float(output.split("agrees with fp32 on ")[1].split("%")[0]) >= 98
+    assert 0 <= float(output.split("agrees with fp32 on ")[1].split("%")[0]) <= 100
     # int8 MatMul/Gemm weights (a quarter of their fp32 size), the ResNet's convolutions kept fp32: ~2.8x smaller
     assert path.stat().st_size < exported[0].stat().st_size / 2.5
     crops = faces(base)
     int8, fp32 = (OnnxPredictor(p, "cpu").predict_faces(crops) for p in (path, exported[0]))
     assert (int8.argmax(1) == fp32.argmax(1)).mean() >= 0.75 and np.abs(int8 - fp32).max() < 0.05
+
+
+def test_two_sources_online_and_an_expw_target_on_vit_b_32(base, tmp_path):
+    """ExpW faces cropped from their photos go through ViT-B-32; two sources train with CLIP on every batch."""
+    from .test_native_readers import EXPW_LINES, write_expw
+
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    for name in ("toyset", "toyset2"):  # the same cache under two names: two sources with one fingerprint
+        (cache / f"{name}.h5").symlink_to(base / "cache" / "toyset.h5")
+    expw = write_expw(tmp_path / "ExpW", EXPW_LINES)
+    cafe("extract", "--dataset", "expw", "--root", expw, "--random-weights", "--cache-dir", cache, "--batch-size", 8)
+    out = cafe("train", "--source", "toyset,toyset2", "--cache-dir", cache, "--out", tmp_path / "run", "--epochs", 1,
+               "--image-size", 32, "--backbone-weights", "none", "--batch-size", 7, "--no-plots", "--online-clip",
+               "--balance", "domains", "--targets", "expw", "--device", "cpu")
+    assert "mean source test" in out
+    results = json.loads((tmp_path / "run" / "eval-last" / "results.json").read_text())
+    assert results["source"] == "toyset,toyset2" and results["targets"]["expw"]["n"] == 8
+    assert results["clip"].startswith("ViT-B-32")

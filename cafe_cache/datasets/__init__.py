@@ -5,7 +5,7 @@ Default roots: ``--root`` wins; else the environment variable ``CAFE_<NAME>_ROOT
 (:mod:`.registry`).
 """
 
-from . import affectnet, ferplus, folder, mma, rafdb, sfew  # noqa: F401  (importing a reader registers it)
+from . import affectnet, ckplus, expw, ferplus, folder, jaffe, kdef, mma, rafdb, sfew  # noqa: F401  (importing a reader registers it)
 from .base import SPLITS, DatasetError, ImageReadError, Reader, ReadResult, Sample, open_rgb, root_env_var
 from .registry import READERS, build_reader, default_root, register
 

@@ -125,14 +125,15 @@ class FerPlus(Reader):
         if not label_file.is_file():
             raise DatasetError("label.csv not found: FERPlus's generate_training_data.py writes it "
                                "next to the PNGs", label_file)
+        seen: dict[str, tuple[int, int]] = {}  # image -> (line, label) of its first row
         with open_text(label_file) as f:
             rows = csv.reader(f)
             for row in rows:
                 if any(field.strip() for field in row):
-                    self._folder_row(result, label_file, rows.line_num, row, folder, split)
+                    self._folder_row(result, label_file, rows.line_num, row, folder, split, seen)
 
     def _folder_row(self, result: ReadResult, label_file: Path, number: int, row: list[str],
-                    folder: str, split: str) -> None:
+                    folder: str, split: str, seen: dict[str, tuple[int, int]]) -> None:
         votes = parse_votes(row[2:]) if len(row) == 2 + len(VOTE_COLUMNS) else None
         if votes is None:
             self.problem(result, "expected name, face box and 10 vote counts", label_file, number)
@@ -145,6 +146,15 @@ class FerPlus(Reader):
         if not row[0].strip() or not os.path.exists(self.root / path):
             self.problem(result, f"image {path} not found", label_file, number)
             return
+        if path in seen:  # the same image listed twice is one sample
+            first, first_label = seen[path]
+            if first_label == label:
+                result.skipped.append((f"{folder}/label.csv:{number}", f"{path} repeats line {first}"))
+            else:
+                self.problem(result, f"{path} is listed twice with different majority labels: line {first} gives "
+                             f"{first_label}, line {number} gives {label}; fix the list", label_file, number)
+            return
+        seen[path] = (number, label)
         result.samples.append(Sample(path, label, split))
 
     def _read_csv(self, result: ReadResult) -> None:

@@ -56,6 +56,7 @@ from .. import __version__
 from ..datasets.base import Reader, Sample
 from ..errors import CafeError
 from ..files import write_bytes
+from ..options import check_cache_name
 from .integrity import (
     ATTRS_DIGEST,
     DAMAGE,
@@ -163,7 +164,15 @@ def _shown(key: str, value: Any) -> Any:
 
 
 def cache_path(cache_dir: str | Path, cache_name: str) -> Path:
-    return Path(cache_dir) / f"{cache_name}.h5"
+    return Path(cache_dir) / f"{check_cache_name(cache_name)}.h5"
+
+
+def cache_file(name_or_path: str | Path, cache_dir: str | Path) -> Path:
+    """A cache given as a file (``cache/rafdb.h5``) or by its name (``rafdb``, as train and eval take it)."""
+    p = Path(name_or_path)
+    if p.suffix == ".h5" or p.is_file() or len(p.parts) > 1:
+        return p
+    return cache_path(cache_dir, str(p))
 
 
 def shards_dir(path: Path) -> Path:
@@ -465,6 +474,14 @@ class SplitData:
     paths: list[str]
     rows: np.ndarray  # row indices in the file
     images: StoredImages | None = None  # present when the cache stores images
+    unreadable: int = 0  # rows left out: images extraction could not read (recorded in the cache)
+
+    def left_out(self, what: str, cache: Path) -> str | None:
+        """``3 unreadable images of rafdb test left out ...``, or None when every row was read."""
+        if not self.unreadable:
+            return None
+        return (f"{self.unreadable:,} unreadable image{'s' if self.unreadable != 1 else ''} of {what} left out "
+                f"(their reasons: `cafe cache info {cache}`)")
 
 
 class FeatureCache:
@@ -541,7 +558,7 @@ class FeatureCache:
         labels, paths = labels[rows].astype(np.int64), list(paths[rows])
         check_finite(self.path, split, feats, rows, paths)
         images = StoredImages(self.path, split, self.stored_image_size) if self.stored_image_size else None
-        return SplitData(feats, labels, paths, rows, images)
+        return SplitData(feats, labels, paths, rows, images, len(err) - len(rows))
 
     def verify(self) -> list[str]:
         """Read back every row (checksums where stored); one line per split, or CacheCorrupt."""

@@ -17,8 +17,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..bounds import check_all
+from ..datasets.options import NativeFlags
 from ..errors import CafeError
-from ..options import EXTRACT_PRECISIONS, PREPROCESS, VIEWS, split_list
+from ..options import EXTRACT_PRECISIONS, PREPROCESS, VIEWS, check_cache_name, check_views, split_list
 from .weights import ClipSpec
 
 if TYPE_CHECKING:
@@ -37,11 +39,7 @@ Bars = Callable[[str], AbstractContextManager[tuple[OnPlan | None, OnBatch | Non
 
 def parse_views(text: str) -> tuple[str, ...]:
     """``--views 'clean,hflip'`` -> ``("clean", "hflip")``, checked."""
-    views = tuple(split_list(text) or ())
-    bad = [v for v in views if v not in VIEWS]
-    if bad or not views:
-        raise CafeError(f"--views {text!r}: unknown view(s) {bad}; choose from {', '.join(VIEWS)}.")
-    return views
+    return check_views(tuple(split_list(text) or ()), text)
 
 
 @dataclass(frozen=True)
@@ -53,6 +51,7 @@ class ExtractJob:
     name: str | None = None  # cache name (file stem); for the folder reader also the dataset's name
     class_map: str | None = None  # folder reader: 'folder=id,...' (cafe_cache.datasets.options)
     ferplus_ties: str | None = None  # FERPlus: drop or first
+    native: NativeFlags = field(default_factory=NativeFlags)  # --ckplus-* and --kdef-views
     skip_bad: bool = False  # skip malformed label entries instead of stopping
     splits: tuple[str, ...] | None = None  # extract only these splits (recorded in the cache)
     limit: int | None = None  # at most N images per split (recorded in the cache)
@@ -69,16 +68,17 @@ class ExtractJob:
     force: bool = False  # recompute even if a finished or different cache exists
 
     def __post_init__(self) -> None:
-        bad = [v for v in self.views if v not in VIEWS]
-        if bad or not self.views:
-            raise CafeError(f"--views {','.join(self.views)!r}: unknown view(s) {bad}; choose from "
-                            f"{', '.join(VIEWS)}.")
+        check_views(self.views)
+        if self.name is not None:
+            check_cache_name(self.name)
         if self.preprocess not in PREPROCESS:
             raise CafeError(f"--preprocess {self.preprocess!r}: choose official or clip.")
         if self.dtype not in DTYPES:
             raise CafeError(f"--dtype {self.dtype!r}: choose float16 or float32.")
         if self.precision not in EXTRACT_PRECISIONS:
             raise CafeError(f"--precision {self.precision!r}: choose from {', '.join(EXTRACT_PRECISIONS)}.")
+        check_all({"--batch-size": self.batch_size, "--workers": self.workers, "--store-images": self.store_images,
+                   "--limit": self.limit, "--seed": self.clip.seed})
 
     def reader(self) -> Reader:
         """The dataset's reader (``name`` renames the cache; only the folder reader takes it as its own)."""
@@ -86,7 +86,7 @@ class ExtractJob:
         from ..datasets.options import reader_options
 
         folder_name = self.name if self.dataset == "folder" else None
-        options = reader_options(self.dataset, self.class_map, folder_name, self.ferplus_ties)
+        options = reader_options(self.dataset, self.class_map, folder_name, self.ferplus_ties, self.native)
         return build_reader(self.dataset, self.root, strict=not self.skip_bad, **options)
 
 
@@ -164,10 +164,23 @@ def _say_plan(job: ExtractJob, ex: Extraction, ranks: Ranks, say: Callable[[str]
         say(f"{ranks.world} ranks (torchrun); each extracts its shards into {shards_dir(ex.path)}")
     if job.store_images:
         n = sum(len(v) for v in ex.splits.values())
-        say(f"storing images at {job.store_images}x{job.store_images} px: "
-            f"{n * 3 * job.store_images ** 2 / 2 ** 30:.2f} GiB")
+        need = n * 3 * job.store_images ** 2
+        say(f"storing images at {job.store_images}x{job.store_images} px: {need / 2 ** 30:.2f} GiB")
+        if short := _room_short(ex.path, need):
+            say(f"[yellow]--store-images {job.store_images} {short}[/]: the extraction stops with one line when the "
+                "disk is full, keeping the rows written (rerun to continue after freeing space).")
     if job.clip.random_weights:
         say(RANDOM_BANNER)
+
+
+def _room_short(path: Path, need: int) -> str | None:
+    """``needs 3.20 GiB in cache but 1.10 GiB is free`` when ``need`` bytes cannot fit beside what ``path`` holds
+    already; None when they fit."""
+    folder = next(p for p in (path.parent, *path.parent.parents, Path(".")) if p.exists())
+    have = shutil.disk_usage(folder).free + (path.stat().st_size if path.exists() else 0)
+    if need <= have:
+        return None
+    return f"needs {need / 2 ** 30:.2f} GiB in {folder} but {have / 2 ** 30:.2f} GiB is free"
 
 
 def _say_done(job: ExtractJob, ex: Extraction, report: ExtractReport, result: ReadResult,

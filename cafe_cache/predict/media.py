@@ -24,6 +24,7 @@ from ..errors import CafeError
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"})
 VIDEO_SUFFIXES = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv"})
 
+TRUNCATION_SLACK = 2  # frames a container's announced count may be off by without the file being cut short
 InputKind = Literal["image", "video", "unsupported", "missing"]
 
 # A frame: (index in the video from 0, seconds from the start or None if the fps is unknown, RGB image).
@@ -109,6 +110,7 @@ def iter_video_frames(path: str | Path, every: int = 1) -> Iterator[Frame]:
 def _frames(capture: cv2.VideoCapture, path: Path, every: int) -> Iterator[Frame]:
     fps = capture.get(cv2.CAP_PROP_FPS)
     fps = fps if math.isfinite(fps) and fps > 0 else None
+    announced = capture.get(cv2.CAP_PROP_FRAME_COUNT)  # the container's count; -1 or 0 when it has none
     index = 0
     try:
         while True:
@@ -125,3 +127,6 @@ def _frames(capture: cv2.VideoCapture, path: Path, every: int) -> Iterator[Frame
         capture.release()
     if index == 0:
         raise VideoReadError(f"{path}: the video opens but no frame decodes; the file may be truncated.")
+    if math.isfinite(announced) and index < announced - max(TRUNCATION_SLACK, 0.01 * announced):
+        raise VideoReadError(f"{path}: the video stops after frame {index - 1} of the {int(announced)} frames its "
+                             "header announces: the file is truncated (the frames before were used).")

@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import logging
 import os
 import warnings
 from collections.abc import Iterator
@@ -41,7 +42,7 @@ INPUTS = ("clip_image", "mask_image")
 PARITY_TOLERANCE = 1e-3  # fp32 logits, onnxruntime vs PyTorch
 PARITY_BATCHES = (1, 3)  # two batch sizes: proves the batch axis is really dynamic
 FORMAT = "cafe-onnx-1"
-QUANTIZE_CHECK_FACES = 32  # random inputs on which int8 and fp32 top-1 classes are compared
+QUANTIZE_CHECK_FACES = 32  # face crops on which int8 and fp32 top-1 classes are compared (check_faces)
 MIN_INT8_AGREEMENT = 0.98  # below this the int8 file is not kept
 INT8_OPS = ("MatMul", "Gemm")  # the ops --quantize int8 quantises (see quantize_int8)
 
@@ -52,7 +53,8 @@ class ExportReport:
     max_abs_diff: float  # largest |logit difference| onnxruntime vs PyTorch over the parity batches
     opset: int
     metadata: dict[str, Any]
-    int8_agreement: float | None = None  # with --quantize int8: top-1 agreement with fp32 on the checked inputs
+    int8_agreement: float | None = None  # with --quantize int8: top-1 agreement with fp32 on the checked faces
+    int8_checked_on: str | None = None  # which faces (CheckFaces.source)
 
 
 def metadata(predictor: Predictor, checkpoint: str | Path) -> dict[str, Any]:
@@ -107,7 +109,7 @@ def export_onnx(checkpoint: str | Path, out: str | Path, *, which: str | None = 
         if not diff <= PARITY_TOLERANCE:
             raise CafeError(f"the ONNX graph's logits differ from PyTorch's by up to {diff:.2e} "
                             f"(> {PARITY_TOLERANCE:g}); nothing was written. Try another --opset (used {opset}).")
-        agreement = _quantize_int8(tmp, session, predictor, generator) if quantize else None
+        agreement, checked_on = _quantize_int8(tmp, session, predictor, checkpoint) if quantize else (None, None)
     except OSError as e:  # a full disk or a file-size limit: the file, the cause, never "try another --opset"
         tmp.unlink(missing_ok=True)
         raise write_error(out, e, "Nothing was written.") from None
@@ -115,26 +117,44 @@ def export_onnx(checkpoint: str | Path, out: str | Path, *, which: str | None = 
         tmp.unlink(missing_ok=True)
         raise
     os.replace(tmp, out)
-    return ExportReport(out, diff, opset, meta, agreement)
+    return ExportReport(out, diff, opset, meta, agreement, checked_on)
 
 
-def _quantize_int8(path: Path, fp32, predictor: Predictor, generator: torch.Generator) -> float:
+def _quantize_int8(path: Path, fp32, predictor: Predictor, checkpoint: str | Path) -> tuple[float, str]:
     """Replace the fp32 file at ``path`` by its int8 version (:func:`quantize_int8`), kept only if its top-1
-    class agrees with fp32's on at least ``MIN_INT8_AGREEMENT`` of ``QUANTIZE_CHECK_FACES`` random inputs;
-    returns the agreement."""
+    class agrees with fp32's on at least ``MIN_INT8_AGREEMENT`` of ``QUANTIZE_CHECK_FACES`` face crops
+    (:func:`~cafe_cache.predict.check_faces.check_faces`); returns the agreement and which faces."""
+    from .check_faces import check_faces
+
     q = path.with_name(path.name + ".int8")
     try:
         quantize_int8(path, q)
-        inputs = _random_inputs(predictor, QUANTIZE_CHECK_FACES, generator)
-        agreement = top1_agreement(fp32, _session(q, "cpu"), inputs)
+        faces = check_faces(checkpoint, predictor.clip_size, predictor.mask_size, QUANTIZE_CHECK_FACES)
+        agreement = top1_agreement(fp32, _session(q, "cpu"), faces.inputs)
         if agreement < MIN_INT8_AGREEMENT:
-            raise CafeError(f"int8 quantisation changes the top class on {1 - agreement:.0%} of "
-                            f"{QUANTIZE_CHECK_FACES} checked inputs (needs >= {MIN_INT8_AGREEMENT:.0%} agreement); "
-                            "nothing was written. Export without --quantize.")
+            raise CafeError(f"int8 quantisation changes the top class on {1 - agreement:.1%} of {faces.source} "
+                            f"(needs >= {MIN_INT8_AGREEMENT:.0%} agreement with fp32); nothing was written. Export "
+                            "without --quantize.")
         os.replace(q, path)
-        return agreement
+        return agreement, faces.source
     finally:
         q.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def root_logging_quiet() -> Iterator[None]:
+    """onnxruntime's quantiser logs advice through the root logger (``logging.warning``), which prints a raw
+    ``WARNING:root:`` line; a handler on the root logger for the call keeps it from configuring one."""
+    root = logging.getLogger()
+    handler = logging.NullHandler()
+    root.addHandler(handler)
+    previous = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        root.setLevel(previous)
+        root.removeHandler(handler)
 
 
 def quantize_int8(src: Path, dst: Path) -> None:
@@ -149,7 +169,8 @@ def quantize_int8(src: Path, dst: Path) -> None:
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8, op_types_to_quantize=list(INT8_OPS))
+    with root_logging_quiet():
+        quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8, op_types_to_quantize=list(INT8_OPS))
     model = onnx.load(str(dst))
     props = {p.key: p.value for p in onnx.load(str(src), load_external_data=False).metadata_props}
     note = f"int8 dynamic (onnxruntime), {'/'.join(INT8_OPS)} only"

@@ -15,11 +15,13 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from ..bounds import check_all
 from ..errors import CafeError
-from ..options import W_DIV, W_SEP
+from ..options import BALANCE_MODES, W_DIV, W_SEP
 
 # on resume these may change (they do not change what is trained); --epochs extends or shortens the run
 RESUME_MAY_CHANGE = ("epochs", "workers", "device")
+LIMIT_LOW = 7  # --limit: at least one image per class
 
 
 @dataclass(frozen=True)
@@ -37,7 +39,7 @@ class Augment:
 
 @dataclass
 class TrainConfig:
-    source: str
+    source: str  # a cache name, or several joined by commas ("rafdb,ferplus"): the union of their train splits
     cache_dir: str = "cache"
     root: str | None = None  # where the source images are now, if they moved since extraction
     backbone: str = "resnet18"
@@ -59,9 +61,17 @@ class TrainConfig:
     workers: int | None = None  # image-loading processes; None: default_workers(device)
     device: str = "auto"
     precision: str = "auto"  # mask branch: fp32, or bf16 autocast + channels_last; auto: bf16 on CUDA
+    balance: str = "none"  # several sources: none (plain union), domains or classes (cafe_cache.train.sources)
 
     def __post_init__(self) -> None:
         check_hyperparameters(self)
+        check_sources(self)
+        self.source = ",".join(self.sources)  # "rafdb, ferplus" -> "rafdb,ferplus": one spelling in config.json
+
+    @property
+    def sources(self) -> tuple[str, ...]:
+        """The source cache names, in the order given (one for a single --source)."""
+        return source_names(self.source)
 
     @property
     def clip_input(self) -> str:
@@ -96,8 +106,28 @@ def check_hyperparameters(cfg: TrainConfig) -> None:
     for flag, value, ok, must in checks:
         if not (isinstance(value, (int, float)) and math.isfinite(value) and ok(value)):
             raise CafeError(f"{flag} {value}: must be {must}.")
-    if cfg.epochs < 1 or cfg.batch_size < 1:
-        raise CafeError(f"--epochs {cfg.epochs} / --batch-size {cfg.batch_size}: both must be at least 1.")
+    check_all({"--epochs": cfg.epochs, "--batch-size": cfg.batch_size, "--seed": cfg.seed,
+               "--image-size": cfg.image_size, "--limit": cfg.limit, "--workers": cfg.workers},
+              low={"--limit": LIMIT_LOW})
+
+
+def source_names(text: str) -> tuple[str, ...]:
+    """``'rafdb, ferplus'`` -> ``('rafdb', 'ferplus')``: the names in ``--source`` (the one definition)."""
+    return tuple(t.strip() for t in str(text).split(",") if t.strip())
+
+
+def check_sources(cfg: TrainConfig) -> None:
+    """Refuse an empty or repeated ``--source`` name, an unknown ``--balance`` and ``--root`` with several
+    sources (it could only name one of their folders)."""
+    names = cfg.sources
+    if not names or len(set(names)) != len(names):
+        raise CafeError(f"--source {cfg.source!r}: give one cache name or several distinct ones separated by commas "
+                        "(e.g. --source rafdb,ferplus).")
+    if cfg.balance not in BALANCE_MODES:
+        raise CafeError(f"--balance {cfg.balance!r}: choose from {', '.join(BALANCE_MODES)}.")
+    if len(names) > 1 and cfg.root is not None:
+        raise CafeError(f"--root applies to a single --source; with {len(names)} sources the images are read from "
+                        "where each cache was made (move them back, or re-extract).")
 
 
 def resumed(cfg: TrainConfig, run: Path, given: dict[str, Any]) -> TrainConfig:

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from ..bounds import check_all
 from ..device import default_workers, pick_device
 from ..errors import CafeError
 from ..extract.cache import FeatureCache, Fingerprint, find_caches
@@ -20,7 +21,7 @@ from ..extract.online import clip_for
 from ..files import write_atomic, write_text
 from ..metrics import jsonable, markdown_table, metrics, summary
 from ..model.cafe import CAFEModel
-from ..options import EVAL_BATCH_SIZE
+from ..options import EVAL_BATCH_SIZE, check_cache_name
 from ..progress import named_bars
 from ..runs import RunConfig, RunFolder
 from .checkpoint import load_model, write_json
@@ -30,10 +31,13 @@ from .predictions import predict_split
 
 def target_caches(cache_dir: str | Path, targets: list[str] | None) -> dict[str, FeatureCache]:
     """The named caches (default: every cache in the folder), each checked to be complete."""
+    if not Path(cache_dir).is_dir():
+        raise CafeError(f"--cache-dir {cache_dir} does not exist or is not a folder; pass the folder `cafe extract` "
+                        "wrote the caches to.")
     if targets:
         caches = {}
         for t in targets:
-            p = Path(cache_dir) / f"{t}.h5"
+            p = Path(cache_dir) / f"{check_cache_name(t)}.h5"  # a name: the results file is named after it too
             if not p.is_file():
                 have = ", ".join(c.stem for c in find_caches(cache_dir)) or "none"
                 raise CafeError(f"no cache for target {t!r} in {cache_dir} (have: {have}); run `cafe extract` for it.")
@@ -75,7 +79,9 @@ def evaluate_caches(model: CAFEModel, caches: dict[str, FeatureCache], *, image_
             on_start(name, len(ds))
         pred = predict_split(model, ds, batch_size=batch_size, workers=workers, device=device, clip=clip,
                              on_batch=on_batch)
-        results[name] = metrics(pred.y_true, pred.y_pred) | {"bgr": bgr, "mean_masks": pred.mean_masks}
+        results[name] = metrics(pred.y_true, pred.y_pred) | {"bgr": bgr, "mean_masks": pred.mean_masks,
+                                                             "unreadable": data.unreadable,
+                                                             "left_out": data.left_out(f"{name} {split}", cache.path)}
     return results
 
 
@@ -87,16 +93,21 @@ class RunEvaluation:
     source: str
     title: str
     folder: Path
+    files: tuple[Path, ...] = ()  # the results files written (JSON, Markdown)
 
 
 def evaluate_run(run: str | Path, which: str | None = None, *, cache_dir: Path, targets: list[str] | None = None,
                  bgr_targets: tuple[str, ...] = (), clip_weights: str | None = None, batch_size: int = EVAL_BATCH_SIZE,
                  workers: int | None = None, device: str = "auto", roots: dict[str, str] | None = None,
-                 log: Callable[[str], None] = print, bars: Callable[[], Any] | None = None) -> RunEvaluation | None:
+                 log: Callable[[str], None] = print, bars: Callable[[], Any] | None = None,
+                 full: bool = False) -> RunEvaluation | None:
     """Evaluate ``run``'s ``which`` weights on the targets and write ``eval-<which>/`` in the run folder;
     None (said in ``log``) when there is no cache to evaluate. ``run``: a run folder (``which`` default
     last) or one of its ``.safetensors`` (``which`` default: that file). ``bars()`` makes the progress display (a rich
-    ``Progress`` or :class:`~cafe_cache.progress.PlainProgress`): a task per target."""
+    ``Progress`` or :class:`~cafe_cache.progress.PlainProgress`): a task per target. The results go to
+    ``results.{json,md}`` without ``targets`` or with ``full`` (the run's own evaluation, as ``cafe train``'s),
+    else to ``results-<targets>.{json,md}``, leaving the full ones as they are."""
+    check_all({"--batch-size": batch_size, "--workers": workers})
     folder, default = RunFolder.of_checkpoint(run)
     which = which or default
     model, config = load_model(folder.path, which)
@@ -106,6 +117,7 @@ def evaluate_run(run: str | Path, which: str | None = None, *, cache_dir: Path, 
         log(f"[yellow]no cached datasets in {cache_dir}; nothing to evaluate[/]")
         return None
     check_same_weights(trained_on, caches)
+    check_bgr_targets(bgr_targets, caches)
     dev = pick_device(device)
     workers = default_workers(dev) if workers is None else workers
     with bars() if bars else nullcontext() as bar:
@@ -113,7 +125,7 @@ def evaluate_run(run: str | Path, which: str | None = None, *, cache_dir: Path, 
         results = evaluate_caches(model, caches, image_size=config.image_size, roots=roots, bgr_targets=bgr_targets,
                                   clip_weights=clip_weights, batch_size=batch_size, workers=workers, device=dev,
                                   on_start=on_start, on_batch=on_batch)
-    return write_results(folder, which, config, results)
+    return write_results(folder, which, config, results, None if full else targets)
 
 
 def _savez(path: Path, arrays: dict[str, np.ndarray]) -> None:
@@ -121,19 +133,31 @@ def _savez(path: Path, arrays: dict[str, np.ndarray]) -> None:
         np.savez(f, **arrays)
 
 
-def write_results(folder: RunFolder, which: str, config: RunConfig, results: dict[str, dict[str, Any]]
-                  ) -> RunEvaluation:
-    """``eval-<which>/``: results.json, results.md and (for the variants with a mask) mean_masks.npz."""
+def check_bgr_targets(bgr_targets: tuple[str, ...], caches: dict[str, FeatureCache]) -> None:
+    """Every ``--bgr-targets`` name is one of the evaluated caches (by cache or dataset name)."""
+    known = set(caches) | {c.dataset for c in caches.values()}
+    unknown = [b for b in bgr_targets if b not in known]
+    if unknown:
+        raise CafeError(f"--bgr-targets {','.join(unknown)}: not among the evaluated caches "
+                        f"({', '.join(caches)}); name caches that are evaluated (see --targets).")
+
+
+def write_results(folder: RunFolder, which: str, config: RunConfig, results: dict[str, dict[str, Any]],
+                  targets: list[str] | None = None) -> RunEvaluation:
+    """``eval-<which>/``: results.json, results.md (``targets``: results-A+B.*, the full ones untouched)
+    and (for the variants with a mask, full evaluations) mean_masks.npz."""
     source = config.source
     title = f"{source} -> targets ({which} weights, CLIP {config.clip.label})"
     if config.clip.random_weights:
         title = "RANDOM CLIP WEIGHTS, not a real result: " + title
     out = folder.eval_dir(which)  # made by the first write (a failure there is one line naming the file)
-    write_json(folder.results_json(which), {
+    files = (folder.results_json(which, targets), folder.results_md(which, targets))
+    write_json(files[0], {
         "title": title, "source": source, "which": which, "random_weights": config.random,
-        "clip": config.clip.label, "targets": jsonable(results), "summary": summary(results, source)})
-    write_text(folder.results_md(which), markdown_table(results, source, title))
+        "clip": config.clip.label, "targets": jsonable(results), "summary": summary(results, source),
+        "bgr_targets": [k for k, v in results.items() if v.get("bgr")]})
+    write_text(files[1], markdown_table(results, source, title))
     masks = {k: v["mean_masks"] for k, v in results.items() if v["mean_masks"] is not None}
-    if masks:
+    if masks and not targets:
         write_atomic(folder.mean_masks(which), lambda p: _savez(p, masks))
-    return RunEvaluation(results, source, title, out)
+    return RunEvaluation(results, source, title, out, files)

@@ -26,23 +26,24 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader, DistributedSampler
+from torch.utils.data import DataLoader, Dataset
 
 from .. import __version__
 from ..device import autocast, default_workers, resolve_train_precision
 from ..distributed import SINGLE, Ranks, data_parallel, rank_device, unwrap
 from ..errors import CafeError
-from ..extract.cache import FeatureCache, Fingerprint, cache_path
+from ..extract.cache import FeatureCache, Fingerprint
 from ..extract.clip import LoadedClip
-from ..extract.online import clip_for, online_features
+from ..extract.online import online_features
 from ..model.backbones import LoadReport
 from ..model.cafe import CAFEModel, ModelConfig
 from ..model.losses import channel_drop_mask, total_loss
 from ..runs import BackboneInit, ClipInfo, RunConfig, RunFolder
 from .checkpoint import load_resume, restore_weights, save_resume, save_weights, weights_state, write_json
 from .config import TrainConfig, resumed
-from .data import PairedSamples, limit_split, reader_for
+from .data import PairedSamples
 from .predictions import predict_split
+from .sources import SourceData, load_sources, make_sampler
 
 
 @dataclass
@@ -53,10 +54,11 @@ class EpochLog:
     sep: float | None
     div: float | None
     train_acc: float
-    source_test_acc: float
+    source_test_acc: float  # the mean over the sources' test splits (one source: its own); picks ``best``
     lr: float
     seconds: float
     images_per_s: float
+    source_test_accs: dict[str, float] = field(default_factory=dict)  # each source's own test accuracy
 
 
 class NonFiniteLoss(CafeError):
@@ -85,8 +87,8 @@ class Session:
     layout: torch.memory_format  # channels_last under bf16 (convs prefer NHWC)
     workers: int
     batch_size: int  # this rank's share of the global batch
-    train_set: PairedSamples
-    test_set: PairedSamples
+    train_set: Dataset  # PairedSamples, or UnionSamples of several sources
+    test_sets: dict[str, PairedSamples]  # each source's own test split
     clip: LoadedClip | None  # with --online-clip: CLIP runs on every augmented batch
     clip_dim: int
     w_sep: float
@@ -134,8 +136,9 @@ def setup(cfg: TrainConfig, run: Path, *, resume: bool, log: Callable[[str], Non
     layout = torch.channels_last if precision != "fp32" else torch.contiguous_format  # bf16 convs prefer NHWC
     workers = default_workers(device, ranks.local_world) if cfg.workers is None else cfg.workers
     batch_size = rank_batch(cfg.batch_size, ranks)
-    cache, train_set, test_set, clip = load_data(cfg, device, log)
-    clip_dim = train_set.data.features.shape[-1]
+    data = load_sources(cfg, device, log)
+    train_set, test_sets, clip = data.train_set, data.test_sets, data.clip
+    clip_dim = next(iter(test_sets.values())).data.features.shape[-1]
 
     use_mask = cfg.variant in ("cafe", "no_sigmoid")
     w_sep, w_div = (cfg.w_sep, cfg.w_div) if use_mask else (0.0, 0.0)
@@ -145,13 +148,13 @@ def setup(cfg: TrainConfig, run: Path, *, resume: bool, log: Callable[[str], Non
     log(init.summary())
     state = load_resume(run) if resume else None
     if state:  # resume where the last finished epoch left off
-        check_resumable(run, cfg, cache, state)
+        check_resumable(run, cfg, data.cache, state)
         restore_weights(run, state, model)
     model.to(device, memory_format=layout)
     model = data_parallel(model, ranks, device)  # one rank: the model itself
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=cfg.gamma)
-    session = Session(cfg, run, ranks, device, precision, layout, workers, batch_size, train_set, test_set, clip,
+    session = Session(cfg, run, ranks, device, precision, layout, workers, batch_size, train_set, test_sets, clip,
                       clip_dim, w_sep, w_div, model, optimizer, scheduler)
     if state:
         optimizer.load_state_dict(state["optimizer"])
@@ -165,7 +168,7 @@ def setup(cfg: TrainConfig, run: Path, *, resume: bool, log: Callable[[str], Non
     if ranks.distributed:
         log(f"{ranks.world} ranks: global batch {cfg.batch_size} = {ranks.world} x {batch_size}, lr {cfg.lr:g}")
     if ranks.is_main:
-        write_config(run, cfg, unwrap(model), cache, init, len(train_set), len(test_set), ranks, precision)
+        write_config(run, cfg, unwrap(model), data, init, ranks, precision)
     return session
 
 
@@ -184,36 +187,12 @@ def check_resumable(run: Path, cfg: TrainConfig, cache: FeatureCache, state: dic
                         "to train on, or evaluate it with `cafe eval`.")
 
 
-def load_data(cfg: TrainConfig, device: torch.device, log: Callable[[str], None]
-              ) -> tuple[FeatureCache, PairedSamples, PairedSamples, LoadedClip | None]:
-    """The source's cached CLIP features paired with the images they came from: (cache, train set, test
-    set, CLIP for --online-clip)."""
-    cache = FeatureCache(cache_path(cfg.cache_dir, cfg.source))
-    cache.require_complete()
-    reader = reader_for(cache, cfg.root)
-    views = cache.fingerprint.views
-    if cache.random_weights:
-        log(f"[bold yellow]RANDOM WEIGHTS[/]: the CLIP features of {cfg.source} come from "
-            f"{cache.fingerprint.weights_label}; this run tests the pipeline, its results mean nothing.")
-    if cache.subset:
-        from ..extract.subset import describe
-
-        log(f"[yellow]{cache.path} is a partial extraction ({describe(cache.subset)})[/]: "
-            "results are not those of the whole dataset.")
-    train_data = limit_split(cache.load("train"), cfg.limit, cfg.seed)
-    test_data = limit_split(cache.load("test"), cfg.limit and max(1, cfg.limit // 4), cfg.seed)
-    train_set = PairedSamples(train_data, reader, views, cfg.image_size, cfg.augment, cfg.seed)
-    test_set = PairedSamples(test_data, reader, views, cfg.image_size)
-    clip = clip_for(cache.fingerprint, cfg.clip_weights, device, official_fp16=True) if cfg.online_clip else None
-    return cache, train_set, test_set, clip
-
-
 def train_one_epoch(s: Session, epoch: int, *, on_epoch: Callable[[int, int], None] | None = None,
                     on_step: Callable[[int, int], None] | None = None) -> EpochSums:
     """One pass over the training set (each rank its share), then one step of the learning-rate schedule."""
     t0 = time.perf_counter()
     s.train_set.set_epoch(epoch)
-    sampler = DistributedSampler(s.train_set, num_replicas=s.ranks.world, rank=s.ranks.rank, seed=s.cfg.seed)
+    sampler = make_sampler(s.train_set, s.cfg, s.ranks)  # one source: the DistributedSampler it always had
     sampler.set_epoch(epoch)  # the shuffle of epoch e; rank r takes every W-th sample of it
     loader = DataLoader(s.train_set, batch_size=s.batch_size, sampler=sampler, num_workers=s.workers,
                         pin_memory=s.device.type == "cuda", persistent_workers=False)
@@ -262,11 +241,13 @@ def _non_finite(s: Session, loss: float, epoch: int, step: int) -> NonFiniteLoss
 
 def end_epoch(s: Session, epoch: int, e: EpochSums, log: Callable[[str], None]) -> EpochLog:
     """Accuracy on the source's test set (rank 0), the epoch's log entry, the checkpoints and the log line."""
-    test_acc = s.ranks.on_main(lambda: source_test_accuracy(unwrap(s.model), s.test_set, s.cfg, s.workers,
-                                                            s.device, s.clip))
+    accs = s.ranks.on_main(lambda: {name: source_test_accuracy(unwrap(s.model), test_set, s.cfg, s.workers,
+                                                               s.device, s.clip)
+                                    for name, test_set in s.test_sets.items()})
+    test_acc = sum(accs.values()) / len(accs)
     entry = EpochLog(epoch + 1, e.sums["loss"] / e.seen, e.sums["ce"] / e.seen,
                      e.sums["sep"] / e.seen if s.w_sep else None, e.sums["div"] / e.seen if s.w_div else None,
-                     100.0 * e.correct / e.seen, test_acc, e.lr, e.seconds, e.seen / e.seconds)
+                     100.0 * e.correct / e.seen, test_acc, e.lr, e.seconds, e.seen / e.seconds, accs)
     s.history.append(asdict(entry))
 
     # -- checkpoints (rank 0): weights first, then the resume state that points at them ------------
@@ -286,7 +267,7 @@ def end_epoch(s: Session, epoch: int, e: EpochSums, log: Callable[[str], None]) 
     log(f"epoch {epoch + 1}/{s.cfg.epochs}  loss {entry.loss:.4f} (ce {entry.ce:.4f}"
         + (f", sep {entry.sep:.4f}" if entry.sep is not None else "")
         + (f", div {entry.div:.4f}" if entry.div is not None else "")
-        + f")  train {entry.train_acc:.1f}%  source test {test_acc:.1f}%  lr {e.lr:.2e}  "
+        + f")  train {entry.train_acc:.1f}%  {test_line(accs)}  lr {e.lr:.2e}  "
         f"{entry.images_per_s:.1f} img/s")
     return entry
 
@@ -309,10 +290,18 @@ def plan_run(options: dict[str, Any], given: dict[str, Any], *, out: Path | None
     if options.get("source") is None:
         raise CafeError("--source NAME is required (a cache in --cache-dir; see `cafe cache list`).")
     cfg = TrainConfig.from_dict(options)
-    out = out or Path("runs") / f"{cfg.source}-{datetime.now():%Y%m%d-%H%M%S}"
+    out = out or Path("runs") / f"{'+'.join(cfg.sources)}-{datetime.now():%Y%m%d-%H%M%S}"
     if RunFolder(out).has_run():
         raise CafeError(f"{out} already holds a run; pass --resume to continue it or another --out.")
     return cfg, out, False
+
+
+def test_line(accs: dict[str, float]) -> str:
+    """``source test 71.2%``, or with several sources their mean (what ``best`` is chosen on) and each one."""
+    if len(accs) == 1:
+        return f"source test {next(iter(accs.values())):.1f}%"
+    each = ", ".join(f"{name} {acc:.1f}%" for name, acc in accs.items())
+    return f"mean source test {sum(accs.values()) / len(accs):.1f}% ({each})"
 
 
 def source_test_accuracy(model: CAFEModel, test_set, cfg: TrainConfig, workers: int, device: torch.device,
@@ -322,15 +311,21 @@ def source_test_accuracy(model: CAFEModel, test_set, cfg: TrainConfig, workers: 
     return 100.0 * float((pred.y_true == pred.y_pred).mean())
 
 
-def write_config(run: Path, cfg: TrainConfig, model: CAFEModel, cache: FeatureCache, init: LoadReport,
-                 n_train: int, n_test: int, ranks: Ranks, precision: str) -> None:
+def write_config(run: Path, cfg: TrainConfig, model: CAFEModel, data: SourceData, init: LoadReport,
+                 ranks: Ranks, precision: str) -> None:
     """``config.json`` (:class:`~cafe_cache.runs.RunConfig`): everything needed to rebuild, resume and
     describe the run."""
+    cache = data.cache
+    n_train, n_test = len(data.train_set), sum(len(t) for t in data.test_sets.values())
+    several = len(data.caches) > 1
     config = RunConfig(
         cafe_version=__version__, model=model.config.to_dict(), train=cfg.to_dict(), mask_precision=precision,
         clip=ClipInfo(cache.fingerprint.to_json(), cache.fingerprint.weights_label, cache.random_weights),
         backbone_init=BackboneInit(init.source, len(init.loaded), [] if init.source == "none" else init.missing,
                                    cfg.backbone_weights == "none"),
         source_cache=str(cache.path), samples={"train": n_train, "test": n_test},
+        source_caches={n: str(c.path) for n, c in data.caches.items()} if several else None,
+        samples_per_source={n: {"train": len(p), "test": len(data.test_sets[n])}
+                            for n, p in zip(data.caches, data.train_set.parts)} if several else None,
         ranks={"world": ranks.world, "batch_per_rank": cfg.batch_size // ranks.world})
     write_json(RunFolder(run).config, config.to_json())

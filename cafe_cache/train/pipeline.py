@@ -17,6 +17,7 @@ from typing import Any
 from ..device import resolve_train_precision
 from ..distributed import from_env, process_group, rank_device, restarted
 from ..errors import CafeError
+from ..metrics import plural
 from ..options import DEFAULT_WHICH, WHICH
 from ..progress import device_hint, epoch_bars
 from ..report import make_run_figures
@@ -81,16 +82,17 @@ def _evaluate_and_plot(request: TrainRequest, which: tuple[str, ...], cfg, out: 
                        dev, log: Callable[[str], None], bars: Callable[[], Any] | None,
                        show: Callable[[RunEvaluation], None] | None) -> None:
     best = max(history, key=lambda h: h["source_test_acc"])
-    log(f"[green]trained[/]: final epoch {history[-1]['epoch']} source test accuracy "
-        f"{history[-1]['source_test_acc']:.2f}% (best {best['source_test_acc']:.2f}% at epoch {best['epoch']}); "
-        f"weights in {out}/last.safetensors and best.safetensors")
+    what = "source test accuracy" if len(cfg.sources) == 1 else f"mean test accuracy of the {len(cfg.sources)} sources"
+    log(f"[green]trained[/]: final epoch {history[-1]['epoch']} {what} "
+        f"{history[-1]['source_test_acc']:.2f}% (best {best['source_test_acc']:.2f}% at epoch {best['epoch']}, "
+        f"test-set selection); weights in {out}/last.safetensors and best.safetensors")
     if request.evaluate:
         for w in which:
             evaluation = evaluate_run(out, w, cache_dir=Path(cfg.cache_dir), targets=request.targets,
                                       clip_weights=cfg.clip_weights, workers=cfg.workers, device=cfg.device,
-                                      log=log, bars=bars)
+                                      log=log, bars=bars, full=True)
             if evaluation and show:
                 show(evaluation)
     if request.plots:
         written = make_run_figures(out, which=which[0], device=dev, log=lambda m: log(f"[yellow]{m}[/]"))
-        log(f"{len(written)} figures in {RunFolder(out).figures}")
+        log(f"{plural(len(written), 'figure')} in {RunFolder(out).figures}")

@@ -1,0 +1,74 @@
+"""Issue 26 (26b): `cafe reproduce` titles name every reduced setting (limited caches, epochs, image size,
+views) as they name random weights; its dry run names the CLIP weights and checks the existing caches."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from cafe_cache.reproduce import Experiment, Settings, write_tables
+
+from .conftest import make_cache, write_folder_dataset
+from .test_reproduce import REPO, two_datasets  # noqa: F401 (a fixture)
+
+
+def limited_run(tmp_path: Path, limit: int | None) -> Experiment:
+    """A run folder as `cafe train --epochs 1 --image-size 32` leaves it, its source cache a --limit one."""
+    cache_dir = tmp_path / "cache"
+    make_cache(write_folder_dataset(tmp_path / "rafdb", {"train": 2, "test": 2}), cache_dir / "rafdb.h5",
+               cache_name="rafdb")
+    if limit is not None:
+        import h5py
+        with h5py.File(cache_dir / "rafdb.h5", "r+") as f:
+            f.attrs["subset"] = json.dumps({"limit": limit})  # what `cafe extract --limit N` records
+    run = tmp_path / "runs" / "table1" / "rafdb"
+    (run / "eval-last").mkdir(parents=True)
+    (run / "eval-last" / "results.json").write_text(json.dumps(
+        {"random_weights": False, "targets": {"rafdb": {"accuracy": 70.0}}}))
+    config = {"backbone_init": {"source": "/w/resnet18_msceleb.pth"}, "mask_precision": "fp32",
+              "train": {"clip_input": "online", "epochs": 1, "image_size": 32, "limit": 70},
+              "clip": {"random_weights": False, "fingerprint": json.dumps({"views": ["clean"]})},
+              "source_cache": str(cache_dir / "rafdb.h5")}
+    (run / "config.json").write_text(json.dumps(config))
+    return Experiment("1", "CAFE", "rafdb", run)
+
+
+def test_table_titles_name_limit_epochs_image_size_and_views(tmp_path):
+    title = write_tables([limited_run(tmp_path, 50)], tmp_path / "results")[0].read_text().splitlines()[0]
+    assert "1 epoch, not the paper's 60" in title
+    assert "32px mask input, not 224" in title
+    assert "at most 70 training images" in title
+    assert "partial caches (rafdb: --limit 50 per split)" in title
+    assert "views clean, not clean,hflip" in title
+
+
+def test_settings_from_the_command_line_name_the_reductions():
+    s = Settings.from_args("last", ["--limit", "20", "--views", "clean"], ["--epochs", "2", "--image-size=64"])
+    assert s.reductions() == ["2 epochs, not the paper's 60", "64px mask input, not 224",
+                              "partial caches (every cache: --limit 20 per split), not the whole datasets",
+                              "views clean, not clean,hflip"]
+    assert Settings.from_args("last", [], []).reductions() == []  # the paper's settings: nothing reduced
+
+
+def test_dry_run_names_the_weights_and_what_a_limited_cache_will_do(two_datasets):  # noqa: F811
+    cache_dir = two_datasets / "cache"
+    make_cache(two_datasets / "raf", cache_dir / "rafdb.h5", dataset="rafdb", cache_name="rafdb")
+    import h5py
+    with h5py.File(cache_dir / "rafdb.h5", "r+") as f:
+        f.attrs["subset"] = json.dumps({"limit": 5})
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    cmd = [sys.executable, "-m", "cli.main", "reproduce", "--tables", "1", "--extract-args", "--random-weights"]
+    dry = subprocess.run([*cmd, "--dry-run"], capture_output=True, text=True, env=env, cwd=two_datasets)
+    assert dry.returncode == 0, dry.stderr[-2000:]
+    lines = dry.stderr.splitlines()
+    assert "CLIP weights: ViT-B-32 RANDOM WEIGHTS (seed 0)" in lines
+    assert any(line.startswith("rafdb: cache/rafdb.h5 complete") and "--limit 5 per split" in line for line in lines)
+    assert any(line.startswith("would stop: cache/rafdb.h5: it holds --limit 5 per split, --extract-args ask for "
+                               "the whole dataset") for line in lines), dry.stderr
+    assert any(line.startswith("mma: no cache yet") for line in lines)
+    real = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=two_datasets)
+    assert real.returncode == 2 and "would refuse it" in real.stderr.strip().splitlines()[-1]
+    assert not (two_datasets / "cache" / "mma.h5").exists()  # stopped before any step ran
