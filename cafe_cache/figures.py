@@ -373,6 +373,33 @@ def plot_gradcam_grid(images: Sequence[np.ndarray], cams: Sequence[np.ndarray],
 
 
 
+# --------------------------------------------------------------------------- frozen extractors (reproduce --models)
+
+
+def plot_models(values: Mapping[str, Mapping[str, float | None]], rows: Sequence[str], sources: Sequence[str],
+                path: str | Path, *, title: str, random_weights: bool = False, dpi: int = DPI) -> Path:
+    """Models x training sources heat map of one number per cell (the unseen-target mean), grey where missing."""
+    grid = np.array([[np.nan if values.get(r, {}).get(s) is None else float(values[r][s]) for s in sources]
+                     for r in rows])
+    fig = _new_figure(2.2 + 1.3 * len(sources), 1.8 + 0.45 * len(rows))
+    ax = fig.subplots()
+    finite = grid[np.isfinite(grid)]
+    vmin, vmax = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 100.0)
+    im = ax.imshow(np.ma.masked_invalid(grid), cmap="viridis", vmin=vmin, vmax=vmax, aspect="auto")
+    ax.set_facecolor("#eeeeee")
+    for i in range(grid.shape[0]):
+        for j in range(grid.shape[1]):
+            if math.isfinite(grid[i, j]):
+                ax.text(j, i, f"{grid[i, j]:.1f}", ha="center", va="center", fontsize=10,
+                        color=_text_colour(grid[i, j], vmin, vmax))
+    ax.set_xticks(range(len(sources)), [DATASET_NAMES.get(s, s) for s in sources], rotation=30, ha="right")
+    ax.set_yticks(range(len(rows)), [textwrap.shorten(r, 48, placeholder="…") for r in rows], fontsize=9)
+    ax.set_xlabel("training set (source)")
+    fig.colorbar(im, ax=ax, fraction=0.05, pad=0.02).set_label("unseen mean accuracy (%)")
+    fig.suptitle(_title(title, random_weights), fontsize=11)
+    return _save(fig, path, dpi)
+
+
 # --------------------------------------------------------------------------- leave one domain out
 
 

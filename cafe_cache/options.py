@@ -13,7 +13,7 @@ from .errors import CafeError
 
 DEFAULT_MODEL = "ViT-B-32"  # open_clip model name of the paper's CLIP
 DEFAULT_PRETRAINED = "openai"  # its open_clip pretrained tag
-PREPROCESS = ("official", "clip")  # cafe_cache.extract.preprocess
+PREPROCESS = ("official", "clip", "model")  # cafe_cache.extract.preprocess ("clip" = open_clip's "model")
 VIEWS = ("clean", "hflip")
 EXTRACT_PRECISIONS = ("auto", "fp32", "fp16", "bf16")  # cafe_cache.device
 TRAIN_PRECISIONS = ("auto", "fp32", "bf16")  # cafe_cache.train.loop

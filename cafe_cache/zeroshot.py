@@ -258,6 +258,17 @@ def _text_model(fp: Fingerprint, clip_weights: str | None, device: torch.device,
     return clip.model, open_clip.get_tokenizer(fp.model)
 
 
+def require_text_towers(caches: dict[str, FeatureCache]) -> None:
+    """Zero-shot needs CLIP's text tower: refuse a cache of an image-only extractor (timm) in one line."""
+    from .extract.extractor import has_text_tower
+
+    for cache in caches.values():
+        if not has_text_tower(cache.fingerprint.model):
+            raise CafeError(f"{cache.path} holds {cache.fingerprint.model} features, an image-only model without a "
+                            "text tower: zero-shot needs a CLIP cache (--model ViT-B-32 or open_clip:NAME); pass "
+                            "--cache-dir of one, or --targets without this cache.")
+
+
 def clean_test_features(cache: FeatureCache) -> tuple[torch.Tensor, np.ndarray]:
     """(features (n, D), labels) of the clean view of a cache's test split."""
     if "clean" not in cache.fingerprint.views:
@@ -292,6 +303,7 @@ def zero_shot_tables(caches: dict[str, FeatureCache], *, text_dir: Path, expclip
                      clip_weights: str | None, device: torch.device,
                      log: Callable[[str], None] = lambda _: None) -> list[dict[str, Any]]:
     """Metrics of CLIP (and Exp-CLIP) per target, one table per method and CLIP weights."""
+    require_text_towers(caches)
     tables = []
     for model_id, group in _group_by_clip(caches).items():
         fp = next(iter(group.values())).fingerprint

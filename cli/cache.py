@@ -36,6 +36,7 @@ def info(path: Path = typer.Argument(..., help="A cache file (cache/NAME.h5), or
         shards_dir,
         writing_progress,
     )
+    from cafe_cache.extract.extractor import display_name
     from cafe_cache.extract.subset import describe
 
     path = cache_file(path, cache_dir)
@@ -47,11 +48,13 @@ def info(path: Path = typer.Argument(..., help="A cache file (cache/NAME.h5), or
     fp = c.fingerprint
     weights = f"[bold yellow]{fp.weights_label}[/]" if fp.random_weights else fp.weights_label
     out.print(f"[bold]{path}[/]  dataset {c.dataset} ({c.cache_name}), root {c.root}")
-    out.print(f"CLIP {weights}" + (f", sha256 {fp.weights_sha256[:16]}" if fp.weights_sha256 else ""))
+    out.print(display_name(fp.model, weights) + (f", sha256 {fp.weights_sha256[:16]}" if fp.weights_sha256 else ""))
     out.print(f"preprocess {fp.preprocess} at {fp.image_size}px, views {', '.join(fp.views)}, "
               f"{fp.dtype} ({fp.precision}), made by cafe {c.cafe_version}; "
               + (f"images stored at {c.stored_image_size}px; " if c.stored_image_size else "")
               + ("[green]complete[/]" if c.complete else "[yellow]UNFINISHED: rerun `cafe extract` to finish[/]"))
+    if fp.transform:
+        out.print(f"input: {fp.transform}")
     if c.subset:
         out.print(f"[yellow]partial extraction: {describe(c.subset)}[/]")
     table = Table("split", "images", "written")
@@ -93,7 +96,7 @@ def list_caches(cache_dir: Path = typer.Argument(Path("cache"), help="Folder of 
     """One line per cache in a folder."""
     from cafe_cache.extract.cache import FeatureCache, find_caches
 
-    table = Table("cache", "dataset", "CLIP weights", "splits", "state")
+    table = Table("cache", "dataset", "extractor and weights", "splits", "state")
     for p in find_caches(cache_dir):
         try:
             c = FeatureCache(p)

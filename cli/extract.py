@@ -59,20 +59,22 @@ def extract(
                                      "later full extraction or `cafe train` says so."),
     skip_bad: bool = typer.Option(_job("skip_bad"), "--skip-bad", help="Skip malformed label lines / missing images "
                                   "(counted) instead of stopping."),
-    model: str = typer.Option(_clip("model"), help="open_clip model name."),
+    model: str = typer.Option(_clip("model"), help="The frozen extractor: an open_clip name (ViT-B-32, open_clip:"
+                              "ViT-L-14) or timm:NAME.TAG, any timm model (timm:vit_small_patch14_dinov2.lvd142m)."),
     pretrained: str = typer.Option(_clip("pretrained"),
-                                   help="open_clip pretrained tag (downloads, or uses your HF cache)."),
+                                   help="open_clip pretrained tag (downloads, or uses your HF cache). timm models "
+                                   "take their tag in the --model name and use their hub weights."),
     weights: Path | None = typer.Option(_clip("weights"),
-                                        help="Local CLIP checkpoint file (overrides --pretrained)."),
+                                        help="Local checkpoint file of --model (overrides --pretrained)."),
     random_weights: bool = typer.Option(_clip("random_weights"), "--random-weights", help="Randomly initialised "
-                                        "CLIP (seeded). For smoke tests only; recorded in the cache."),
+                                        "model (seeded). For smoke tests only; recorded in the cache."),
     seed: int = typer.Option(_clip("seed"), callback=bounded(), help="Seed of --random-weights."),
     activation: str = typer.Option(_clip("activation"), help="CLIP MLP activation: auto (what the weights were "
                                    "trained with: QuickGELU for OpenAI's CLIP and the default ViT-B-32, as the "
                                    "official code), quickgelu or gelu."),
     views: str = typer.Option(",".join(_job("views")), help=f"Views to store per image, from {', '.join(VIEWS)}."),
-    preprocess: str = typer.Option(_job("preprocess"), help="official: resize 224x224 + ImageNet mean/std (the "
-                                   "CAFE code); clip: CLIP's own transform."),
+    preprocess: str = typer.Option(_job("preprocess"), help="official: resize 224x224 + ImageNet mean/std (the CAFE "
+                                   "code, every extractor); model (or clip): its own (CLIP's, a timm pretrained_cfg)."),
     dtype: str = typer.Option(_job("dtype"), help="Stored feature dtype: float16 or float32."),
     precision: str = typer.Option(_job("precision"), help=f"Compute precision {'/'.join(PRECISIONS)}; auto = fp16 "
                                   "on CUDA (as the official code), fp32 on CPU."),
@@ -109,14 +111,20 @@ def extract(
                       random_weights=random_weights, seed=seed, activation=activation),
         views=view_list, preprocess=preprocess, dtype=dtype, precision=precision, batch_size=batch_size,
         device=device, workers=workers, store_images=store_images, cache_dir=cache_dir, force=force)
-    _check_weight_flags(ctx, random_weights, weights)
+    _check_weight_flags(ctx, random_weights, weights, model)
     extract_dataset(job, say=console.print, stopped=lambda text: console.print(text, soft_wrap=True), bars=_bars)
 
 
-def _check_weight_flags(ctx: typer.Context, random_weights: bool, weights: Path | None) -> None:
-    """--random-weights cannot be combined with a typed --pretrained or --weights: one of them would be ignored."""
+def _check_weight_flags(ctx: typer.Context, random_weights: bool, weights: Path | None, model: str) -> None:
+    """--random-weights cannot be combined with a typed --pretrained or --weights: one of them would be ignored;
+    a timm model takes its tag in its name, never from --pretrained."""
+    from cafe_cache.extract.extractor import split_model
+
     source = ctx.get_parameter_source("pretrained")
     typed = source is not None and source.name in ("COMMANDLINE", "ENVIRONMENT")
+    if typed and split_model(model)[0] == "timm":
+        raise CafeError(f"--pretrained is open_clip's; a timm model takes its weights' tag in its name "
+                        f"(--model {model}.TAG, e.g. timm:vit_small_patch14_dinov2.lvd142m). Drop --pretrained.")
     if random_weights and (typed or weights):
         raise CafeError(f"--random-weights with {'--pretrained' if typed else '--weights'}: pick one (random "
                         "weights ignore the other).")

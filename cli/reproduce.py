@@ -38,6 +38,10 @@ def reproduce(
                                        help="Run each extraction and training as this "
                                                                           "many processes on this node (torchrun; one "
                                                                           "per GPU)."),
+    models: str | None = typer.Option(None, "--models", help="The backbone study: Table 1 once per frozen extractor, "
+                                      "e.g. 'ViT-B-32,ViT-L-14,timm:vit_base_patch14_dinov2.lvd142m', each in its own "
+                                      "cache folder (CACHE_DIR/<model>), then results/models.md and models.png: one "
+                                      "row per model beside the paper's ViT-B/32. Makes Table 1 only."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the commands without running them."),
     protocol: str = typer.Option("paper", help="paper: the paper's tables; lodo: leave one domain out (train on "
                                                "all configured datasets but one, test on that one; CAFE and the "
@@ -52,7 +56,17 @@ def reproduce(
                        cache_dir=cache_dir, runs=runs, results=results, extract_args=tuple(shlex.split(extract_args)),
                        train_args=tuple(shlex.split(train_args)), expclip=expclip, which=which, precision=precision,
                        nproc_per_node=nproc_per_node, dry_run=dry_run, protocol=protocol)
-    run = reproduce_lodo if job.protocol == "lodo" else reproduce
-    for path in run(job, say=lambda line: console.print(line, soft_wrap=True)):  # commands on one line
+
+    def say(line: str) -> None:
+        console.print(line, soft_wrap=True)  # commands on one line
+
+    if models is not None:
+        from cafe_cache.models_study import reproduce_models
+
+        written = reproduce_models(job, split_list(models) or [], say)
+    else:
+        written = (reproduce_lodo if job.protocol == "lodo" else reproduce)(job, say=say)
+    for path in written:
         console.print(f"written {path}")
-        console.print(path.read_text())
+        if path.suffix == ".md":
+            console.print(path.read_text())

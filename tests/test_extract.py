@@ -152,7 +152,8 @@ def test_local_weights_file_is_loaded_and_hashed(tmp_path):
 
 @pytest.mark.parametrize("spec, message", [
     (ClipSpec(model=TINY_CLIP, pretrained=None, weights="/no/such/file.pt"), "weights file not found"),
-    (ClipSpec(model="ViT-B-32", pretrained="openai"), "could not load ViT-B-32 weights 'openai'.*--weights FILE"),
+    (ClipSpec(model="ViT-B-32", pretrained="openai"),
+     "ViT-B-32 weights 'openai' are not in the Hugging Face cache.*HF_HUB_OFFLINE.*--weights FILE"),
     (ClipSpec(model="ViT-B-32", pretrained="no-such-tag"), "has no pretrained tag 'no-such-tag'"),
     (ClipSpec(model="ViT-Q-99"), "unknown CLIP model"),
     (ClipSpec(model=TINY_CLIP, pretrained=None), "no CLIP weights given"),

@@ -1,10 +1,14 @@
-"""Stage one: run a frozen CLIP image tower once over a dataset and cache its features in HDF5.
+"""Stage one: run a frozen image model (CLIP by default) once over a dataset and cache its features in HDF5.
 
 - :mod:`.job`        ``cafe extract`` as one call: an ``ExtractJob`` (every option) and ``extract_dataset``,
                      which runs one process or, under torchrun, shards.
-- :mod:`.weights`    which CLIP to load (``ClipSpec``) and where its weights came from (``WeightsInfo``).
-- :mod:`.clip`       loads the CLIP image tower (named config + pretrained tag, a local file, or
-                     explicitly requested random weights) and fingerprints the weights.
+- :mod:`.extractor`  the seam: the ``FeatureExtractor`` protocol and the registry of extractors keyed by
+                     the ``--model`` name's scheme (open_clip names, ``timm:NAME``); ``load_extractor``.
+- :mod:`.weights`    which model to load (``ClipSpec``) and where its weights came from (``WeightsInfo``).
+- :mod:`.clip`       the open_clip extractor: the CLIP image tower (named config + pretrained tag, a local
+                     file, or explicitly requested random weights) and fingerprints the weights.
+- :mod:`.timm_model` the timm extractor: any timm image model, its pooled pre-logits features.
+- :mod:`.hub`        Hugging Face weights from the local cache first; a miss without network fails at once.
 - :mod:`.preprocess` turns images into the tensors CLIP sees ("official" or "clip" preprocessing)
                      and makes the views (clean, horizontally flipped).
 - :mod:`.cache`      the HDF5 file: layout, fingerprint check, lock, resumable writes.
@@ -12,5 +16,6 @@
 - :mod:`.loop`       the extraction loop (and ``Extraction``, one job made concrete).
 - :mod:`.shards`     the same over several processes, joined into one cache.
 - :mod:`.subset`     ``--splits``/``--limit``.
-- :mod:`.online`     CLIP features computed during training instead of read from a cache.
+- :mod:`.online`     the extractor rebuilt from a cache's fingerprint and run on every batch (training,
+                     BGR targets, predict, export) instead of read from a cache.
 """

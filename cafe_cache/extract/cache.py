@@ -80,7 +80,7 @@ from .integrity import (
 from .weights import WeightsInfo
 
 if TYPE_CHECKING:
-    from .clip import LoadedClip
+    from .extractor import FeatureExtractor
 
 FORMAT = "cafe-feature-cache"
 FORMAT_VERSION = 1
@@ -91,8 +91,8 @@ STR = h5py.string_dtype()
 WEIGHTS_KEYS = {"model": "model", "source": "weights", "sha256": "weights_sha256",
                 "random_weights": "random_weights", "seed": "seed", "activation": "activation"}
 # the order fingerprint fields are compared and named in (``differences``)
-FIELD_ORDER = ("model", "weights", "weights_sha256", "random_weights", "seed", "preprocess", "views", "image_size",
-               "dtype", "precision", "activation")
+FIELD_ORDER = ("model", "weights", "weights_sha256", "random_weights", "seed", "preprocess", "transform", "views",
+               "image_size", "dtype", "precision", "activation")
 
 
 @dataclass(frozen=True)
@@ -102,6 +102,9 @@ class Fingerprint:
 
     Stored as flat JSON (``to_json``): the weights' fields under the keys of :data:`WEIGHTS_KEYS`
     (``weights`` is ``WeightsInfo.source``, ``weights_sha256`` its ``sha256``) beside the others.
+    ``transform`` (what the preprocessing means for a non-open_clip extractor, e.g. a timm model's
+    ``pretrained_cfg`` resize and mean/std) is written only when set, so open_clip fingerprints are the
+    JSON they have always been and caches made before the extractor seam stay valid.
     """
 
     weights_info: WeightsInfo
@@ -110,13 +113,16 @@ class Fingerprint:
     image_size: int
     dtype: str
     precision: str
+    transform: str | None = None
 
     @classmethod
-    def for_clip(cls, clip: LoadedClip, *, preprocess: str, views: tuple[str, ...], dtype: str,
+    def for_clip(cls, clip: FeatureExtractor, *, preprocess: str, views: tuple[str, ...], dtype: str,
                  precision: str) -> Fingerprint:
-        """The fingerprint of features made by ``clip`` with these settings."""
+        """The fingerprint of features made by the extractor ``clip`` with these settings."""
         return cls(clip.info, preprocess=preprocess, views=tuple(views), image_size=clip.image_size, dtype=dtype,
-                   precision=precision)
+                   precision=precision, transform=clip.transform(preprocess))
+
+    for_extractor = for_clip
 
     # the weights' fields, under the names the JSON has always used
     model = property(lambda self: self.weights_info.model)
@@ -131,6 +137,8 @@ class Fingerprint:
         d = {key: getattr(self.weights_info, name) for name, key in WEIGHTS_KEYS.items()}
         d.update(preprocess=self.preprocess, views=list(self.views), image_size=self.image_size, dtype=self.dtype,
                  precision=self.precision)
+        if self.transform is not None:
+            d["transform"] = self.transform
         return d
 
     def to_json(self) -> str:
@@ -146,13 +154,13 @@ class Fingerprint:
 
     def differences(self, other: Fingerprint) -> list[str]:
         mine, theirs = self.to_dict(), other.to_dict()
-        return [f"{k}: cache has {_shown(k, mine[k])!r}, asked for {_shown(k, theirs[k])!r}"
-                for k in FIELD_ORDER if mine[k] != theirs[k]]
+        return [f"{k}: cache has {_shown(k, mine.get(k))!r}, asked for {_shown(k, theirs.get(k))!r}"
+                for k in FIELD_ORDER if mine.get(k) != theirs.get(k)]
 
     @property
     def weights_label(self) -> str:
         who = f"RANDOM WEIGHTS (seed {self.seed})" if self.random_weights else self.weights
-        return f"{self.model} {who} ({self.activation})"
+        return f"{self.model} {who}" + ("" if self.activation == "native" else f" ({self.activation})")
 
     def same_weights(self, other: Fingerprint) -> bool:
         """Same CLIP: model, weights and activation (features of the two are comparable)."""
@@ -160,7 +168,7 @@ class Fingerprint:
 
 
 def _shown(key: str, value: Any) -> Any:
-    return tuple(value) if key == "views" else value
+    return tuple(value) if key == "views" and value is not None else value
 
 
 def cache_path(cache_dir: str | Path, cache_name: str) -> Path:
@@ -530,11 +538,13 @@ class FeatureCache:
 
     def require_official_activation(self) -> None:
         """Refuse a cache of cafe <= 0.1, which built OpenAI-trained CLIPs with GELU instead of QuickGELU."""
-        from .clip import official_activation  # open_clip: only when a cache is used
+        if self.activation_recorded:
+            return  # only caches of cafe <= 0.1 (all open_clip) lack the activation
+        from .clip import official_activation  # open_clip: only for such an old cache
 
         fp = self.fingerprint
         tag = fp.weights.split(":", 1)[1] if fp.weights.startswith("pretrained:") else None
-        if not self.activation_recorded and official_activation(fp.model, tag) == "quickgelu":
+        if official_activation(fp.model, tag) == "quickgelu":
             raise CafeError(f"{self.path} was extracted by cafe {self.cafe_version} with GELU, but {fp.model}'s "
                             "weights need QuickGELU, so its features are off. Re-extract it: rerun its `cafe extract` "
                             "with --force.")

@@ -1,17 +1,21 @@
-"""Load the frozen CLIP image tower through open_clip, never falling back to random weights.
+"""The ``open_clip`` extractor (bare ``--model`` names and ``open_clip:NAME``): the frozen CLIP image tower,
+never falling back to random weights.
 
 open_clip quietly builds a randomly initialised model when ``pretrained`` is neither a known tag
 nor an existing file; :func:`load_clip` checks both first, so random weights only ever come from
-an explicit ``random_weights=True``.
+an explicit ``random_weights=True``. Hub weights come from the local Hugging Face cache when they are
+there, and fail at once in one line when they are not and the hub cannot be reached (:mod:`.hub`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
+import os
 import warnings
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import open_clip
@@ -19,6 +23,8 @@ import torch
 
 from ..errors import CafeError
 from ..options import DEFAULT_PRETRAINED
+from .extractor import canonical_model
+from .hub import first_line, forced_offline, hub_file, quiet_hub, url_reachable_or_fail
 from .weights import ClipSpec, WeightsInfo  # defined apart from open_clip (light imports)
 
 CONFIG_DIR = Path(__file__).parent / "model_configs"  # cafe's own configs (e.g. the tiny test model)
@@ -37,11 +43,30 @@ class LoadedClip:
     std: tuple[float, float, float]
     interpolation: str
     resize_mode: str
+    crop_pct: float = 1.0  # CLIP's own transform: shorter side to S, centre crop S
 
     @torch.no_grad()  # not inference_mode: --online-clip feeds these features into autograd
     def encode(self, images: torch.Tensor) -> torch.Tensor:
         """Raw (not L2-normalised) image features, as CAFE uses them."""
         return self.model.encode_image(images, normalize=False)
+
+    def image_tower(self) -> torch.nn.Module:
+        """``model.visual``: images -> the raw features of :meth:`encode`."""
+        return self.model.visual
+
+    def transform(self, preprocess: str) -> str | None:
+        """Nothing beyond the preprocessing's name (open_clip caches never recorded more)."""
+        return None
+
+
+def check_name(name: str) -> None:
+    """Refuse a model open_clip does not know, in one line."""
+    _check_model_name(name)
+
+
+def load(spec: ClipSpec, device: str | torch.device = "cpu", preprocess: str = "official") -> LoadedClip:
+    """The extractor registry's entry (:mod:`.extractor`): ``open_clip:NAME`` is ``NAME``."""
+    return load_clip(replace(spec, model=canonical_model(spec.model)), device)
 
 
 def official_activation(model: str, pretrained: str | None = DEFAULT_PRETRAINED) -> str:
@@ -158,18 +183,11 @@ def load_clip(spec: ClipSpec, device: str | torch.device = "cpu") -> LoadedClip:
         try:
             _load_file(model, path)
         except Exception as e:  # open_clip raises RuntimeError/KeyError/pickle errors for a wrong file
-            raise CafeError(f"{path}: not a checkpoint of {spec.model} ({type(e).__name__}: {str(e)[:300]}). "
+            raise CafeError(f"{path}: not a checkpoint of {spec.model} ({first_line(e)}). "
                             "Check --model matches the file.") from e
         info = WeightsInfo(spec.model, f"file:{path.name}", sha256_file(path), False, None, act)
     elif spec.pretrained:
-        if not open_clip.get_pretrained_cfg(spec.model, spec.pretrained):
-            raise CafeError(f"{spec.model} has no pretrained tag {spec.pretrained!r}. "
-                            + _how_to_get_weights(spec.model))
-        try:
-            model = _create(spec.model, act, spec.pretrained)
-        except Exception as e:  # download failures surface as RuntimeError/OSError/HF errors
-            raise CafeError(f"could not load {spec.model} weights {spec.pretrained!r} ({type(e).__name__}: "
-                            f"{str(e)[:300]}). " + _how_to_get_weights(spec.model)) from e
+        model = _pretrained(spec.model, spec.pretrained, act)
         info = WeightsInfo(spec.model, f"pretrained:{spec.pretrained}", None, False, None, act)
     else:
         raise CafeError("no CLIP weights given. " + _how_to_get_weights(spec.model))
@@ -182,6 +200,41 @@ def load_clip(spec: ClipSpec, device: str | torch.device = "cpu") -> LoadedClip:
         model=model, info=info, image_size=int(size), embed_dim=_embed_dim(model, int(size), device),
         mean=tuple(cfg["mean"]), std=tuple(cfg["std"]),
         interpolation=cfg.get("interpolation", "bicubic"), resize_mode=cfg.get("resize_mode", "shortest"))
+
+
+def _pretrained(model: str, tag: str, activation: str) -> torch.nn.Module:
+    """open_clip's ``model`` with the weights of ``tag``: from the local caches without touching the network,
+    else downloaded; a cache miss without a reachable server fails at once in one line."""
+    cfg = open_clip.get_pretrained_cfg(model, tag)
+    how = _how_to_get_weights(model)
+    if not cfg:
+        raise CafeError(f"{model} has no pretrained tag {tag!r}. " + how)
+    what = f"CLIP {model} weights {tag!r}"
+    offline = False
+    if cfg.get("hf_hub"):
+        repo, filename = os.path.split(cfg["hf_hub"])
+        hub_file(repo, _hub_names(filename), what, how)  # cached, or downloaded now
+        offline = True  # open_clip finds the file in the cache: no request needed
+    elif cfg.get("url") and not _url_cached(cfg["url"]):
+        url_reachable_or_fail(cfg["url"], what, how)
+    try:
+        with quiet_hub(), forced_offline() if offline else contextlib.nullcontext():
+            return _create(model, activation, tag)
+    except Exception as e:  # download or load failures: RuntimeError/OSError/HF errors
+        raise CafeError(f"could not load {what} ({first_line(e)}). " + how) from e
+
+
+def _hub_names(filename: str) -> list[str]:
+    """The files open_clip tries for an ``hf_hub`` entry, in its order (safetensors first)."""
+    from open_clip.pretrained import HF_WEIGHTS_NAME, _get_safe_alternatives
+
+    filename = filename or HF_WEIGHTS_NAME
+    return [*_get_safe_alternatives(filename), filename]
+
+
+def _url_cached(url: str) -> bool:
+    """Whether open_clip's own download folder (``~/.cache/clip``) holds the file of ``url``."""
+    return (Path("~/.cache/clip").expanduser() / os.path.basename(url)).is_file()
 
 
 def _embed_dim(model: torch.nn.Module, size: int, device) -> int:

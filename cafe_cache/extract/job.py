@@ -72,7 +72,11 @@ class ExtractJob:
         if self.name is not None:
             check_cache_name(self.name)
         if self.preprocess not in PREPROCESS:
-            raise CafeError(f"--preprocess {self.preprocess!r}: choose official or clip.")
+            raise CafeError(f"--preprocess {self.preprocess!r}: choose official or model (clip: the same).")
+        from .extractor import own_preprocess, split_model
+
+        split_model(self.clip.model)  # an unknown scheme is refused before any work
+        object.__setattr__(self, "preprocess", own_preprocess(self.clip.model, self.preprocess))
         if self.dtype not in DTYPES:
             raise CafeError(f"--dtype {self.dtype!r}: choose float16 or float32.")
         if self.precision not in EXTRACT_PRECISIONS:
@@ -139,13 +143,13 @@ def _read(job: ExtractJob, say: Callable[[str], None]
 
 def _prepare(job: ExtractJob, ranks: Ranks, reader: Reader, result: ReadResult, splits: dict[str, list[Sample]],
              subset: dict, device, precision: str, workers: int) -> Extraction:
-    """CLIP loaded (a download happens once per node) and everything the extraction needs in one place."""
+    """The extractor loaded (a download happens once per node) and everything the extraction needs in one place."""
     from .cache import Fingerprint, cache_path
-    from .clip import load_clip
+    from .extractor import load_extractor
     from .loop import Extraction
 
     with ranks.local_main_first():
-        clip = load_clip(job.clip, device)
+        clip = load_extractor(job.clip, device, job.preprocess)
     fp = Fingerprint.for_clip(clip, preprocess=job.preprocess, views=job.views, dtype=job.dtype, precision=precision)
     cache_name = job.name or reader.cache_name
     return Extraction(reader, splits, result.skipped, clip, fp, cache_path(job.cache_dir, cache_name), cache_name,
@@ -154,12 +158,13 @@ def _prepare(job: ExtractJob, ranks: Ranks, reader: Reader, result: ReadResult, 
 
 
 def _say_plan(job: ExtractJob, ex: Extraction, ranks: Ranks, say: Callable[[str], None]) -> None:
-    """Which CLIP on which device, what is stored where."""
+    """Which extractor on which device, what is stored where."""
     from ..progress import device_hint
     from .cache import shards_dir
+    from .extractor import display_name
 
-    say(f"CLIP {ex.clip.info.label} on {device_hint(ex.device, ex.precision)}, {job.preprocess} preprocessing at "
-        f"{ex.clip.image_size}px, views {', '.join(job.views)} -> {ex.path}")
+    say(f"{display_name(ex.clip.info.model, ex.clip.info.label)} on {device_hint(ex.device, ex.precision)}, "
+        f"{job.preprocess} preprocessing at {ex.clip.image_size}px, views {', '.join(job.views)} -> {ex.path}")
     if ranks.distributed:
         say(f"{ranks.world} ranks (torchrun); each extracts its shards into {shards_dir(ex.path)}")
     if job.store_images:

@@ -1,4 +1,5 @@
-"""The extraction loop: images -> frozen CLIP -> cache rows, a batch at a time, resumable."""
+"""The extraction loop: images -> the frozen extractor (CLIP, a timm model) -> cache rows, a batch at a time,
+resumable."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from torch.utils.data import DataLoader, Dataset
 from ..datasets.base import ImageReadError, Reader, Sample
 from ..device import autocast
 from .cache import CacheWriter, Fingerprint
-from .clip import LoadedClip
+from .extractor import FeatureExtractor
 from .preprocess import load_uint8, make_view, mean_std, normalize, resize_uint8
 
 
@@ -28,9 +29,11 @@ class ImageSource(Dataset):
     stops a run.
     """
 
-    def __init__(self, reader: Reader, samples: list[Sample], size: int, preprocess: str, store_size: int = 0):
+    def __init__(self, reader: Reader, samples: list[Sample], size: int, preprocess: str, store_size: int = 0,
+                 interpolation: str = "bicubic", crop_pct: float = 1.0):
         self.reader, self.samples, self.size, self.preprocess, self.store_size = \
             reader, samples, size, preprocess, store_size
+        self.interpolation, self.crop_pct = interpolation, crop_pct  # the extractor's own (``model``)
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -40,7 +43,7 @@ class ImageSource(Dataset):
             image = self.reader.open(self.samples[i].path)
         except ImageReadError as e:
             return None, None, str(e)
-        clip_input = load_uint8(image, self.size, self.preprocess)
+        clip_input = load_uint8(image, self.size, self.preprocess, self.interpolation, self.crop_pct)
         if not self.store_size:
             return clip_input, None, ""
         if (self.store_size, self.preprocess) == (self.size, "official"):  # the same resize: reuse it
@@ -80,7 +83,7 @@ class Extraction:
     reader: Reader
     splits: dict[str, list[Sample]]
     skipped: list[tuple[str, str]]  # entries the reader dropped, recorded in the cache
-    clip: LoadedClip
+    clip: FeatureExtractor
     fingerprint: Fingerprint
     path: Path  # the cache file
     cache_name: str
@@ -111,7 +114,7 @@ class Extraction:
                        on_batch=on_batch)
 
 
-def extract(reader: Reader, splits: dict[str, list[Sample]], clip: LoadedClip, writer: CacheWriter, *,
+def extract(reader: Reader, splits: dict[str, list[Sample]], clip: FeatureExtractor, writer: CacheWriter, *,
             batch_size: int = 64, workers: int = 2, device: torch.device | str = "cpu", precision: str = "fp32",
             on_batch: Callable[[str, int], None] | None = None) -> ExtractReport:
     """Fill ``writer`` with CLIP features (and stored images, if it keeps them) of every split,
@@ -128,7 +131,9 @@ def extract(reader: Reader, splits: dict[str, list[Sample]], clip: LoadedClip, w
         report.resumed_from[split] = start
         if start >= len(samples):
             continue
-        loader = DataLoader(ImageSource(reader, samples[start:], fp.image_size, fp.preprocess, store),
+        source = ImageSource(reader, samples[start:], fp.image_size, fp.preprocess, store, clip.interpolation,
+                             clip.crop_pct)
+        loader = DataLoader(source,
                             batch_size=batch_size, shuffle=False, num_workers=workers,
                             collate_fn=collate_images, pin_memory=device.type == "cuda",
                             prefetch_factor=4 if workers else None)
@@ -151,7 +156,7 @@ def extract(reader: Reader, splits: dict[str, list[Sample]], clip: LoadedClip, w
     return report
 
 
-def batch_features(clip: LoadedClip, images: torch.Tensor, mean, std, views, precision: str) -> np.ndarray:
+def batch_features(clip: FeatureExtractor, images: torch.Tensor, mean, std, views, precision: str) -> np.ndarray:
     """(B, V, D) features: all views of a batch go through CLIP in one forward pass."""
     x = normalize(images, mean, std)
     x = torch.cat([make_view(x, v) for v in views])

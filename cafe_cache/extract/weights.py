@@ -1,4 +1,4 @@
-"""Which CLIP to load and where its weights came from, free of heavy imports (``cafe --help`` reads the
+"""Which frozen extractor to load and where its weights came from, free of heavy imports (``cafe --help`` reads the
 defaults of :class:`ClipSpec`; :mod:`.cache` reads and writes :class:`WeightsInfo` in every fingerprint)."""
 
 from __future__ import annotations
@@ -12,7 +12,10 @@ RANDOM_SEED = 0
 
 @dataclass(frozen=True)
 class ClipSpec:
-    """Which CLIP to load: a named config plus exactly one source of weights."""
+    """Which frozen extractor to load: a named model plus exactly one source of weights.
+
+    ``model``: an open_clip name (bare or ``open_clip:NAME``) or ``timm:NAME`` (:mod:`.extractor`); for timm,
+    ``pretrained`` only says "the hub weights of NAME" (the tag is part of the name)."""
 
     model: str = DEFAULT_MODEL
     pretrained: str | None = DEFAULT_PRETRAINED  # open_clip tag, used when weights is None
@@ -31,13 +34,14 @@ class WeightsInfo:
     sha256: str | None  # of the checkpoint file, when one was read
     random_weights: bool
     seed: int | None
-    activation: str = "gelu"  # "quickgelu" or "gelu": the MLP activation the model was built with
+    activation: str = "gelu"  # "quickgelu" or "gelu": CLIP's MLP activation; "native" for timm models
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     @property
     def label(self) -> str:
+        act = "" if self.activation == "native" else f", {self.activation}"
         if self.random_weights:
-            return f"{self.model} RANDOM WEIGHTS (seed {self.seed}, {self.activation})"
-        return f"{self.model} {self.source} ({self.activation})"
+            return f"{self.model} RANDOM WEIGHTS (seed {self.seed}{act})"
+        return f"{self.model} {self.source}" + (f" ({self.activation})" if act else "")

@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 import torchvision.models as tvm
 from safetensors.torch import load_file as load_safetensors
 from torch import Tensor, nn
@@ -58,14 +57,26 @@ def reduce_width(features: Tensor, dim: int) -> Tensor:
 
     The paper's rule for ResNet-50 (2048 -> 512): when ``dim`` divides W, reshape to
     (B, dim, W // dim) and average the consecutive channels.  Otherwise adaptive average
-    pooling over the channel axis.
+    pooling over the channel axis, written as a product with its (W, dim) averaging matrix: the same
+    numbers as ``F.adaptive_avg_pool1d`` (up to float rounding), and exportable to ONNX, which has no
+    adaptive pooling to a size that does not divide the input (timm extractors: D = 384, 768, 1024).
     """
     batch, width = features.shape
     if width == dim:
         return features
     if width % dim == 0:
         return features.reshape(batch, dim, width // dim).mean(dim=2)
-    return F.adaptive_avg_pool1d(features.unsqueeze(1), dim).squeeze(1)
+    return features @ adaptive_pool_matrix(width, dim, features.device, features.dtype)
+
+
+def adaptive_pool_matrix(width: int, dim: int, device=None, dtype=torch.float32) -> Tensor:
+    """(width, dim): column i averages channels floor(i W / dim) .. ceil((i + 1) W / dim) - 1, the bins of
+    adaptive average pooling."""
+    i = torch.arange(dim, device=device)
+    start, end = (i * width) // dim, ((i + 1) * width + dim - 1) // dim
+    j = torch.arange(width, device=device)[:, None]
+    bins = ((j >= start) & (j < end)).to(dtype)
+    return bins / bins.sum(0)
 
 
 @dataclass

@@ -31,6 +31,7 @@ from ..classes import CLASSES
 from ..device import pick_device
 from ..errors import CafeError
 from ..extract.cache import Fingerprint
+from ..extract.extractor import display_name
 from ..extract.online import clip_for
 from ..extract.preprocess import IMAGENET_MEAN, IMAGENET_STD, load_uint8, normalize
 from ..files import check_writable, write_atomic, write_text
@@ -76,7 +77,8 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 
 
 class InferenceGraph(nn.Module):
-    """CLIP image tower + CAFE: (CLIP input, mask-branch input) -> logits.
+    """The frozen extractor's image tower (CLIP's ``visual``, a timm model) + CAFE: (its input, mask-branch
+    input) -> logits.
 
     Two inputs rather than one resized inside the graph: training resized each face
     separately to both sizes with PIL, which an in-graph resize would not reproduce.
@@ -89,7 +91,7 @@ class InferenceGraph(nn.Module):
         self.model = model
 
     def forward(self, clip_image: Tensor, mask_image: Tensor) -> Tensor:
-        clip_features = self.clip_visual(clip_image).float()  # raw features: encode_image(normalize=False)
+        clip_features = self.clip_visual(clip_image).float()  # raw features, as the extractor's encode()
         return self.model(mask_image, clip_features)["logits"]
 
 
@@ -140,8 +142,8 @@ class Predictor(FacePredictor):
         fingerprint = Fingerprint.from_json(config.clip.fingerprint)
         clip = clip_for(fingerprint, clip_weights, dev)
         warning = random_warning(config.clip.random_weights, config.backbone_init.random_init)
-        name = f"{checkpoint} ({config.variant}, CLIP {config.clip.label})"
-        return cls(InferenceGraph(clip.model.visual, model), clip.image_size, config.image_size,
+        name = f"{checkpoint} ({config.variant}, {display_name(fingerprint.model, config.clip.label)})"
+        return cls(InferenceGraph(clip.image_tower(), model), clip.image_size, config.image_size,
                    dev, batch_size, warning, name)
 
     @torch.inference_mode()

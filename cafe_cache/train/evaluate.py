@@ -17,6 +17,7 @@ from ..bounds import check_all
 from ..device import default_workers, pick_device
 from ..errors import CafeError
 from ..extract.cache import FeatureCache, Fingerprint, find_caches
+from ..extract.extractor import display_name
 from ..extract.online import clip_for
 from ..files import write_atomic, write_text
 from ..metrics import jsonable, markdown_table, metrics, summary
@@ -50,12 +51,13 @@ def target_caches(cache_dir: str | Path, targets: list[str] | None) -> dict[str,
 
 
 def check_same_weights(expected: Fingerprint, caches: dict[str, FeatureCache]) -> None:
-    """Numbers are only comparable when every cache comes from the CLIP weights the model was trained on."""
+    """Numbers are only comparable when every cache comes from the extractor and weights the model was trained on."""
     for name, c in caches.items():
         if not c.fingerprint.same_weights(expected):
-            raise CafeError(f"cache {c.path} was made with CLIP {c.fingerprint.weights_label}, the model was trained "
-                            f"on {expected.weights_label}; re-extract {name} with the same weights or use another "
-                            "--cache-dir.")
+            have = display_name(c.fingerprint.model, c.fingerprint.weights_label)
+            raise CafeError(f"cache {c.path} was made with {have}, the model was trained on "
+                            f"{display_name(expected.model, expected.weights_label)}; re-extract {name} with the same "
+                            "extractor and weights or use another --cache-dir (one cache folder per extractor).")
         if c.fingerprint.preprocess != expected.preprocess:
             raise CafeError(f"cache {c.path} used --preprocess {c.fingerprint.preprocess}, the model's training cache "
                             f"{expected.preprocess}; re-extract it to compare like with like.")

@@ -33,7 +33,7 @@ from ..device import autocast, default_workers, resolve_train_precision
 from ..distributed import SINGLE, Ranks, data_parallel, rank_device, unwrap
 from ..errors import CafeError
 from ..extract.cache import FeatureCache, Fingerprint
-from ..extract.clip import LoadedClip
+from ..extract.extractor import FeatureExtractor
 from ..extract.online import online_features
 from ..model.backbones import LoadReport
 from ..model.cafe import CAFEModel, ModelConfig
@@ -89,7 +89,7 @@ class Session:
     batch_size: int  # this rank's share of the global batch
     train_set: Dataset  # PairedSamples, or UnionSamples of several sources
     test_sets: dict[str, PairedSamples]  # each source's own test split
-    clip: LoadedClip | None  # with --online-clip: CLIP runs on every augmented batch
+    clip: FeatureExtractor | None  # with --online-clip: CLIP runs on every augmented batch
     clip_dim: int
     w_sep: float
     w_div: float

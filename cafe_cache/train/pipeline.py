@@ -17,12 +17,13 @@ from typing import Any
 from ..device import resolve_train_precision
 from ..distributed import from_env, process_group, rank_device, restarted
 from ..errors import CafeError
+from ..extract.cache import FeatureCache, cache_path
 from ..metrics import plural
 from ..options import DEFAULT_WHICH, WHICH
 from ..progress import device_hint, epoch_bars
 from ..report import make_run_figures
 from ..runs import RunFolder, RunLock
-from .evaluate import RunEvaluation, evaluate_run, target_caches
+from .evaluate import RunEvaluation, check_same_weights, evaluate_run, target_caches
 from .loop import plan_run, train
 
 
@@ -59,7 +60,8 @@ def train_and_evaluate(request: TrainRequest, *, log: Callable[[str], None] = pr
     cfg, out, resume = plan_run(request.options, request.given, out=request.out, resume=request.resume,
                                 distributed=ranks.distributed, restarted=restarted())
     if request.evaluate and request.targets:  # a wrong --targets fails now, not after the whole training
-        target_caches(Path(cfg.cache_dir), request.targets)
+        source = FeatureCache(cache_path(cfg.cache_dir, cfg.sources[0]))  # the sources share one fingerprint
+        check_same_weights(source.fingerprint, target_caches(Path(cfg.cache_dir), request.targets))
     say = ranks.main_only(log)
     say(f"training on [bold]{cfg.source}[/] -> {out}  (CLIP input: {cfg.clip_input}, variant {cfg.variant})")
     dev = rank_device(cfg.device, ranks)

@@ -11,7 +11,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from ..classes import NUM_CLASSES
-from ..extract.clip import LoadedClip
+from ..extract.extractor import FeatureExtractor
 from ..extract.online import online_features
 from ..model.cafe import CAFEModel
 from ..options import EVAL_BATCH_SIZE
@@ -27,7 +27,7 @@ class SplitPrediction:
 
 @torch.no_grad()
 def predict_split(model: CAFEModel, dataset: PairedSamples, *, batch_size: int = EVAL_BATCH_SIZE, workers: int = 2,
-                  device="cpu", clip: LoadedClip | None = None,
+                  device="cpu", clip: FeatureExtractor | None = None,
                   on_batch: Callable[[int], None] | None = None) -> SplitPrediction:
     """Predictions on one split; images are read once, in batches, by ``workers`` processes."""
     model.eval().to(device)

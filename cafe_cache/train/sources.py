@@ -32,7 +32,7 @@ from torch.utils.data import Dataset, DistributedSampler, Sampler
 from ..distributed import Ranks
 from ..errors import CafeError
 from ..extract.cache import FeatureCache, cache_path
-from ..extract.clip import LoadedClip
+from ..extract.extractor import FeatureExtractor
 from ..extract.online import clip_for
 from .config import TrainConfig
 from .data import PairedSamples, limit_split, reader_for
@@ -129,7 +129,7 @@ class SourceData:
     caches: dict[str, FeatureCache]  # source name -> its cache, in --source order
     train_set: Dataset  # PairedSamples for one source, UnionSamples for several
     test_sets: dict[str, PairedSamples]  # each source's own test split
-    clip: LoadedClip | None  # with --online-clip
+    clip: FeatureExtractor | None  # with --online-clip
 
     @property
     def cache(self) -> FeatureCache:
