@@ -17,6 +17,7 @@ file alone is enough: :class:`OnnxPredictor` needs onnxruntime and no CAFE model
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import logging
 import os
@@ -34,6 +35,7 @@ from .. import __version__
 from ..classes import CLASSES
 from ..errors import CafeError
 from ..extract.preprocess import IMAGENET_MEAN, IMAGENET_STD
+from ..files import check_writable, write_error
 from .infer import CROP_SIZE, FacePredictor, Predictor, face_tensor
 
 INPUTS = ("clip_image", "mask_image")
@@ -87,7 +89,7 @@ def export_onnx(checkpoint: str | Path, out: str | Path, *, which: str | None = 
     import onnxruntime  # noqa: F401  (the parity check needs it: a missing extra is named before any work)
 
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    check_writable(out.parent, "--out")  # before the work, not after it
     predictor = Predictor.from_run(checkpoint, which=which, clip_weights=clip_weights, device="cpu")
     meta = metadata(predictor, checkpoint)
     generator = torch.Generator().manual_seed(seed)
@@ -108,6 +110,9 @@ def export_onnx(checkpoint: str | Path, out: str | Path, *, which: str | None = 
             raise CafeError(f"the ONNX graph's logits differ from PyTorch's by up to {diff:.2e} "
                             f"(> {PARITY_TOLERANCE:g}); nothing was written. Try another --opset (used {opset}).")
         agreement, checked_on = _quantize_int8(tmp, session, predictor, checkpoint) if quantize else (None, None)
+    except OSError as e:  # a full disk or a file-size limit: the file, the cause, never "try another --opset"
+        tmp.unlink(missing_ok=True)
+        raise write_error(out, e, "Nothing was written.") from None
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
@@ -198,11 +203,13 @@ def mha_fast_path_disabled() -> Iterator[None]:
 
 
 def _trace(predictor: Predictor, example: tuple[torch.Tensor, ...], path: Path, opset: int) -> None:
-    """``torch.onnx.export`` of the inference graph; a graph it cannot write is one CafeError line."""
+    """``torch.onnx.export`` of the inference graph into memory, then ``path``; a graph it cannot write is one
+    CafeError line, a disk that refuses the file an OSError (told apart from the graph's own errors)."""
+    buffer = io.BytesIO()
     try:
         with warnings.catch_warnings(), mha_fast_path_disabled():
             warnings.simplefilter("ignore")  # the exporter's deprecation and tracer notes are not the user's concern
-            torch.onnx.export(predictor.graph, example, str(path), dynamo=False, opset_version=opset,
+            torch.onnx.export(predictor.graph, example, buffer, dynamo=False, opset_version=opset,
                               input_names=list(INPUTS), output_names=["logits"],
                               dynamic_axes={name: {0: "batch"} for name in (*INPUTS, "logits")})
     except Exception as e:  # UnsupportedOperatorError, SymbolicValueError, ... carry a graph dump: first line only
@@ -210,6 +217,7 @@ def _trace(predictor: Predictor, example: tuple[torch.Tensor, ...], path: Path, 
         raise CafeError(f"cannot export {predictor.name} to ONNX opset {opset}: {type(e).__name__}: {first}. "
                         "Try another --opset (e.g. 18), or predict with `cafe predict --checkpoint` (PyTorch) "
                         "instead of --onnx.") from e
+    path.write_bytes(buffer.getvalue())
 
 
 def _random_inputs(predictor: Predictor, batch: int, generator: torch.Generator) -> tuple[torch.Tensor, ...]:
