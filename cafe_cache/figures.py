@@ -25,6 +25,7 @@ from matplotlib.image import AxesImage
 from matplotlib.patches import Rectangle
 
 from .classes import CLASSES
+from .files import write_atomic
 from .metrics import means
 from .paper import DATASET_NAMES, DATASETS
 
@@ -38,10 +39,9 @@ def _title(text: str, random_weights: bool) -> str:
 
 
 def _save(fig: Figure, path: str | Path, dpi: int) -> Path:
-    """Write the figure as PNG (creating the folder) and return the path."""
+    """Write the figure as PNG (creating the folder, atomically: a full disk is one line) and return the path."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, format="png", dpi=dpi)
+    write_atomic(path, lambda p: fig.savefig(p, format="png", dpi=dpi))
     return path
 
 

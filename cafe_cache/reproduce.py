@@ -27,6 +27,7 @@ from .datasets import default_root, root_env_var
 from .errors import CafeError
 from .extract.cache import FeatureCache, cache_path
 from .extract.subset import describe
+from .files import write_text
 from .metrics import means
 from .options import DEFAULT_MODEL, DEFAULT_PRETRAINED, DEFAULT_WHICH, PROTOCOLS, TABLES, TRAIN_PRECISIONS, VIEWS, WHICH
 from .runs import RunConfig, RunFolder
@@ -362,10 +363,10 @@ def write_tables(experiments: list[Experiment], results_dir: Path, which: str = 
         title = f"{titles[table]}, {epoch}" + "".join(f" — {d}" for d in deviations)
         text = table_markdown(title, rows + paper_rows[table](sources), warn + missing, selected, over)
         path = results_dir / f"table{table}.md" if table != "sweep" else results_dir / "sweep.md"
-        path.write_text(text)
+        write_text(path, text)
         written.append(path)
         summary[table] = [{"label": lab, "source": s, "accuracy": a} for lab, s, a in rows]
-    (results_dir / "summary.json").write_text(json.dumps(
+    write_text(results_dir / "summary.json", json.dumps(
         {"random_weights": random, "which": which, "deviations": deviations, "tables": summary}, indent=2))
     return written
 

@@ -3,12 +3,13 @@
     RUN/config.json           RunConfig: model config, training config, CLIP weights, backbone init, caches
     RUN/last.safetensors      the last finished epoch: the weights the paper's numbers come from
     RUN/best.safetensors      best accuracy on the source's own test set (test-set selection, an extra)
-    RUN/resume.pt             optimiser, scheduler and history after the last finished epoch
+    RUN/resume.pt             weights, optimiser, scheduler and history of the last finished epoch (one file)
     RUN/metrics.json          per-epoch history
     RUN/checksums.json        sha256 of best, last and resume, {"best.safetensors": [sha256], ...}
     RUN/eval-<which>/         results.json, results.md, mean_masks.npz of ``cafe eval --which``: every cache, or
                               the targets of ``cafe train``; ``cafe eval --targets A,B`` writes results-A+B.*
     RUN/figures/              the figures of ``cafe plot``
+    RUN/run.lock              held by the one ``cafe train`` writing the run (removed when it ends)
 
 :class:`RunConfig` is the typed view of ``config.json``; it reads the run folders of every cafe
 version (entries written later, such as ``mask_precision``, are None in older ones). Its ``model``
@@ -20,11 +21,13 @@ that a partial or older entry still reads; :attr:`RunConfig.training` is the ``T
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from .errors import CafeError
+from .files import check_writable
 from .options import DEFAULT_WHICH
 from .train.config import TrainConfig, source_names
 
@@ -33,6 +36,7 @@ RESUME = "resume.pt"
 METRICS = "metrics.json"
 CHECKSUMS = "checksums.json"
 FIGURES = "figures"
+RUN_LOCK = "run.lock"
 RESULTS_JSON = "results.json"
 RESULTS_MD = "results.md"
 MEAN_MASKS = "mean_masks.npz"
@@ -103,6 +107,41 @@ class RunFolder:
     def read_config(self, need: tuple[str, ...] = ()) -> RunConfig:
         """``config.json``; ``need``: entries that must be there (each a JSON object)."""
         return RunConfig.from_json(read_config_json(self, need))
+
+
+class RunLock:
+    """``--out`` held by one ``cafe train``: a second one into the same folder is refused in one line.
+
+    :meth:`acquire` also checks that the folder can be written, before any work starts; :meth:`release`
+    removes the lock file, and the folder itself when this process made it and no epoch finished there
+    (a failed start leaves no empty run folder behind)."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.made = False
+        self._lock = None
+
+    def acquire(self) -> None:
+        from filelock import FileLock, Timeout
+
+        self.made = not self.path.exists()
+        check_writable(self.path, "--out")
+        self._lock = FileLock(str(self.path / RUN_LOCK), timeout=0)
+        try:
+            self._lock.acquire()
+        except Timeout:
+            self._lock = None
+            raise CafeError(f"{self.path} is being written by another `cafe train` (lock {self.path / RUN_LOCK} is "
+                            "held); wait for it to finish, or pass another --out.") from None
+
+    def release(self) -> None:
+        if self._lock is None:
+            return
+        self._lock.release()
+        self._lock = None
+        (self.path / RUN_LOCK).unlink(missing_ok=True)
+        if self.made and not RunFolder(self.path).has_run():  # nothing finished: leave no run folder behind
+            shutil.rmtree(self.path, ignore_errors=True)
 
 
 def results_stem(targets: list[str] | None) -> str:

@@ -38,6 +38,7 @@ from torch import nn
 from .errors import CafeError
 from .extract.cache import FeatureCache, Fingerprint
 from .extract.online import clip_for
+from .files import write_text
 from .metrics import markdown_table, metrics, summary
 from .paper import ZERO_SHOT
 
@@ -341,5 +342,5 @@ def write_results(out: Path, tables: list[dict[str, Any]], expclip: Path | None)
     out.mkdir(parents=True, exist_ok=True)
     data = {"templates": list(PROMPT_TEMPLATES), "class_words": list(CLASS_PROMPT_NAMES),
             "expclip": str(expclip) if expclip else None, "note": APPROXIMATION_NOTE, "tables": tables}
-    (out / "results.json").write_text(json.dumps(data, indent=2, sort_keys=True))
-    (out / "results.md").write_text(markdown(tables))
+    write_text(out / "results.json", json.dumps(data, indent=2, sort_keys=True))
+    write_text(out / "results.md", markdown(tables))

@@ -9,6 +9,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from cafe_cache.errors import CafeError
+from cafe_cache.files import printable
 
 from .common import bounded, console, out
 
@@ -20,9 +21,10 @@ def info(path: Path = typer.Argument(..., help="A cache file (cache/NAME.h5), or
                                                  "take it (NAME: --cache-dir/NAME.h5)."),
          cache_dir: Path = typer.Option(Path("cache"), help="Folder of the caches, for a cache given by name."),
          show: int = typer.Option(10, callback=bounded(), help="How many unreadable/skipped entries to list."),
-         verify: bool = typer.Option(False, "--verify", help="Read back every stored row: checksums (caches made by "
-                                     "this cafe) and finite, written features. Exit 2 naming the damaged "
-                                     "dataset.")) -> None:
+         verify: bool = typer.Option(False, "--verify", help="Read back every stored row: checksums (fletcher32 of "
+                                     "features and images, sha256 of labels, paths, counts, errors and attributes; "
+                                     "caches made by this cafe), labels in range, finite, written features. Exit 2 "
+                                     "naming the damaged part.")) -> None:
     """Splits, counts, fingerprint and unreadable images of one cache file.
 
     On a cache a running `cafe extract` is writing, the rows written so far (read from the writer's
@@ -66,11 +68,11 @@ def info(path: Path = typer.Argument(..., help="A cache file (cache/NAME.h5), or
     errors = c.errors()
     out.print(f"{len(errors):,} unreadable images" + (":" if errors else ""))
     for split, p, reason in errors[:show]:
-        out.print(f"  {split} {p}: {reason}")
+        out.print(escape(printable(f"  {split} {p}: {reason}")))
     skipped = c.skipped()
     out.print(f"{len(skipped):,} label entries skipped by the reader" + (":" if skipped else ""))
     for where, reason in skipped[:show]:
-        out.print(f"  {where}: {reason}")
+        out.print(escape(printable(f"  {where}: {reason}")))
     if verify:
         for line in c.verify():
             out.print(f"verified {line}")

@@ -20,6 +20,7 @@ from rich.progress import (
 )
 
 from cafe_cache.bounds import check as check_bound
+from cafe_cache.files import printable
 from cafe_cache.progress import PlainProgress
 
 LOG_WIDTH = 10_000  # redirected output: no hard wrap (paths, commands and Markdown tables come out whole)
@@ -42,7 +43,7 @@ def fail(message: str, code: int = 2) -> NoReturn:
     world = os.environ.get("WORLD_SIZE", "1")
     where = f" (rank {os.environ.get('RANK', '?')} of {world})" if world not in ("", "1") else ""  # torchrun
     # one line however long (no wrapping inside paths); "[datasets]" in a message is text, not markup
-    console.print(f"[bold red]error{where}:[/] {escape(message)}", soft_wrap=True)
+    console.print(f"[bold red]error{where}:[/] {escape(printable(message))}", soft_wrap=True)
     sys.exit(code)
 
 

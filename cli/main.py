@@ -9,6 +9,8 @@ import typer
 
 from cafe_cache import __version__
 from cafe_cache.errors import CafeError, RaisedOnRankZero, missing_extra
+from cafe_cache.files import file_system_error
+from cafe_cache.signals import Terminated, sigterm_as_interrupt
 
 from . import cache as cache_cmd
 from . import datasets as datasets_cmd
@@ -22,7 +24,7 @@ from . import reproduce as reproduce_cmd
 from . import synth as synth_cmd
 from . import train as train_cmd
 from . import zeroshot as zeroshot_cmd
-from .common import fail
+from .common import console, fail
 
 app = typer.Typer(
     name="cafe",
@@ -65,13 +67,25 @@ app.command("plot")(plot_cmd.plot)
 
 
 def main() -> None:
-    """Console-script entry point: user errors (and a missing optional extra) become one red line, exit 2."""
+    """Console-script entry point: user errors (a missing optional extra, a file-system error no library check
+    caught) become one red line, exit 2; SIGTERM stops a command as Ctrl-C does (what was finished is kept),
+    one line, exit 143."""
+    sigterm_as_interrupt()
     try:
         app()
+    except Terminated:
+        console.print("[yellow]stopped by SIGTERM[/]: files already written are kept (a training run continues "
+                      "with `cafe train --resume --out RUN`).", soft_wrap=True)
+        raise SystemExit(143) from None
     except RaisedOnRankZero:
         raise SystemExit(2) from None  # rank 0 prints the message once
     except CafeError as e:
         fail(str(e))
+    except OSError as e:  # a file-system error no library check caught: still one line naming the file
+        line = file_system_error(e)
+        if line is None:
+            raise
+        fail(str(line))
     except ModuleNotFoundError as e:
         extra = missing_extra(e)
         if extra is None:

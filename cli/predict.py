@@ -11,6 +11,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from cafe_cache.errors import CafeError
+from cafe_cache.files import printable
 from cafe_cache.options import DETECTOR_NAMES
 
 if TYPE_CHECKING:  # torch, OpenCV and the models load only when a command runs
@@ -43,14 +44,14 @@ def table_of(rows: list[dict[str, Any]], width: int = 80) -> Table:
     and the file name is cut first."""
     shown = rows[:SHOWN_ROWS]
     cells = {
-        "file": [Path(r["file"]).name for r in shown],
+        "file": [printable(Path(r["file"]).name) for r in shown],
         "frame": ["" if r["frame"] is None else str(r["frame"]) for r in shown],
         "time s": ["" if r["time_s"] is None else f"{r['time_s']:.2f}" for r in shown],
         "face": ["" if r["face"] is None else str(r["face"]) for r in shown],
         "x1,y1,x2,y2": ["" if r["error"] else ",".join(f"{r[k]:.0f}" for k in ("x1", "y1", "x2", "y2"))
                         for r in shown],
         "score": ["" if r["score"] is None else f"{r['score']:.2f}" for r in shown],
-        "expression": [escape(f"error: {r['error']}") if r["error"] else f"{r['label']} {r[r['label']]:.2f}"
+        "expression": [escape(printable(f"error: {r['error']}")) if r["error"] else f"{r['label']} {r[r['label']]:.2f}"
                        for r in shown],
     }
     columns = [name for name, values in cells.items() if name in ("file", "expression") or any(values)]
@@ -96,7 +97,7 @@ def predict(
     onnx: Path | None = typer.Option(None, "--onnx", help="Predict with a `cafe export` file via onnxruntime instead "
                                                           "of --checkpoint."),
     out_file: Path | None = typer.Option(None, "--out", "-o", help="Write every row to FILE.csv or FILE.json."),
-    save_annotated: Path | None = typer.Option(None, "--save-annotated", help="Write each image/frame with boxes and "
+    annotated: Path | None = typer.Option(None, "--save-annotated", help="Write each image/frame with boxes and "
                                                                               "labels drawn into this folder."),
     detector: str = typer.Option("auto", help=f"Face detector: {', '.join(DETECTOR_NAMES)} (auto: MTCNN if "
                                               "facenet-pytorch is installed, else LBP)."),
@@ -110,26 +111,31 @@ def predict(
                                                        "from a file."),
 ) -> None:
     """Facial expression of every face in photos and videos: a table, and --out CSV/JSON."""
-    from cafe_cache.predict.api import load  # light: an hf:// source that cannot be had fails before torch loads
+    from cafe_cache.predict.api import load
+    from cafe_cache.predict.infer import (
+        all_failed,
+        check_outputs,
+        draw_faces,
+        predict_inputs,
+        save_annotated,
+        write_rows,
+    )
+    from cafe_cache.predict.media import iter_inputs
 
     if out_file is not None and out_file.suffix.lower() not in OUT_SUFFIXES:
         raise CafeError(f"--out {out_file}: name a .csv or .json file.")
     if (checkpoint is None) == (onnx is None):
         raise CafeError("pass either --checkpoint RUN (a `cafe train` run folder, a `cafe package` folder or "
                         "hf://ORG/NAME) or --onnx FILE (from `cafe export`).")
+    check_outputs(out_file, annotated)  # before any work, not after it
     recognizer = load(checkpoint or onnx, device=device, detector=detector, clip_weights=clip_weights,
                       batch_size=batch_size, warn=False)
-    from cafe_cache.predict.infer import draw_faces, predict_inputs, write_rows
-    from cafe_cache.predict.media import iter_inputs
-
     face_detector = None if no_detect else recognizer.detector
     for warning in (recognizer.warning, face_detector and face_detector.fallback_reason):
         if warning:
             console.print(f"[bold yellow]warning:[/] {warning}")
     console.print(f"model: {recognizer.description}; faces: "
                   + ("inputs used as face crops" if face_detector is None else f"{face_detector.name} detector"))
-    if save_annotated is not None:
-        save_annotated.mkdir(parents=True, exist_ok=True)
     items = list(iter_inputs(inputs))
     rows: list[dict[str, Any]] = []
     try:
@@ -144,8 +150,8 @@ def predict(
                         video = picture.index
                         frames = bar.add_task(picture.path.name, total=sampled_frames(picture.path, every), rate="")
                     bar.update(frames, completed=picture.frame // every + 1)
-                if save_annotated is not None and picture.image is not None:
-                    draw_faces(picture.image, picture.rows).save(save_annotated / annotated_name(picture), quality=95)
+                if annotated is not None and picture.image is not None:
+                    save_annotated(draw_faces(picture.image, picture.rows), annotated / annotated_name(picture))
             bar.update(files, completed=len(items))
     finally:  # an interrupted or failing run still keeps every row computed so far
         if out_file is not None:
@@ -154,3 +160,5 @@ def predict(
     console.print(summary_line(rows))
     if out_file is not None:
         console.print(f"written: {out_file}")
+    if rows and all_failed(rows):
+        raise CafeError(f"every one of the {len(items)} inputs failed (see the error column); nothing was predicted.")

@@ -64,6 +64,18 @@ def make_cache(root: Path, path: Path, clip=None, *, dataset: str = "folder", ca
         return extract(reader, splits, clip, writer, batch_size=batch_size, workers=0, on_batch=on_batch)
 
 
+def set_cache_attrs(path: Path, **attrs) -> None:
+    """Change attributes of a cache file as if it had been made with them (their checksum restamped), not as
+    damage: e.g. ``subset=json.dumps({"limit": 5})`` for what `cafe extract --limit 5` records."""
+    import h5py
+
+    from cafe_cache.extract.integrity import ATTRS_DIGEST, attrs_digest
+
+    with h5py.File(path, "r+") as f:
+        f.attrs.update(attrs)
+        f.attrs[ATTRS_DIGEST] = attrs_digest(f.attrs)
+
+
 @pytest.fixture
 def folder_dataset(tmp_path: Path) -> Path:
     return write_folder_dataset(tmp_path / "toyset", {"train": 3, "test": 2})

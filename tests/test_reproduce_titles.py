@@ -11,7 +11,7 @@ from pathlib import Path
 
 from cafe_cache.reproduce import Experiment, Settings, write_tables
 
-from .conftest import make_cache, write_folder_dataset
+from .conftest import make_cache, set_cache_attrs, write_folder_dataset
 from .test_reproduce import REPO, two_datasets  # noqa: F401 (a fixture)
 
 
@@ -20,10 +20,8 @@ def limited_run(tmp_path: Path, limit: int | None) -> Experiment:
     cache_dir = tmp_path / "cache"
     make_cache(write_folder_dataset(tmp_path / "rafdb", {"train": 2, "test": 2}), cache_dir / "rafdb.h5",
                cache_name="rafdb")
-    if limit is not None:
-        import h5py
-        with h5py.File(cache_dir / "rafdb.h5", "r+") as f:
-            f.attrs["subset"] = json.dumps({"limit": limit})  # what `cafe extract --limit N` records
+    if limit is not None:  # what `cafe extract --limit N` records
+        set_cache_attrs(cache_dir / "rafdb.h5", subset=json.dumps({"limit": limit}))
     run = tmp_path / "runs" / "table1" / "rafdb"
     (run / "eval-last").mkdir(parents=True)
     (run / "eval-last" / "results.json").write_text(json.dumps(
@@ -56,9 +54,7 @@ def test_settings_from_the_command_line_name_the_reductions():
 def test_dry_run_names_the_weights_and_what_a_limited_cache_will_do(two_datasets):  # noqa: F811
     cache_dir = two_datasets / "cache"
     make_cache(two_datasets / "raf", cache_dir / "rafdb.h5", dataset="rafdb", cache_name="rafdb")
-    import h5py
-    with h5py.File(cache_dir / "rafdb.h5", "r+") as f:
-        f.attrs["subset"] = json.dumps({"limit": 5})
+    set_cache_attrs(cache_dir / "rafdb.h5", subset=json.dumps({"limit": 5}))
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     cmd = [sys.executable, "-m", "cli.main", "reproduce", "--tables", "1", "--extract-args", "--random-weights"]
     dry = subprocess.run([*cmd, "--dry-run"], capture_output=True, text=True, env=env, cwd=two_datasets)

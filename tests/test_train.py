@@ -192,6 +192,8 @@ def test_eval_refuses_caches_made_with_other_clip_weights(caches, tmp_path, trai
         fp = json.loads(f.attrs["fingerprint"])
         fp["seed"] = 9
         f.attrs["fingerprint"] = json.dumps(fp, sort_keys=True)
+        from cafe_cache.extract.integrity import ATTRS_DIGEST, attrs_digest
+        f.attrs[ATTRS_DIGEST] = attrs_digest(f.attrs)  # a whole cache made with other weights, not a damaged one
     from cafe_cache.train.evaluate import evaluate_run
     with pytest.raises(CafeError, match="synth-color.h5 was made with CLIP cafe-tiny RANDOM WEIGHTS \\(seed 9\\)"):
         evaluate_run(run, "best", cache_dir=other, workers=0)

@@ -5,7 +5,8 @@ Layout (``format = "cafe-feature-cache"``, ``format_version = 1``)::
     /                      attrs: dataset, cache_name, root, reader_options (JSON), fingerprint (JSON),
                                   random_weights, cafe_version, complete,
                                   stored_image_size (0 or absent: no stored images),
-                                  subset (JSON: {} or the --splits/--limit of a partial extraction)
+                                  subset (JSON: {} or the --splits/--limit of a partial extraction),
+                                  attrs_sha256 (of the attributes above but ``complete``)
     /splits/<split>/features   (N, V, D) float16|float32   V = number of views, in fingerprint order
     /splits/<split>/labels     (N,) int8                     target ids (cafe_cache.classes)
     /splits/<split>/paths      (N,) str                      image source relative to the root
@@ -14,10 +15,17 @@ Layout (``format = "cafe-feature-cache"``, ``format_version = 1``)::
                                                              resized to (S, S) bilinear, the mask branch's
                                                              input, so stage two needs no decoding
                                   attrs: n_done               rows written so far (resume point)
+                                         rows_sha256          row count, labels and paths (at the layout)
+                                         errors_sha256        the error column (once complete)
     /skipped/where, /skipped/reason  (K,) str                 entries the reader dropped (label rules, --skip-bad)
 
-features and images carry HDF5's fletcher32 checksum (caches made before it was added have none and
-stay readable); a damaged block fails its read with the file and dataset named (:mod:`.integrity`).
+features and images carry HDF5's fletcher32 checksum, the rest the sha256 digests above (caches made
+before they were added have none and stay readable); a damaged block, a changed label or a damaged
+object header fails its read with the file named (:mod:`.integrity`). Paths are stored as the bytes of
+the file name (names that are not UTF-8 kept as they are) and read back with surrogate escapes.
+
+The layout is built in memory and written as one file (:func:`cafe_cache.files.write_bytes`), so a
+full disk or a file-size limit at that point is one OSError, never an HDF5 crash.
 
 Rows are written in dataset order, a batch at a time, each batch followed by a flush and an
 update of ``n_done``; rerunning the same extraction continues at ``n_done``. A write the disk refuses
@@ -33,6 +41,7 @@ of the fingerprint; a cache with them is interchangeable with one without.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 from dataclasses import dataclass
@@ -46,8 +55,28 @@ from filelock import FileLock, Timeout
 from .. import __version__
 from ..datasets.base import Reader, Sample
 from ..errors import CafeError
+from ..files import write_bytes
 from ..options import check_cache_name
-from .integrity import NO_CHUNK_CACHE, abandon, check_finite, checked_read, verify_cache, write_failed
+from .integrity import (
+    ATTRS_DIGEST,
+    DAMAGE,
+    ERRORS_DIGEST,
+    NO_CHUNK_CACHE,
+    ROWS_DIGEST,
+    CacheCorrupt,
+    abandon,
+    attrs_digest,
+    check_attrs,
+    check_finite,
+    checked_read,
+    damaged,
+    read_split,
+    rows_digest,
+    strings_digest,
+    text_bytes,
+    verify_cache,
+    write_failed,
+)
 from .weights import WeightsInfo
 
 if TYPE_CHECKING:
@@ -193,15 +222,19 @@ def rows_kept(path: Path) -> str:
 
 
 def _is_locked(path: Path) -> bool:
-    lock = FileLock(str(path) + ".lock", timeout=0)
+    """Whether a writer holds ``<cache>.lock`` now. Only tests it: a missing lock file is not made (no
+    writer ever ran or the cache is complete), so readers leave no lock files behind."""
     try:
-        lock.acquire()
-        lock.release()
-        return False
-    except Timeout:
-        return True
+        fd = os.open(str(path) + ".lock", os.O_RDONLY)
     except OSError:
         return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)  # a writer's exclusive lock refuses it; readers share
+        return False
+    except OSError:
+        return True
+    finally:
+        os.close(fd)  # closing drops the shared lock at once
 
 
 def _lock(path: Path) -> FileLock:
@@ -240,6 +273,8 @@ class CacheWriter:
                 self.file = self._create(dataset, cache_name, root, reader_options, splits, skipped, feature_dim)
         except BaseException:
             self._lock.release()
+            if not self.path.exists():  # nothing was made: no lock file left beside nothing
+                Path(str(self.path) + ".lock").unlink(missing_ok=True)
             raise
 
     @classmethod
@@ -254,18 +289,16 @@ class CacheWriter:
 
     # -- opening ------------------------------------------------------------------------
     def _create(self, dataset, cache_name, root, reader_options, splits, skipped, dim) -> h5py.File:
-        tmp = self.path.with_suffix(".h5.partial")
-        f = None
+        """The layout is built in memory and written as plain bytes: a full disk or a file-size limit at this
+        point is one OSError (never an HDF5 crash), and the file appears only once its layout is whole."""
+        f = h5py.File(f"{self.path}.layout", "w", driver="core", backing_store=False)
         try:
-            f = h5py.File(tmp, "w")
             self._layout(f, dataset, cache_name, root, reader_options, splits, skipped, dim)
+            f.flush()
+            image = f.id.get_file_image()
+        finally:
             f.close()
-        except (OSError, RuntimeError) as e:
-            if f is not None:
-                abandon(f, tmp)
-            tmp.unlink(missing_ok=True)
-            raise write_failed(self.path, e, "Nothing was extracted yet.") from None
-        tmp.rename(self.path)  # the file appears only once its layout is whole
+        write_bytes(self.path, image, "Nothing was extracted yet.")
         return h5py.File(self.path, "r+", **NO_CHUNK_CACHE)
 
     def _layout(self, f, dataset, cache_name, root, reader_options, splits, skipped, dim) -> None:
@@ -274,6 +307,7 @@ class CacheWriter:
                        fingerprint=self.fingerprint.to_json(), random_weights=self.fingerprint.random_weights,
                        cafe_version=__version__, complete=False, stored_image_size=self.store_images,
                        subset=json.dumps(self.subset, sort_keys=True))
+        f.attrs[ATTRS_DIGEST] = attrs_digest(f.attrs)
         dtype = np.float16 if self.fingerprint.dtype == "float16" else np.float32
         views = len(self.fingerprint.views)
         for name, samples in splits.items():
@@ -281,8 +315,11 @@ class CacheWriter:
             n = len(samples)
             g.create_dataset("features", shape=(n, views, dim), dtype=dtype, fletcher32=bool(n),
                              chunks=(max(1, min(n, 1024)), views, dim) if n else None)
-            g.create_dataset("labels", data=np.array([s.label for s in samples], dtype=np.int8))
-            g.create_dataset("paths", data=[s.path for s in samples], dtype=STR)
+            labels = np.array([s.label for s in samples], dtype=np.int8)
+            paths = [text_bytes(s.path) for s in samples]  # names that are not UTF-8 keep their bytes
+            g.create_dataset("labels", data=labels)
+            g.create_dataset("paths", data=np.array(paths, dtype=object), dtype=STR)
+            g.attrs[ROWS_DIGEST] = rows_digest(labels, paths)
             g.create_dataset("error", shape=(n,), dtype=STR)
             if self.store_images and n:
                 side = self.store_images
@@ -290,8 +327,8 @@ class CacheWriter:
                                  fletcher32=True)
             g.attrs["n_done"] = 0
         sk = f.create_group("skipped")
-        sk.create_dataset("where", data=[w for w, _ in skipped], dtype=STR)
-        sk.create_dataset("reason", data=[r for _, r in skipped], dtype=STR)
+        sk.create_dataset("where", data=np.array([text_bytes(w) for w, _ in skipped], dtype=object), dtype=STR)
+        sk.create_dataset("reason", data=np.array([text_bytes(r) for _, r in skipped], dtype=object), dtype=STR)
 
     def _resume(self, splits: dict[str, list[Sample]]) -> h5py.File:
         f = _open_checked(self.path, "r+", **NO_CHUNK_CACHE)
@@ -317,7 +354,7 @@ class CacheWriter:
         for name, samples in splits.items():
             g = f.get(f"splits/{name}")
             same = g is not None and len(g["paths"]) == len(samples) and \
-                [p.decode() if isinstance(p, bytes) else p for p in g["paths"][:]] == [s.path for s in samples] and \
+                list(g["paths"].asstr(errors="surrogateescape")[:]) == [s.path for s in samples] and \
                 np.array_equal(g["labels"][:], np.array([s.label for s in samples], dtype=np.int8))
             if not same:
                 f.close()
@@ -339,8 +376,8 @@ class CacheWriter:
             g["features"][start:end] = features
             if images is not None:
                 g["images"][start:end] = images
-            if any(errors):
-                g["error"][start:end] = errors
+            if any(errors):  # reasons may name files that are not UTF-8: their bytes are kept
+                g["error"][start:end] = np.array([text_bytes(e) for e in errors], dtype=object)
             g.attrs["n_done"] = end
             self.file.flush()
         except (OSError, RuntimeError) as e:
@@ -362,6 +399,8 @@ class CacheWriter:
 
     def finish(self) -> None:
         try:
+            for g in self.file["splits"].values():  # the error column is final now: checksum it
+                g.attrs[ERRORS_DIGEST] = strings_digest(g["error"].asstr(errors="surrogateescape")[:])
             self.file.attrs["complete"] = True
             self.file.flush()
         except (OSError, RuntimeError) as e:
@@ -392,16 +431,8 @@ class CacheWriter:
 
 
 def _check_not_locked(path: Path) -> None:
-    # readers take the lock only for an instant to test it; two seconds of patience lets several
-    # readers (the ranks of one torchrun launch) test it at once, while a writer holds it for minutes
-    lock = FileLock(str(path) + ".lock", timeout=2)
-    try:
-        lock.acquire()
-        lock.release()
-    except Timeout:
-        raise CafeError(f"{path} is being written by a running `cafe extract`; wait for it to finish.") from None
-    except OSError:
-        pass  # a read-only cache folder: nobody can be writing there
+    if _is_locked(path):
+        raise CafeError(f"{path} is being written by a running `cafe extract`; wait for it to finish.")
 
 
 def _open_checked(path: Path, mode: str = "r", **options) -> h5py.File:
@@ -470,27 +501,39 @@ class FeatureCache:
             raise CafeError(f"no feature cache at {self.path}; run `cafe extract` for that dataset first.")
         _check_not_locked(self.path)
         with _open_checked(self.path) as f:
-            a = f.attrs
-            self.fingerprint = Fingerprint.from_json(a["fingerprint"])
-            self.activation_recorded = "activation" in json.loads(a["fingerprint"])
-            self.dataset = str(a["dataset"])
-            self.cache_name = str(a["cache_name"])
-            self.root = Path(str(a["root"]))
-            self.reader_options = json.loads(a["reader_options"])
-            self.cafe_version = str(a["cafe_version"])
-            self.complete = bool(a["complete"])
-            self.stored_image_size = int(a.get("stored_image_size", 0))
-            self.subset = json.loads(a.get("subset", "{}"))  # {} = the whole dataset
-            self.splits = {name: (int(g.attrs["n_done"]), len(g["labels"])) for name, g in f["splits"].items()}
+            try:
+                self._read_attrs(f)
+            except CafeError:
+                raise
+            except DAMAGE as e:  # a damaged object header or attribute: one line naming the file
+                raise damaged(self.path, e) from None
+
+    def _read_attrs(self, f: h5py.File) -> None:
+        a = f.attrs
+        check_attrs(self.path, a)
+        self.fingerprint = Fingerprint.from_json(a["fingerprint"])
+        self.activation_recorded = "activation" in json.loads(a["fingerprint"])
+        self.dataset = str(a["dataset"])
+        self.cache_name = str(a["cache_name"])
+        self.root = Path(str(a["root"]))
+        self.reader_options = json.loads(a["reader_options"])
+        self.cafe_version = str(a["cafe_version"])
+        self.complete = bool(a["complete"])
+        self.stored_image_size = int(a.get("stored_image_size", 0))
+        self.subset = json.loads(a.get("subset", "{}"))  # {} = the whole dataset
+        self.splits = {name: (int(g.attrs["n_done"]), len(g["labels"])) for name, g in f["splits"].items()}
 
     @property
     def random_weights(self) -> bool:
         return self.fingerprint.random_weights
 
     def require_complete(self) -> None:
+        todo = ", ".join(f"{s} {d}/{n}" for s, (d, n) in self.splits.items())
         if not self.complete:
-            todo = ", ".join(f"{s} {d}/{n}" for s, (d, n) in self.splits.items())
             raise CafeError(f"{self.path} is unfinished ({todo}); rerun the same `cafe extract` to complete it.")
+        if any(d != n for d, n in self.splits.values()):
+            raise CacheCorrupt(f"{self.path} is marked complete but not all its rows are written ({todo}); the cache "
+                               "is damaged: re-extract it with --force.")
         self.require_official_activation()
 
     def require_official_activation(self) -> None:
@@ -512,13 +555,17 @@ class FeatureCache:
         if split not in self.splits:
             raise CafeError(f"{self.path} has no split {split!r} (it has {', '.join(self.splits)}).")
         idx = [self.fingerprint.views.index(v) for v in (views or self.fingerprint.views)]
-        with h5py.File(self.path, "r") as f:
-            g = f[f"splits/{split}"]
-            err = checked_read(self.path, g["error"], text=True)
-            rows = np.flatnonzero(err == "")
-            feats = checked_read(self.path, g["features"])[rows][:, idx].astype(np.float32)
-            labels = checked_read(self.path, g["labels"])[rows].astype(np.int64)
-            paths = list(checked_read(self.path, g["paths"], text=True)[rows])
+        try:
+            with h5py.File(self.path, "r") as f:
+                g = f[f"splits/{split}"]
+                labels, paths, err = read_split(self.path, g, split)
+                rows = np.flatnonzero(err == "")
+                feats = checked_read(self.path, g["features"])[rows][:, idx].astype(np.float32)
+        except CafeError:
+            raise
+        except DAMAGE as e:
+            raise damaged(self.path, e) from None
+        labels, paths = labels[rows].astype(np.int64), list(paths[rows])
         check_finite(self.path, split, feats, rows, paths)
         images = StoredImages(self.path, split, self.stored_image_size) if self.stored_image_size else None
         return SplitData(feats, labels, paths, rows, images, len(err) - len(rows))
@@ -530,16 +577,27 @@ class FeatureCache:
     def errors(self) -> list[tuple[str, str, str]]:
         """(split, path, reason) of every image that could not be read."""
         out = []
-        with h5py.File(self.path, "r") as f:
-            for name, g in f["splits"].items():
-                err = g["error"].asstr()[:]
-                paths = g["paths"].asstr()
-                out += [(name, paths[i], err[i]) for i in np.flatnonzero(err != "")]
+        try:
+            with h5py.File(self.path, "r") as f:
+                for name, g in f["splits"].items():
+                    err = checked_read(self.path, g["error"], text=True)
+                    paths = checked_read(self.path, g["paths"], text=True)
+                    out += [(name, paths[i], err[i]) for i in np.flatnonzero(err != "")]
+        except CafeError:
+            raise
+        except DAMAGE as e:
+            raise damaged(self.path, e) from None
         return out
 
     def skipped(self) -> list[tuple[str, str]]:
-        with h5py.File(self.path, "r") as f:
-            return list(zip(f["skipped/where"].asstr()[:], f["skipped/reason"].asstr()[:]))
+        try:
+            with h5py.File(self.path, "r") as f:
+                return list(zip(checked_read(self.path, f["skipped/where"], text=True),
+                                checked_read(self.path, f["skipped/reason"], text=True)))
+        except CafeError:
+            raise
+        except DAMAGE as e:
+            raise damaged(self.path, e) from None
 
 
 def find_caches(cache_dir: str | Path) -> list[Path]:

@@ -9,25 +9,39 @@ never reached the disk) and closes the file, which keeps exactly what the last s
 the run stops with :class:`CacheWriteError` and a rerun continues from there.
 
 Checksums. New caches store features and images with HDF5's fletcher32 filter, so damaged bytes fail
-the read; :func:`verify_cache` reads a whole cache (``cafe cache info --verify``). Older caches have no
-checksums; the non-finite check still catches the damage that matters most to training.
+the read. What fletcher32 cannot cover carries a sha256 of its own: per split the row count, labels and
+paths (``rows_sha256``, set at the layout) and the error column (``errors_sha256``, set when the cache is
+complete), and the file's fixed attributes (fingerprint, dataset, root, ...: ``attrs_sha256``). Every read
+checks them and range-checks the labels, so a flipped label is refused by name instead of changing a
+result. :func:`verify_cache` reads a whole cache (``cafe cache info --verify``). Older caches have no
+checksums and still read; the label range and non-finite checks still apply to them.
 """
 
 from __future__ import annotations
 
-import errno as errno_codes
+import hashlib
+import json
 import os
-import re
 from pathlib import Path
+from typing import Any
 
 import h5py
 import numpy as np
 
+from ..classes import CLASSES
 from ..errors import CafeError
+from ..files import write_cause
 
 NO_CHUNK_CACHE = {"rdcc_nbytes": 0}  # h5py.File options of a writer (see the module doc)
 CHECKED_DATASETS = ("features", "images")  # written with fletcher32 in new caches
 VERIFY_ROWS = 4096  # rows read at a time by verify_cache
+ROWS_DIGEST = "rows_sha256"  # per split: row count, labels and paths
+ERRORS_DIGEST = "errors_sha256"  # per split: the error column, once the cache is complete
+ATTRS_DIGEST = "attrs_sha256"  # the file: the attributes fixed at the layout
+FIXED_ATTRS = ("format", "format_version", "dataset", "cache_name", "root", "reader_options", "fingerprint",
+               "random_weights", "cafe_version", "stored_image_size", "subset")
+# what a damaged HDF5 object (header, attribute, string) raises when read
+DAMAGE = (KeyError, ValueError, TypeError, AttributeError, UnicodeDecodeError, OSError, RuntimeError)
 
 
 class CacheWriteError(CafeError):
@@ -36,17 +50,6 @@ class CacheWriteError(CafeError):
 
 class CacheCorrupt(CafeError):
     """Stored bytes fail their checksum, or features are not finite."""
-
-
-def write_cause(e: BaseException) -> str:
-    """'No space left on device (ENOSPC)' from an h5py OSError/RuntimeError, else its first line."""
-    code = getattr(e, "errno", None)
-    if not code:
-        found = re.search(r"errno = (\d+)", str(e))
-        code = int(found.group(1)) if found else None
-    if code:
-        return f"{os.strerror(code)} ({errno_codes.errorcode.get(code, code)})"
-    return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
 
 
 def abandon(f: h5py.File, path: Path) -> None:
@@ -74,10 +77,82 @@ def checked_read(path: Path, dataset: h5py.Dataset, selection=slice(None), text:
     """``dataset[selection]`` (as str when ``text``), with a failed checksum or unreadable bytes as one clear
     error naming the file and the dataset."""
     try:
-        return dataset.asstr()[selection] if text else dataset[selection]
-    except (OSError, RuntimeError) as e:
+        return dataset.asstr(errors="surrogateescape")[selection] if text else dataset[selection]
+    except (OSError, RuntimeError, UnicodeDecodeError) as e:
         raise CacheCorrupt(f"{path}: dataset {dataset.name} is damaged ({str(e).strip().splitlines()[0]}); "
                            "re-extract that dataset with --force.") from e
+
+
+def text_bytes(text: str) -> bytes:
+    """A stored string's bytes: file names that are not UTF-8 keep their original bytes (surrogate escapes)."""
+    return text.encode("utf-8", "surrogateescape")
+
+
+def rows_digest(labels: np.ndarray, paths) -> str:
+    """sha256 of a split's row count, labels and paths."""
+    h = hashlib.sha256(len(labels).to_bytes(8, "little"))
+    h.update(np.asarray(labels, dtype=np.int8).tobytes())
+    return _strings(h, paths)
+
+
+def strings_digest(values) -> str:
+    """sha256 of a column of strings (the error column)."""
+    return _strings(hashlib.sha256(len(values).to_bytes(8, "little")), values)
+
+
+def _strings(h, values) -> str:
+    for v in values:
+        b = v if isinstance(v, bytes) else text_bytes(str(v))
+        h.update(len(b).to_bytes(4, "little"))
+        h.update(b)
+    return h.hexdigest()
+
+
+def attrs_digest(attrs) -> str:
+    """sha256 of the file attributes fixed at the layout, as stored."""
+    return hashlib.sha256(json.dumps([[k, _plain(attrs.get(k))] for k in FIXED_ATTRS]).encode()).hexdigest()
+
+
+def _plain(value: Any) -> Any:
+    value = value.item() if hasattr(value, "item") else value
+    return value.decode("utf-8", "surrogateescape") if isinstance(value, bytes) else value
+
+
+def check_attrs(path: Path, attrs) -> None:
+    """Refuse a cache whose fixed attributes no longer match their checksum (caches without one pass)."""
+    if ATTRS_DIGEST in attrs and attrs_digest(attrs) != attrs[ATTRS_DIGEST]:
+        raise CacheCorrupt(f"{path}: its attributes (fingerprint, dataset, root, ...) do not match the checksum "
+                           "stored with them; the file is damaged: re-extract that dataset with --force.")
+
+
+def check_rows(path: Path, split: str, g: h5py.Group, labels: np.ndarray, paths, errors) -> None:
+    """A split's labels (in range, and with its paths and count as checksummed) and its error column."""
+    bad = np.flatnonzero((labels < 0) | (labels >= len(CLASSES)))
+    if len(bad):
+        raise CacheCorrupt(f"{path}: split {split!r} row {int(bad[0])} has label {int(labels[bad[0]])}, not a class "
+                           f"id 0-{len(CLASSES) - 1} ({len(bad)} such rows); the cache is damaged: re-extract it "
+                           "with --force.")
+    if ROWS_DIGEST in g.attrs and rows_digest(labels, paths) != g.attrs[ROWS_DIGEST]:
+        raise CacheCorrupt(f"{path}: split {split!r}: its labels, paths or row count do not match the checksum "
+                           "stored with them (a changed byte); the cache is damaged: re-extract it with --force.")
+    if ERRORS_DIGEST in g.attrs and strings_digest(errors) != g.attrs[ERRORS_DIGEST]:
+        raise CacheCorrupt(f"{path}: split {split!r}: its error column does not match the checksum stored with it; "
+                           "the cache is damaged: re-extract it with --force.")
+
+
+def read_split(path: Path, g: h5py.Group, split: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(labels, paths, errors) of a split, every checksum and range checked."""
+    errors = checked_read(path, g["error"], text=True)
+    labels = checked_read(path, g["labels"])
+    paths = checked_read(path, g["paths"], text=True)
+    check_rows(path, split, g, labels, paths, errors)
+    return labels, paths, errors
+
+
+def damaged(path: Path, e: BaseException) -> CacheCorrupt:
+    """The one line for a cache whose structure cannot be read (a damaged object header, attribute or string)."""
+    what = " ".join(str(e).split())[:200] or type(e).__name__
+    return CacheCorrupt(f"{path} is damaged ({type(e).__name__}: {what}); re-extract that dataset with --force.")
 
 
 def check_finite(path: Path, split: str, features: np.ndarray, rows: np.ndarray, paths: list[str]) -> None:
@@ -91,20 +166,34 @@ def check_finite(path: Path, split: str, features: np.ndarray, rows: np.ndarray,
 
 def verify_cache(path: Path) -> list[str]:
     """Read every stored byte of a cache (checksums where it has them) and check its features are finite
-    and written. Returns what was checked, one line per split; raises :class:`CacheCorrupt`."""
+    and written, its labels in range, its counts whole. Returns what was checked, one line per split;
+    raises :class:`CacheCorrupt`."""
     lines = []
-    with h5py.File(path, "r") as f:
-        for split, g in f["splits"].items():
-            n_done = int(g.attrs["n_done"])
-            err = checked_read(path, g["error"], text=True)
-            for name in CHECKED_DATASETS:
-                if name in g:
-                    _verify_rows(path, split, g[name], n_done, err, finite=name == "features")
-            checked_read(path, g["labels"])
-            checked_read(path, g["paths"], text=True)
-            sums = "fletcher32" if g["features"].fletcher32 else "no checksums (made before cafe stored them)"
-            lines.append(f"{split}: {n_done:,} of {len(g['labels']):,} rows read back, {sums}")
+    try:
+        with h5py.File(path, "r") as f:
+            check_attrs(path, f.attrs)
+            for split, g in f["splits"].items():
+                lines.append(_verify_split(path, f, split, g))
+    except CafeError:
+        raise
+    except DAMAGE as e:
+        raise damaged(path, e) from None
     return lines
+
+
+def _verify_split(path: Path, f: h5py.File, split: str, g: h5py.Group) -> str:
+    n_done = int(g.attrs["n_done"])
+    labels, _, err = read_split(path, g, split)
+    if bool(f.attrs["complete"]) and n_done != len(labels):
+        raise CacheCorrupt(f"{path}: marked complete, but split {split!r} has {n_done:,} of {len(labels):,} rows "
+                           "written; the cache is damaged: re-extract it with --force.")
+    for name in CHECKED_DATASETS:
+        if name in g:
+            _verify_rows(path, split, g[name], n_done, err, finite=name == "features")
+    sums = "fletcher32" if g["features"].fletcher32 else "no checksums (made before cafe stored them)"
+    if ROWS_DIGEST in g.attrs:
+        sums += ", labels/paths/count sha256" + (", errors sha256" if ERRORS_DIGEST in g.attrs else "")
+    return f"{split}: {n_done:,} of {len(labels):,} rows read back, {sums}"
 
 
 def _verify_rows(path: Path, split: str, ds: h5py.Dataset, n_done: int, err: np.ndarray, finite: bool) -> None:

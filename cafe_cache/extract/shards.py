@@ -30,6 +30,7 @@ import h5py
 from ..datasets.base import Sample
 from ..distributed import Ranks
 from ..errors import CafeError
+from ..files import write_text
 from .cache import CacheWriter, shards_dir
 from .loop import Extraction, ExtractReport
 
@@ -62,10 +63,7 @@ class Plan:
         return list(range(ranks.rank, self.shards, ranks.world))
 
     def save(self, folder: Path) -> None:
-        folder.mkdir(parents=True, exist_ok=True)
-        tmp = folder / "plan.json.tmp"
-        tmp.write_text(json.dumps(asdict(self), indent=1, sort_keys=True))
-        tmp.replace(folder / "plan.json")
+        write_text(folder / "plan.json", json.dumps(asdict(self), indent=1, sort_keys=True))
 
     @classmethod
     def load(cls, folder: Path) -> Plan | None:
@@ -136,7 +134,8 @@ def join(writer: CacheWriter, plan: Plan, folder: Path) -> None:
                 for a in range(max(lo, writer.n_done(s)), hi, COPY_ROWS):
                     b = min(hi, a + COPY_ROWS)
                     images = g["images"][a - lo:b - lo] if writer.store_images else None
-                    writer.write(s, a, g["features"][a - lo:b - lo], list(g["error"].asstr()[a - lo:b - lo]), images)
+                    errors = list(g["error"].asstr(errors="surrogateescape")[a - lo:b - lo])  # names not UTF-8 too
+                    writer.write(s, a, g["features"][a - lo:b - lo], errors, images)
     writer.finish()
 
 

@@ -16,6 +16,7 @@ wraps either.  :func:`predict_inputs` turns files into per-face rows with a Reco
 from __future__ import annotations
 
 import csv
+import io
 import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -34,6 +35,7 @@ from ..extract.cache import Fingerprint
 from ..extract.extractor import display_name
 from ..extract.online import clip_for
 from ..extract.preprocess import IMAGENET_MEAN, IMAGENET_STD, load_uint8, normalize
+from ..files import check_writable, write_atomic, write_text
 from ..model.cafe import CAFEModel
 from ..train.checkpoint import load_model
 from .media import InputItem, iter_video_frames, read_image
@@ -297,6 +299,11 @@ def summary(rows: list[dict[str, Any]]) -> dict[str, int]:
     }
 
 
+def all_failed(rows: list[dict[str, Any]]) -> bool:
+    """Whether every input failed (no row is a face or a picture without one): the run exits non-zero."""
+    return all(r["error"] not in (None, NO_FACE) for r in rows)
+
+
 def draw_faces(image: Image.Image, rows: list[dict[str, Any]]) -> Image.Image:
     """A copy of ``image`` with each face's box and top label (probability) drawn on it."""
     canvas = image.convert("RGB")
@@ -316,14 +323,28 @@ def draw_faces(image: Image.Image, rows: list[dict[str, Any]]) -> Image.Image:
     return canvas
 
 
+def check_outputs(out_file: Path | None, annotated: Path | None) -> None:
+    """Refuse an unwritable ``--out`` or ``--save-annotated`` before any face is looked at."""
+    if out_file is not None:
+        check_writable(out_file.parent, "--out")
+    if annotated is not None:
+        check_writable(annotated, "--save-annotated")
+
+
+def save_annotated(image: Image.Image, path: Path) -> None:
+    """An annotated picture as JPEG, written atomically (a full disk is one line naming the file)."""
+    write_atomic(path, lambda p: image.save(p, format="JPEG", quality=95))
+
+
 def write_rows(path: Path, rows: list[dict[str, Any]], predictor: Recognizer | FacePredictor) -> None:
-    """All rows as CSV (one line per face or error) or JSON (rows plus the model and a summary)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """All rows as CSV (one line per face or error) or JSON (rows plus the model and a summary), written
+    atomically; file names that are not UTF-8 keep their bytes (CSV) or their escapes (JSON)."""
     if path.suffix.lower() == ".csv":
-        with path.open("w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=COLUMNS)
-            writer.writeheader()
-            writer.writerows(rows)
+        text = io.StringIO(newline="")
+        writer = csv.DictWriter(text, fieldnames=COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+        write_text(path, text.getvalue())
     else:
         data = {"model": predictor.description, "warning": predictor.warning, "summary": summary(rows), "rows": rows}
-        path.write_text(json.dumps(data, indent=2))
+        write_text(path, json.dumps(data, indent=2))

@@ -17,6 +17,7 @@ file alone is enough: :class:`OnnxPredictor` needs onnxruntime and no CAFE model
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import logging
 import os
@@ -33,6 +34,7 @@ from PIL import Image
 from .. import __version__
 from ..classes import CLASSES
 from ..errors import CafeError
+from ..files import check_writable, write_error
 from .infer import FacePredictor, Predictor, Preprocess
 
 INPUTS = ("clip_image", "mask_image")
@@ -98,7 +100,7 @@ def write_onnx(predictor: Predictor, out: str | Path, *, source: str | Path, inf
     import onnxruntime  # noqa: F401  (the parity check needs it: a missing extra is named before any work)
 
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    check_writable(out.parent, "--out")  # before the work, not after it
     meta = metadata(predictor, source, info)
     generator = torch.Generator().manual_seed(seed)
     examples = [_random_inputs(predictor, b, generator) for b in PARITY_BATCHES]
@@ -118,6 +120,9 @@ def write_onnx(predictor: Predictor, out: str | Path, *, source: str | Path, inf
             raise CafeError(f"the ONNX graph's logits differ from PyTorch's by up to {diff:.2e} "
                             f"(> {PARITY_TOLERANCE:g}); nothing was written. Try another --opset (used {opset}).")
         agreement, checked_on = _quantize_int8(tmp, session, predictor, source) if quantize else (None, None)
+    except OSError as e:  # a full disk or a file-size limit: the file, the cause, never "try another --opset"
+        tmp.unlink(missing_ok=True)
+        raise write_error(out, e, "Nothing was written.") from None
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
@@ -208,11 +213,13 @@ def mha_fast_path_disabled() -> Iterator[None]:
 
 
 def _trace(predictor: Predictor, example: tuple[torch.Tensor, ...], path: Path, opset: int) -> None:
-    """``torch.onnx.export`` of the inference graph; a graph it cannot write is one CafeError line."""
+    """``torch.onnx.export`` of the inference graph into memory, then ``path``; a graph it cannot write is one
+    CafeError line, a disk that refuses the file an OSError (told apart from the graph's own errors)."""
+    buffer = io.BytesIO()
     try:
         with warnings.catch_warnings(), mha_fast_path_disabled():
             warnings.simplefilter("ignore")  # the exporter's deprecation and tracer notes are not the user's concern
-            torch.onnx.export(predictor.graph, example, str(path), dynamo=False, opset_version=opset,
+            torch.onnx.export(predictor.graph, example, buffer, dynamo=False, opset_version=opset,
                               input_names=list(INPUTS), output_names=["logits"],
                               dynamic_axes={name: {0: "batch"} for name in (*INPUTS, "logits")})
     except Exception as e:  # UnsupportedOperatorError, SymbolicValueError, ... carry a graph dump: first line only
@@ -220,6 +227,7 @@ def _trace(predictor: Predictor, example: tuple[torch.Tensor, ...], path: Path, 
         raise CafeError(f"cannot export {predictor.name} to ONNX opset {opset}: {type(e).__name__}: {first}. "
                         "Try another --opset (e.g. 18), or predict with `cafe predict --checkpoint` (PyTorch) "
                         "instead of --onnx.") from e
+    path.write_bytes(buffer.getvalue())
 
 
 def _random_inputs(predictor: Predictor, batch: int, generator: torch.Generator) -> tuple[torch.Tensor, ...]:

@@ -6,34 +6,36 @@ loaded (eval, predict, resume), so a damaged or swapped file is refused by name.
 under both its old and its new hash while it is being replaced, so a kill at any moment leaves a hash
 that matches. Run folders made before checksums were recorded load unchecked. The resume state is read
 with ``torch.load(weights_only=True)``: tensors and plain containers only, never code.
+
+The resume state is one file holding the weights of its epoch too (``model``, ``epoch``), so a kill
+between writing ``last.safetensors`` and ``resume.pt`` cannot pair one epoch's weights with another's
+optimiser: a resume always continues from the state of one finished epoch. (Resume files of older cafe
+versions, without ``model``, resume from ``last.safetensors`` as before.) Every file is written through
+:mod:`cafe_cache.files`: atomically, and a full disk is one line naming the file.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 
 from ..errors import CafeError
+from ..files import write_bytes, write_text
 from ..model.cafe import CAFEModel, ModelConfig
 from ..runs import CHECKSUMS, RESUME, RunConfig, RunFolder
 
 RESUME_KEYS = ("optimizer", "scheduler", "history", "best")
 
 
-def _atomic(path: Path, write) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    write(tmp)
-    os.replace(tmp, path)  # a kill mid-write never leaves a half file under the real name
-
-
 def sha256(path: Path) -> str:
+    """The sha256 of a file's bytes (hex)."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -55,16 +57,15 @@ def _checksums(run: Path) -> dict[str, list[str]] | None:
                     "Retrain into another --out.")
 
 
-def _save_checked(run: Path, name: str, write) -> None:
-    """Write ``run/name`` atomically and record its sha256 (old and new hash while the file is replaced)."""
-    path = run / name
-    tmp = path.with_name(name + ".tmp")
-    write(tmp)
-    digest = sha256(tmp)
+def _save_checked(run: Path, name: str, data: bytes, kept: str) -> str:
+    """Write ``data`` to ``run/name`` atomically and record its sha256 (old and new hash while the file is
+    replaced); returns the sha256. A refused write is one line naming the file; the previous file stays."""
+    digest = hashlib.sha256(data).hexdigest()
     sums = _checksums(run) or {}
-    write_json(run / CHECKSUMS, sums | {name: [*sums.get(name, []), digest]})
-    os.replace(tmp, path)
-    write_json(run / CHECKSUMS, sums | {name: [digest]})
+    write_json(run / CHECKSUMS, sums | {name: [*sums.get(name, []), digest]}, kept)
+    write_bytes(run / name, data, kept)
+    write_json(run / CHECKSUMS, sums | {name: [digest]}, kept)
+    return digest
 
 
 def verify(run: Path, name: str) -> None:
@@ -78,9 +79,15 @@ def verify(run: Path, name: str) -> None:
                         "file is damaged or was replaced. Use the run's other checkpoint (best/last) or retrain.")
 
 
-def save_weights(run: Path, which: str, model: CAFEModel) -> None:
-    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    _save_checked(run, RunFolder(run).weights(which).name, lambda p: save_file(state, str(p)))
+def weights_state(model: CAFEModel) -> dict[str, torch.Tensor]:
+    """The model's tensors as saved: detached, contiguous, on the CPU."""
+    return {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+
+
+def save_weights(run: Path, which: str, model: CAFEModel, kept: str = "") -> str:
+    """``run/<which>.safetensors`` (serialised in memory, written by :func:`~cafe_cache.files.write_bytes`);
+    returns its sha256."""
+    return _save_checked(run, RunFolder(run).weights(which).name, save(weights_state(model)), kept)
 
 
 def load_weights(run: Path, which: str, model: CAFEModel) -> None:
@@ -101,12 +108,17 @@ def load_weights(run: Path, which: str, model: CAFEModel) -> None:
                         "weights come from another run.") from None
 
 
-def write_json(path: Path, data: Any) -> None:
-    _atomic(path, lambda p: p.write_text(json.dumps(data, indent=2, sort_keys=True)))
+def write_json(path: Path, data: Any, kept: str = "") -> None:
+    write_text(path, json.dumps(data, indent=2, sort_keys=True), kept)
 
 
-def save_resume(run: Path, state: dict[str, Any]) -> None:
-    _save_checked(run, RESUME, lambda p: torch.save(state, p))
+def save_resume(run: Path, state: dict[str, Any], kept: str = "") -> None:
+    """``resume.pt``: one file holding everything a resume needs, the weights included (``model``) and
+    the epoch it belongs to, so no kill between two writes can pair weights and optimiser of different
+    epochs."""
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    _save_checked(run, RESUME, buffer.getvalue(), kept)
 
 
 def load_resume(run: Path) -> dict[str, Any] | None:
@@ -123,7 +135,27 @@ def load_resume(run: Path) -> dict[str, Any] | None:
                         "this run from epoch 1.") from None
     if not isinstance(state, dict) or any(k not in state for k in RESUME_KEYS):
         raise CafeError(f"{f} is not cafe resume state (it needs {', '.join(RESUME_KEYS)}).")
+    if "epoch" in state and state["epoch"] != len(state["history"]):
+        raise CafeError(f"{f} is damaged: it names epoch {state['epoch']} but holds the history of "
+                        f"{len(state['history'])}. Train into another --out.")
     return state
+
+
+def restore_weights(run: Path, state: dict[str, Any], model: CAFEModel) -> None:
+    """The weights of the resume state's own epoch into ``model``: those saved inside it, or, for resume
+    state of cafe versions that did not save them, ``last.safetensors``."""
+    if "model" not in state:
+        load_weights(run, "last", model)
+        return
+    last = RunFolder(run).weights("last")
+    if last.is_file():
+        verify(run, last.name)  # not read here, but a damaged file is refused now rather than left for eval
+    try:
+        model.load_state_dict(state["model"])
+    except (RuntimeError, TypeError, AttributeError) as e:
+        first = " ".join(str(e).split())[:300]
+        raise CafeError(f"{RunFolder(run).resume}: its weights do not fit the model described in "
+                        f"{RunFolder(run).config} ({first}).") from None
 
 
 def load_model(checkpoint: str | Path, which: str | None = None) -> tuple[CAFEModel, RunConfig]:

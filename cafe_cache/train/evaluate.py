@@ -19,6 +19,7 @@ from ..errors import CafeError
 from ..extract.cache import FeatureCache, Fingerprint, find_caches
 from ..extract.extractor import display_name
 from ..extract.online import clip_for
+from ..files import write_atomic, write_text
 from ..metrics import jsonable, markdown_table, metrics, summary
 from ..model.cafe import CAFEModel
 from ..options import EVAL_BATCH_SIZE, check_cache_name
@@ -129,6 +130,11 @@ def evaluate_run(run: str | Path, which: str | None = None, *, cache_dir: Path, 
     return write_results(folder, which, config, results, None if full else targets)
 
 
+def _savez(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    with open(path, "wb") as f:  # a file object: np.savez would add ".npz" to the temporary name
+        np.savez(f, **arrays)
+
+
 def check_bgr_targets(bgr_targets: tuple[str, ...], caches: dict[str, FeatureCache]) -> None:
     """Every ``--bgr-targets`` name is one of the evaluated caches (by cache or dataset name)."""
     known = set(caches) | {c.dataset for c in caches.values()}
@@ -146,15 +152,14 @@ def write_results(folder: RunFolder, which: str, config: RunConfig, results: dic
     title = f"{source} -> targets ({which} weights, CLIP {config.clip.label})"
     if config.clip.random_weights:
         title = "RANDOM CLIP WEIGHTS, not a real result: " + title
-    out = folder.eval_dir(which)
-    out.mkdir(exist_ok=True)
+    out = folder.eval_dir(which)  # made by the first write (a failure there is one line naming the file)
     files = (folder.results_json(which, targets), folder.results_md(which, targets))
     write_json(files[0], {
         "title": title, "source": source, "which": which, "random_weights": config.random,
         "clip": config.clip.label, "targets": jsonable(results), "summary": summary(results, source),
         "bgr_targets": [k for k, v in results.items() if v.get("bgr")]})
-    files[1].write_text(markdown_table(results, source, title))
+    write_text(files[1], markdown_table(results, source, title))
     masks = {k: v["mean_masks"] for k, v in results.items() if v["mean_masks"] is not None}
     if masks and not targets:
-        np.savez(folder.mean_masks(which), **masks)
+        write_atomic(folder.mean_masks(which), lambda p: _savez(p, masks))
     return RunEvaluation(results, source, title, out, files)

@@ -32,13 +32,14 @@ from .. import __version__
 from ..device import autocast, default_workers, resolve_train_precision
 from ..distributed import SINGLE, Ranks, data_parallel, rank_device, unwrap
 from ..errors import CafeError
+from ..extract.cache import FeatureCache, Fingerprint
 from ..extract.extractor import FeatureExtractor
 from ..extract.online import online_features
 from ..model.backbones import LoadReport
 from ..model.cafe import CAFEModel, ModelConfig
 from ..model.losses import channel_drop_mask, total_loss
 from ..runs import BackboneInit, ClipInfo, RunConfig, RunFolder
-from .checkpoint import load_resume, load_weights, save_resume, save_weights, write_json
+from .checkpoint import load_resume, restore_weights, save_resume, save_weights, weights_state, write_json
 from .config import TrainConfig, resumed
 from .data import PairedSamples
 from .predictions import predict_split
@@ -147,7 +148,8 @@ def setup(cfg: TrainConfig, run: Path, *, resume: bool, log: Callable[[str], Non
     log(init.summary())
     state = load_resume(run) if resume else None
     if state:  # resume where the last finished epoch left off
-        load_weights(run, "last", model)
+        check_resumable(run, cfg, data.cache, state)
+        restore_weights(run, state, model)
     model.to(device, memory_format=layout)
     model = data_parallel(model, ranks, device)  # one rank: the model itself
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -158,8 +160,9 @@ def setup(cfg: TrainConfig, run: Path, *, resume: bool, log: Callable[[str], Non
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         session.history, session.best = state["history"], state["best"]
-        log(f"resuming after epoch {len(session.history)} of {cfg.epochs} "
-            f"(best source test accuracy {session.best:.2f})")
+        done = len(session.history)
+        log(f"resuming after epoch {done} of {cfg.epochs} (best source test accuracy {session.best:.2f})"
+            if done < cfg.epochs else f"all {done} epochs are done already; nothing to train")
     elif resume:
         log("nothing to resume in this run folder; starting from epoch 1")
     if ranks.distributed:
@@ -167,6 +170,21 @@ def setup(cfg: TrainConfig, run: Path, *, resume: bool, log: Callable[[str], Non
     if ranks.is_main:
         write_config(run, cfg, unwrap(model), data, init, ranks, precision)
     return session
+
+
+def check_resumable(run: Path, cfg: TrainConfig, cache: FeatureCache, state: dict[str, Any]) -> None:
+    """Refuse a resume that would not continue the same run: a source cache made otherwise than the one the
+    run trained on (other CLIP, activation, preprocessing, views ...), or fewer epochs than already done."""
+    saved = RunFolder(run).read_config()
+    if saved.clip.fingerprint:
+        diff = cache.fingerprint.differences(Fingerprint.from_json(saved.clip.fingerprint))
+        if diff:
+            raise CafeError(f"{cache.path} is not the cache this run trained on ({'; '.join(diff)}: the run's). "
+                            "Put the run's cache back in --cache-dir, or train a new run into another --out.")
+    done = len(state["history"])
+    if done > cfg.epochs:
+        raise CafeError(f"--epochs {cfg.epochs}: {run} already finished {done} epochs; pass --epochs {done} or more "
+                        "to train on, or evaluate it with `cafe eval`.")
 
 
 def train_one_epoch(s: Session, epoch: int, *, on_epoch: Callable[[int, int], None] | None = None,
@@ -236,12 +254,16 @@ def end_epoch(s: Session, epoch: int, e: EpochSums, log: Callable[[str], None]) 
     improved = test_acc > s.best
     s.best = max(s.best, test_acc)
     if s.ranks.is_main:
-        save_weights(s.run, "last", unwrap(s.model))
+        kept = (f"The checkpoints of epoch {epoch} are kept: continue with `cafe train --resume --out {s.run}`."
+                if epoch else "No epoch was saved yet.")
+        save_weights(s.run, "last", unwrap(s.model), kept)
         if improved:
-            save_weights(s.run, "best", unwrap(s.model))
-        save_resume(s.run, {"optimizer": s.optimizer.state_dict(), "scheduler": s.scheduler.state_dict(),
-                            "history": s.history, "best": s.best})
-        write_json(RunFolder(s.run).metrics, s.history)
+            save_weights(s.run, "best", unwrap(s.model), kept)
+        # one file: the weights of this epoch with its optimiser, so a resume never pairs two epochs
+        save_resume(s.run, {"model": weights_state(unwrap(s.model)), "epoch": epoch + 1,
+                            "optimizer": s.optimizer.state_dict(), "scheduler": s.scheduler.state_dict(),
+                            "history": s.history, "best": s.best}, kept)
+        write_json(RunFolder(s.run).metrics, s.history, kept)
     log(f"epoch {epoch + 1}/{s.cfg.epochs}  loss {entry.loss:.4f} (ce {entry.ce:.4f}"
         + (f", sep {entry.sep:.4f}" if entry.sep is not None else "")
         + (f", div {entry.div:.4f}" if entry.div is not None else "")

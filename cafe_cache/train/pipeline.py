@@ -22,7 +22,7 @@ from ..metrics import plural
 from ..options import DEFAULT_WHICH, WHICH
 from ..progress import device_hint, epoch_bars
 from ..report import make_run_figures
-from ..runs import RunFolder
+from ..runs import RunFolder, RunLock
 from .evaluate import RunEvaluation, check_same_weights, evaluate_run, target_caches
 from .loop import plan_run, train
 
@@ -67,11 +67,22 @@ def train_and_evaluate(request: TrainRequest, *, log: Callable[[str], None] = pr
     dev = rank_device(cfg.device, ranks)
     hint = device_hint(dev, resolve_train_precision(cfg.precision, dev))
     say(f"mask branch {cfg.backbone} at {cfg.image_size}px on {hint}")
-    with process_group(dev, ranks), bars() if bars and ranks.is_main else nullcontext() as bar:
-        on_epoch, on_step = epoch_bars(bar, cfg.epochs, plain) if bar is not None else (None, None)
-        history = train(cfg, out, resume=resume, log=log, on_step=on_step, on_epoch=on_epoch, ranks=ranks)
-    if not ranks.is_main:
-        return history  # rank 0 evaluates and plots
+    lock = RunLock(out)  # --out held by this run (rank 0) until it is evaluated and plotted
+    try:
+        with process_group(dev, ranks), bars() if bars and ranks.is_main else nullcontext() as bar:
+            ranks.on_main(lock.acquire)  # an unwritable or busy --out stops every rank before any work
+            on_epoch, on_step = epoch_bars(bar, cfg.epochs, plain) if bar is not None else (None, None)
+            history = train(cfg, out, resume=resume, log=log, on_step=on_step, on_epoch=on_epoch, ranks=ranks)
+        if ranks.is_main:  # rank 0 evaluates and plots
+            _evaluate_and_plot(request, which, cfg, out, history, dev, log, bars, show)
+    finally:
+        lock.release()
+    return history
+
+
+def _evaluate_and_plot(request: TrainRequest, which: tuple[str, ...], cfg, out: Path, history: list[dict[str, Any]],
+                       dev, log: Callable[[str], None], bars: Callable[[], Any] | None,
+                       show: Callable[[RunEvaluation], None] | None) -> None:
     best = max(history, key=lambda h: h["source_test_acc"])
     what = "source test accuracy" if len(cfg.sources) == 1 else f"mean test accuracy of the {len(cfg.sources)} sources"
     log(f"[green]trained[/]: final epoch {history[-1]['epoch']} {what} "
@@ -87,4 +98,3 @@ def train_and_evaluate(request: TrainRequest, *, log: Callable[[str], None] = pr
     if request.plots:
         written = make_run_figures(out, which=which[0], device=dev, log=lambda m: log(f"[yellow]{m}[/]"))
         log(f"{plural(len(written), 'figure')} in {RunFolder(out).figures}")
-    return history
