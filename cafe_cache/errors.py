@@ -10,9 +10,13 @@ class RaisedOnRankZero(CafeError):
     they stop too; rank 0 prints the message, they stay quiet."""
 
 
-# Modules of the optional ``predict`` extra (setup.cfg): cafe predict / cafe export need them.
+# Modules of the optional ``predict`` extra (setup.cfg): video (cv2), the LBP detector (skimage), ONNX.
 PREDICT_EXTRA_MODULES = ("cv2", "onnx", "onnxruntime", "skimage")
 PREDICT_EXTRA_HINT = "pip install 'cafe-fer[predict]'"
+
+
+class MissingExtra(CafeError):
+    """A module of an optional extra is not installed: it stops the command (it would fail every input alike)."""
 
 
 def missing_extra(error: ModuleNotFoundError) -> CafeError | None:
@@ -20,5 +24,6 @@ def missing_extra(error: ModuleNotFoundError) -> CafeError | None:
     top = (error.name or "").split(".")[0]
     if top not in PREDICT_EXTRA_MODULES:
         return None
-    return CafeError(f"the Python module '{top}' is not installed: `cafe predict` and `cafe export` need the "
-                     f"predict extra. Install it with: {PREDICT_EXTRA_HINT}")
+    return MissingExtra(f"the Python module '{top}' is not installed: video, the LBP face detector and ONNX "
+                     f"(`cafe predict`, `cafe export`, the Python API) need the predict extra. Install it with: "
+                     f"{PREDICT_EXTRA_HINT}")

@@ -12,8 +12,9 @@ from .common import console, out
 
 
 def export(
-    checkpoint: Path = typer.Option(..., "--checkpoint", "-c", help="Run folder of `cafe train` (or "
-                                                                    "RUN/best.safetensors, RUN/last.safetensors)."),
+    checkpoint: str = typer.Option(..., "--checkpoint", "-c", help="Run folder of `cafe train` (or "
+                                                                   "RUN/best.safetensors, RUN/last.safetensors), a "
+                                                                   "`cafe package` folder or hf://ORG/NAME."),
     out_file: Path = typer.Option(..., "--out", "-o", help="The .onnx file to write."),
     clip_weights: str | None = typer.Option(None, help="The CLIP file the run's cache was made from, if it was made "
                                                        "from a file."),
@@ -23,17 +24,20 @@ def export(
                                                    "98% of the inputs checked."),
 ) -> None:
     """Export to ONNX (dynamic batch, preprocessing in the metadata) and check it against PyTorch."""
+    from cafe_cache.predict.api import load
     from cafe_cache.predict.onnx_export import (  # torch, onnx
         INPUTS,
         MIN_INT8_AGREEMENT,
         PARITY_BATCHES,
         PARITY_TOLERANCE,
-        export_onnx,
+        require_onnx,
     )
 
     if quantize not in (None, "int8"):
         raise CafeError(f"--quantize {quantize}: the one choice is int8.")
-    report = export_onnx(checkpoint, out_file, clip_weights=clip_weights, opset=opset, quantize=quantize)
+    require_onnx()
+    model = load(checkpoint, device="cpu", clip_weights=clip_weights, warn=False)
+    report = model.export_onnx(out_file, opset=opset, quantize=quantize)
     meta = report.metadata
     if meta["warning"]:
         console.print(f"[bold yellow]warning:[/] {meta['warning']}")

@@ -17,6 +17,7 @@ from . import datasets as datasets_cmd
 from . import evaluate as evaluate_cmd
 from . import export as export_cmd
 from . import extract as extract_cmd
+from . import package as package_cmd
 from . import plot as plot_cmd
 from . import predict as predict_cmd
 from . import reproduce as reproduce_cmd
@@ -59,6 +60,7 @@ app.command("train")(train_cmd.train)
 app.command("eval")(evaluate_cmd.evaluate)
 app.command("predict")(predict_cmd.predict)
 app.command("export")(export_cmd.export)
+app.command("package")(package_cmd.package)
 app.command("reproduce")(reproduce_cmd.reproduce)
 app.command("zeroshot")(zeroshot_cmd.zeroshot)
 app.command("plot")(plot_cmd.plot)

@@ -40,7 +40,7 @@ def sampled_frames(path: Path, every: int) -> int | None:
 
 def table_of(rows: list[dict[str, Any]], width: int = 80) -> Table:
     """The rows as a table that stays readable at 80 columns: columns with nothing in them (frame and
-    time for photos, score without a detector) are left out, an error takes the expression's place,
+    time for photos) are left out, an error takes the expression's place,
     and the file name is cut first."""
     shown = rows[:SHOWN_ROWS]
     cells = {
@@ -91,8 +91,9 @@ def summary_line(rows: list[dict[str, Any]]) -> str:
 
 def predict(
     inputs: list[Path] = typer.Argument(..., help="Image files, folders (searched recursively) and video files."),
-    checkpoint: Path | None = typer.Option(None, "--checkpoint", "-c", help="Run folder of `cafe train` (or "
-                                           "RUN/best.safetensors, RUN/last.safetensors)."),
+    checkpoint: str | None = typer.Option(None, "--checkpoint", "-c", help="Run folder of `cafe train` (or "
+                                          "RUN/best.safetensors, RUN/last.safetensors), a `cafe package` folder, "
+                                          "or hf://ORG/NAME[@REVISION] (a package on the Hugging Face Hub)."),
     onnx: Path | None = typer.Option(None, "--onnx", help="Predict with a `cafe export` file via onnxruntime instead "
                                                           "of --checkpoint."),
     out_file: Path | None = typer.Option(None, "--out", "-o", help="Write every row to FILE.csv or FILE.json."),
@@ -110,8 +111,7 @@ def predict(
                                                        "from a file."),
 ) -> None:
     """Facial expression of every face in photos and videos: a table, and --out CSV/JSON."""
-    from cafe_cache.device import pick_device
-    from cafe_cache.predict.faces import get_detector
+    from cafe_cache.predict.api import load
     from cafe_cache.predict.infer import (
         all_failed,
         check_outputs,
@@ -121,17 +121,20 @@ def predict(
         write_rows,
     )
     from cafe_cache.predict.media import iter_inputs
-    from cafe_cache.predict.onnx_export import load_predictor
 
     if out_file is not None and out_file.suffix.lower() not in OUT_SUFFIXES:
         raise CafeError(f"--out {out_file}: name a .csv or .json file.")
+    if (checkpoint is None) == (onnx is None):
+        raise CafeError("pass either --checkpoint RUN (a `cafe train` run folder, a `cafe package` folder or "
+                        "hf://ORG/NAME) or --onnx FILE (from `cafe export`).")
     check_outputs(out_file, annotated)  # before any work, not after it
-    face_detector = None if no_detect else get_detector(detector, device=str(pick_device(device)))
-    predictor = load_predictor(checkpoint, onnx, clip_weights, device, batch_size)
-    for warning in (predictor.warning, face_detector and face_detector.fallback_reason):
+    recognizer = load(checkpoint or onnx, device=device, detector=detector, clip_weights=clip_weights,
+                      batch_size=batch_size, warn=False)
+    face_detector = None if no_detect else recognizer.detector
+    for warning in (recognizer.warning, face_detector and face_detector.fallback_reason):
         if warning:
             console.print(f"[bold yellow]warning:[/] {warning}")
-    console.print(f"model: {predictor.description}; faces: "
+    console.print(f"model: {recognizer.description}; faces: "
                   + ("inputs used as face crops" if face_detector is None else f"{face_detector.name} detector"))
     items = list(iter_inputs(inputs))
     rows: list[dict[str, Any]] = []
@@ -139,7 +142,7 @@ def predict(
         with progress("file") as bar:
             files = bar.add_task("files", total=len(items), rate="")
             frames, video = None, None
-            for picture in predict_inputs(items, predictor, face_detector, every=every, chunk_size=batch_size):
+            for picture in predict_inputs(items, recognizer, not no_detect, every=every, chunk_size=batch_size):
                 rows.extend(picture.rows)
                 bar.update(files, completed=picture.index)
                 if picture.frame is not None:
@@ -152,7 +155,7 @@ def predict(
             bar.update(files, completed=len(items))
     finally:  # an interrupted or failing run still keeps every row computed so far
         if out_file is not None:
-            write_rows(out_file, rows, predictor)
+            write_rows(out_file, rows, recognizer)
     show(rows, out_file)
     console.print(summary_line(rows))
     if out_file is not None:

@@ -109,3 +109,16 @@ def write_hf_cache(root: Path, monkeypatch, model: str, tag: str, state: dict[st
     monkeypatch.setenv("HF_HUB_CACHE", str(root))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     return file
+
+
+def write_hf_snapshot(cache: Path, repo: str, folder: Path, revision: str = "1" * 40) -> Path:
+    """``folder`` laid out as huggingface_hub leaves a downloaded repo in its cache ``cache`` (refs/main ->
+    snapshots/<revision>), as ``hf://`` loading finds it offline."""
+    import shutil
+
+    repo_dir = cache / f"models--{repo.replace('/', '--')}"
+    (repo_dir / "refs").mkdir(parents=True, exist_ok=True)
+    (repo_dir / "refs" / "main").write_text(revision)
+    snapshot = repo_dir / "snapshots" / revision
+    shutil.copytree(folder, snapshot)
+    return snapshot

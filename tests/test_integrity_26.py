@@ -374,11 +374,11 @@ def test_predict_with_every_input_failing_exits_non_zero(env, tmp_path, monkeypa
 
 @pytest.mark.parametrize("flag", ["--out", "--save-annotated"])
 def test_predict_refuses_an_unwritable_output_before_the_work(env, tmp_path, monkeypatch, capsys, flag):
-    from cafe_cache.predict import onnx_export
+    from cafe_cache.predict import api
 
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
-    monkeypatch.setattr(onnx_export, "load_predictor", lambda *a, **k: pytest.fail("the model was loaded"))
+    monkeypatch.setattr(api, "load", lambda *a, **k: pytest.fail("the model was loaded"))
     target = blocker / ("faces.csv" if flag == "--out" else "annotated")
     image = next((env["data"] / "test" / "happy").iterdir())
     code, _, err = cafe(monkeypatch, capsys, "predict", str(image), "-c", str(env["run"]), "--no-detect",

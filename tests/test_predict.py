@@ -28,6 +28,7 @@ from cafe_cache.errors import CafeError
 from cafe_cache.extract.clip import ClipSpec, load_clip
 from cafe_cache.extract.preprocess import IMAGENET_MEAN, IMAGENET_STD, load_uint8, normalize
 from cafe_cache.predict import infer
+from cafe_cache.predict.api import load
 from cafe_cache.predict.faces import align_face, get_detector
 from cafe_cache.predict.infer import NO_FACE, Predictor, predict_inputs
 from cafe_cache.predict.media import iter_inputs
@@ -151,7 +152,7 @@ def test_no_detect_and_json(run_dir, tmp_path):
     assert "RANDOM CLIP WEIGHTS" in result["warning"]
     face, cup = result["rows"]
     assert (face["x1"], face["y1"], face["x2"], face["y2"]) == (0.0, 0.0, 130.0, 155.0)
-    assert (cup["x2"], cup["y2"], cup["score"], cup["face"]) == (48.0, 32.0, None, 0)
+    assert (cup["x2"], cup["y2"], cup["score"], cup["face"]) == (48.0, 32.0, 1.0, 0)
     assert sum(face[c] for c in CLASSES) == pytest.approx(1.0, abs=1e-5)
 
 
@@ -212,8 +213,8 @@ def test_onnx_predictions_equal_torch(run_dir, inputs, onnx_file, tmp_path):
         assert max(abs(a[c] - b[c]) for c in CLASSES) < 1e-4
 
     # the library path too, batched across the face crops of a chunk
-    predictor = OnnxPredictor(path, "cpu", batch_size=2)
-    pictures = list(predict_inputs(list(iter_inputs(files)), predictor, get_detector("auto"), every=2, chunk_size=3))
+    recognizer = load(path, device="cpu", batch_size=2, warn=False)
+    pictures = list(predict_inputs(list(iter_inputs(files)), recognizer, True, every=2, chunk_size=3))
     assert [len(p.rows) for p in pictures] == [1, 1, 1, 1]
 
 

@@ -22,7 +22,7 @@ from cafe_cache.predict.infer import Predictor
 from cafe_cache.predict.onnx_export import OnnxPredictor
 from cli.main import app
 
-from .conftest import write_folder_dataset
+from .conftest import write_folder_dataset, write_hf_snapshot
 
 pytestmark = pytest.mark.real
 
@@ -151,6 +151,33 @@ def test_export_quantize_int8_of_vit_b_32(base, exported, tmp_path, monkeypatch)
     crops = faces(base)
     int8, fp32 = (OnnxPredictor(p, "cpu").predict_faces(crops) for p in (path, exported[0]))
     assert (int8.argmax(1) == fp32.argmax(1)).mean() >= 0.75 and np.abs(int8 - fp32).max() < 0.05
+
+
+def test_python_api_and_package_on_vit_b_32(base, tmp_path, monkeypatch):
+    """cafe_cache.load on the run and on its package through an offline HF cache: cafe predict's numbers."""
+    import warnings
+
+    import huggingface_hub.constants
+
+    import cafe_cache
+
+    files = [str(p) for p in sorted((base / "toyset" / "test").glob("*/*.png"))[:3]]
+    cafe("predict", "--checkpoint", base / "run", "--no-detect", "--device", "cpu", *files,
+         "--out", tmp_path / "r.json")
+    rows = json.loads((tmp_path / "r.json").read_text())["rows"]
+    expected = np.array([[r[c] for c in cafe_cache.Recognizer.classes] for r in rows])
+    cafe("package", base / "run", tmp_path / "pkg")
+    write_hf_snapshot(tmp_path / "hub", "org/vit", tmp_path / "pkg")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    for source in (base / "run", "hf://org/vit"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", cafe_cache.RandomWeightsWarning)
+            model = cafe_cache.load(source, device="cpu")
+        got = np.array([list(face.probs.values()) for [face] in model.predict_batch(files, detect=False)])
+        np.testing.assert_allclose(got, expected, atol=1e-5)
+        assert model.info.clip_model == "ViT-B-32" and model.preprocess.clip_size == 224
+        assert model.info.clip_activation == "quickgelu" and model.info.clip_random_weights
 
 
 def test_two_sources_online_and_an_expw_target_on_vit_b_32(base, tmp_path):

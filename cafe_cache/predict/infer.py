@@ -1,15 +1,16 @@
-"""Expressions of faces in photos and videos with a trained CAFE run (``cafe predict``).
+"""The models behind ``cafe_cache.load`` and ``cafe predict``: backends, preprocessing, result rows.
 
 The model sees faces exactly as it did in training and evaluation (the official
-preprocessing): a face crop framed like RAF-DB's 100x100 aligned images is resized
-(PIL bilinear, aspect ratio not kept) to CLIP's input size for the frozen CLIP tower
+preprocessing, :class:`Preprocess`): a face crop framed like RAF-DB's 100x100 aligned images
+is resized (PIL bilinear, aspect ratio not kept) to CLIP's input size for the frozen CLIP tower
 and, separately, to the run's ``image_size`` for the mask branch; both are scaled to
 [0, 1] and standardised with the ImageNet mean/std, colours in RGB order.
 
 Two backends share :class:`FacePredictor`'s interface: :class:`Predictor` (PyTorch, from
-a run folder) here and ``OnnxPredictor`` (onnxruntime, from ``cafe export``'s file) in
-:mod:`cafe_cache.predict.onnx_export`.  :func:`predict_inputs` turns files into
-per-face rows with either one.
+a run folder or a package) here and ``OnnxPredictor`` (onnxruntime, from ``cafe export``'s file)
+in :mod:`cafe_cache.predict.onnx_export`; :class:`~cafe_cache.predict.recognizer.Recognizer`
+wraps either.  :func:`predict_inputs` turns files into per-face rows with a Recognizer
+(``cafe predict``), :func:`write_rows` writes them.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -29,7 +30,7 @@ from torch import Tensor, nn
 
 from ..classes import CLASSES
 from ..device import pick_device
-from ..errors import CafeError
+from ..errors import CafeError, MissingExtra
 from ..extract.cache import Fingerprint
 from ..extract.extractor import display_name
 from ..extract.online import clip_for
@@ -37,8 +38,11 @@ from ..extract.preprocess import IMAGENET_MEAN, IMAGENET_STD, load_uint8, normal
 from ..files import check_writable, write_atomic, write_text
 from ..model.cafe import CAFEModel
 from ..train.checkpoint import load_model
-from .faces import FaceDetector, align_face
 from .media import InputItem, iter_video_frames, read_image
+
+if TYPE_CHECKING:
+    from ..runs import RunConfig
+    from .recognizer import Recognizer
 
 CROP_SIZE = 100  # RAF-DB's aligned faces are 100x100; detected faces are cut the same way
 NO_FACE = "no face found"
@@ -72,6 +76,34 @@ def face_tensor(crops: list[Image.Image], size: int, mean: tuple = IMAGENET_MEAN
     return normalize(batch.to(device), mean, std)
 
 
+@dataclass(frozen=True)
+class Preprocess:
+    """The exact input transform: a face crop -> (CLIP input, mask-branch input), as training saw it.
+
+    Each crop (RGB; detected faces are aligned to ``crop_size`` first) is resized with PIL bilinear,
+    aspect ratio not kept, to ``clip_size`` and to ``mask_size``, scaled to [0, 1] and standardised
+    with ``mean``/``std``.  Calling it on a list of PIL crops gives the two (N, 3, S, S) tensors.
+    """
+
+    clip_size: int
+    mask_size: int
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    crop_size: int = CROP_SIZE
+    colour_order: str = "RGB"
+    resize: str = "PIL bilinear to each input's size, aspect ratio not kept"
+
+    def __call__(self, crops: list[Image.Image]) -> tuple[Tensor, Tensor]:
+        return tuple(face_tensor(crops, s, self.mean, self.std) for s in (self.clip_size, self.mask_size))
+
+    def to_dict(self) -> dict[str, Any]:
+        """As ONNX metadata and package configs record it."""
+        return {"face_crop": f"RAF-DB-style aligned face, {self.crop_size}x{self.crop_size} "
+                             "(cafe_cache.predict.faces.align_face)",
+                "resize": self.resize, "colour_order": self.colour_order, "scale": "pixel / 255",
+                "mean": list(self.mean), "std": list(self.std)}
+
+
 def softmax(logits: np.ndarray) -> np.ndarray:
     return torch.softmax(torch.from_numpy(np.asarray(logits, dtype=np.float32)), dim=1).numpy()
 
@@ -98,26 +130,45 @@ class InferenceGraph(nn.Module):
 class FacePredictor:
     """Shared front: batching and softmax; a backend supplies ``_logits`` of one batch."""
 
-    clip_size: int
-    mask_size: int
+    preprocess: Preprocess
     batch_size: int
     warning: str | None  # printed on every run (random weights), None for a real model
     name: str  # which model: checkpoint or file, variant, CLIP weights
     runs_on: str  # the device or onnxruntime provider
 
     @property
+    def clip_size(self) -> int:
+        return self.preprocess.clip_size
+
+    @property
+    def mask_size(self) -> int:
+        return self.preprocess.mask_size
+
+    @property
     def description(self) -> str:
         return f"{self.name} on {self.runs_on}"
 
-    def predict_faces(self, crops: list[Image.Image]) -> np.ndarray:
-        """(N, classes) probabilities of aligned face crops, in ``CLASSES`` order."""
+    def predict_faces(self, crops: list[Image.Image], batch_size: int | None = None) -> np.ndarray:
+        """(N, classes) probabilities of aligned face crops, in ``CLASSES`` order, ``batch_size`` at a time."""
         if not crops:
             return np.zeros((0, len(CLASSES)), dtype=np.float32)
-        chunks = [crops[i:i + self.batch_size] for i in range(0, len(crops), self.batch_size)]
+        size = batch_size or self.batch_size
+        chunks = [crops[i:i + size] for i in range(0, len(crops), size)]
         return softmax(np.concatenate([self._logits(c) for c in chunks]))
 
     def _logits(self, crops: list[Image.Image]) -> np.ndarray:
         raise NotImplementedError
+
+
+def frozen_clip_tower(config: RunConfig, clip_weights: str | None, device: torch.device) -> tuple[nn.Module, int]:
+    """The one place predict builds CLIP: the frozen image tower the run's cache was made with, and its input size.
+
+    CLIP is rebuilt from the run's cache fingerprint (random-weights runs from their seed); a run
+    whose cache came from a CLIP file needs that file as ``clip_weights``.
+    """
+    fingerprint = Fingerprint.from_json(config.clip.fingerprint)
+    clip = clip_for(fingerprint, clip_weights, device)
+    return clip.image_tower(), clip.image_size
 
 
 class Predictor(FacePredictor):
@@ -126,25 +177,28 @@ class Predictor(FacePredictor):
     def __init__(self, graph: InferenceGraph, clip_size: int, mask_size: int, device: torch.device,
                  batch_size: int = 32, warning: str | None = None, name: str = "CAFE"):
         self.graph = graph.to(device).eval()
-        self.clip_size, self.mask_size, self.device, self.runs_on = clip_size, mask_size, device, str(device)
+        self.preprocess = Preprocess(clip_size, mask_size)
+        self.device, self.runs_on = device, str(device)
         self.batch_size, self.warning, self.name = batch_size, warning, name
+
+    @classmethod
+    def from_model(cls, model: CAFEModel, config: RunConfig, name: str, *, clip_weights: str | None = None,
+                   device: str = "auto", batch_size: int = 32) -> Predictor:
+        """``model`` (the weights of a run or a package, ``config`` its run's config) with its frozen CLIP."""
+        dev = pick_device(device)
+        visual, clip_size = frozen_clip_tower(config, clip_weights, dev)
+        warning = random_warning(config.clip.random_weights, config.backbone_init.random_init)
+        model_name = Fingerprint.from_json(config.clip.fingerprint).model
+        name = f"{name} ({config.variant}, {display_name(model_name, config.clip.label)})"
+        return cls(InferenceGraph(visual, model), clip_size, config.image_size, dev, batch_size, warning, name)
 
     @classmethod
     def from_run(cls, checkpoint: str | Path, *, which: str | None = None, clip_weights: str | None = None,
                  device: str = "auto", batch_size: int = 32) -> Predictor:
-        """Load ``checkpoint`` (a run folder or one of its .safetensors) and its CLIP.
-
-        CLIP is rebuilt from the run's cache fingerprint (random-weights runs from their
-        seed); a run whose cache came from a CLIP file needs that file as ``clip_weights``.
-        """
-        dev = pick_device(device)
+        """Load ``checkpoint`` (a run folder or one of its .safetensors) and its CLIP."""
         model, config = load_model(checkpoint, which)
-        fingerprint = Fingerprint.from_json(config.clip.fingerprint)
-        clip = clip_for(fingerprint, clip_weights, dev)
-        warning = random_warning(config.clip.random_weights, config.backbone_init.random_init)
-        name = f"{checkpoint} ({config.variant}, {display_name(fingerprint.model, config.clip.label)})"
-        return cls(InferenceGraph(clip.image_tower(), model), clip.image_size, config.image_size,
-                   dev, batch_size, warning, name)
+        return cls.from_model(model, config, str(checkpoint), clip_weights=clip_weights, device=device,
+                              batch_size=batch_size)
 
     @torch.inference_mode()
     def logits(self, clip_image: Tensor, mask_image: Tensor) -> Tensor:
@@ -152,7 +206,7 @@ class Predictor(FacePredictor):
         return self.graph(clip_image.to(self.device), mask_image.to(self.device)).float().cpu()
 
     def _logits(self, crops: list[Image.Image]) -> np.ndarray:
-        return self.logits(face_tensor(crops, self.clip_size), face_tensor(crops, self.mask_size)).numpy()
+        return self.logits(*self.preprocess(crops)).numpy()
 
 
 @dataclass
@@ -185,55 +239,51 @@ def _pictures(items: Iterable[InputItem], every: int) -> Iterator[PictureResult]
                     yield PictureResult(index, item.path, frame, seconds, image)
             else:
                 yield PictureResult(index, item.path, None, None, read_image(item.path))
+        except MissingExtra:
+            raise  # every video would fail alike: stop with the install hint
         except CafeError as e:
             yield PictureResult(index, item.path, None, None, None, [_row(item.path, None, None, error=str(e))])
 
 
-def _predict_chunk(chunk: list[PictureResult], predictor: FacePredictor, detector: FaceDetector | None) -> None:
-    """Fill the rows of ``chunk``: detect, align, predict every face of the chunk in one go."""
-    if detector is None:  # inputs are face crops already, as the datasets store them
-        found = [[None] for _ in chunk]
-        crops = [p.image for p in chunk]
-    else:
-        found = detector.detect([p.image for p in chunk])
-        crops = [align_face(p.image, face, CROP_SIZE) for p, faces in zip(chunk, found) for face in faces]
-    probs = iter(predictor.predict_faces(crops))
+def _predict_chunk(chunk: list[PictureResult], recognizer: Recognizer, detect: bool) -> None:
+    """Fill the rows of ``chunk``: one :meth:`Recognizer.predict_batch` over its pictures (all faces in one go).
+    Each row is the file, frame and face number beside ``FacePrediction.to_dict()``."""
+    found = recognizer.predict_batch([p.image for p in chunk], detect=detect)
     for picture, faces in zip(chunk, found):
         for k, face in enumerate(faces):
-            p = next(probs)
-            size = (picture.image.width, picture.image.height)
-            box = (0.0, 0.0, float(size[0]), float(size[1])) if face is None else clamp_box(face.box, *size)
-            picture.rows.append(_row(
-                picture.path, picture.frame, picture.seconds, face=k,
-                **dict(zip(("x1", "y1", "x2", "y2"), (round(v, 1) for v in box))),
-                score=None if face is None else round(face.score, 4),
-                **{c: float(v) for c, v in zip(CLASSES, p)}, label=CLASSES[int(p.argmax())]))
+            picture.rows.append(_row(picture.path, picture.frame, picture.seconds, face=k, **face.to_dict()))
         if not faces:
             picture.rows.append(_row(picture.path, picture.frame, picture.seconds, error=NO_FACE))
 
 
-def predict_inputs(items: Iterable[InputItem], predictor: FacePredictor, detector: FaceDetector | None, *,
+def predict_inputs(items: Iterable[InputItem], recognizer: Recognizer, detect: bool = True, *,
                    every: int = 1, chunk_size: int = 16) -> Iterator[PictureResult]:
     """Per picture, in input order, its rows: one per face, or one with an ``error``.
 
-    ``detector`` None treats every input as one face crop.  Pictures are detected and
+    ``detect`` False treats every input as one face crop.  Pictures are detected and
     predicted ``chunk_size`` at a time (frames of a video, or photos of several files), so
     at most that many decoded pictures are held in memory.
     """
     pending: list[PictureResult] = []
-    for picture in _pictures(items, every):
-        if picture.image is not None:
-            pending.append(picture)
-            if len(pending) < chunk_size:
-                continue
+    try:
+        for picture in _pictures(items, every):
+            if picture.image is not None:
+                pending.append(picture)
+                if len(pending) < chunk_size:
+                    continue
+            if pending:
+                _predict_chunk(pending, recognizer, detect)
+                yield from pending
+                pending = []
+            if picture.image is None:
+                yield picture
+    except MissingExtra:  # the pictures read before it still get their rows
         if pending:
-            _predict_chunk(pending, predictor, detector)
+            _predict_chunk(pending, recognizer, detect)
             yield from pending
-            pending = []
-        if picture.image is None:
-            yield picture
+        raise
     if pending:
-        _predict_chunk(pending, predictor, detector)
+        _predict_chunk(pending, recognizer, detect)
         yield from pending
 
 
@@ -286,7 +336,7 @@ def save_annotated(image: Image.Image, path: Path) -> None:
     write_atomic(path, lambda p: image.save(p, format="JPEG", quality=95))
 
 
-def write_rows(path: Path, rows: list[dict[str, Any]], predictor: FacePredictor) -> None:
+def write_rows(path: Path, rows: list[dict[str, Any]], predictor: Recognizer | FacePredictor) -> None:
     """All rows as CSV (one line per face or error) or JSON (rows plus the model and a summary), written
     atomically; file names that are not UTF-8 keep their bytes (CSV) or their escapes (JSON)."""
     if path.suffix.lower() == ".csv":

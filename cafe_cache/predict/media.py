@@ -13,13 +13,15 @@ import math
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-import cv2
 from PIL import Image, ImageOps
 
 from ..datasets.base import ImageReadError
-from ..errors import CafeError
+from ..errors import CafeError, missing_extra
+
+if TYPE_CHECKING:
+    import cv2
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"})
 VIDEO_SUFFIXES = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv"})
@@ -97,6 +99,7 @@ def iter_video_frames(path: str | Path, every: int = 1) -> Iterator[Frame]:
     """
     if every < 1:
         raise CafeError(f"frame step must be 1 or more, got {every}.")
+    cv2 = import_cv2()
     capture = cv2.VideoCapture(str(path))
     if not capture.isOpened():
         capture.release()
@@ -107,7 +110,17 @@ def iter_video_frames(path: str | Path, every: int = 1) -> Iterator[Frame]:
     return _frames(capture, Path(path), every)
 
 
+def import_cv2():
+    """OpenCV, imported only when a video is read (the base install has no OpenCV; photos need none)."""
+    try:
+        import cv2
+    except ModuleNotFoundError as e:
+        raise (missing_extra(e) or e) from None
+    return cv2
+
+
 def _frames(capture: cv2.VideoCapture, path: Path, every: int) -> Iterator[Frame]:
+    cv2 = import_cv2()
     fps = capture.get(cv2.CAP_PROP_FPS)
     fps = fps if math.isfinite(fps) and fps > 0 else None
     announced = capture.get(cv2.CAP_PROP_FRAME_COUNT)  # the container's count; -1 or 0 when it has none

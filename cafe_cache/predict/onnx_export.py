@@ -34,9 +34,8 @@ from PIL import Image
 from .. import __version__
 from ..classes import CLASSES
 from ..errors import CafeError
-from ..extract.preprocess import IMAGENET_MEAN, IMAGENET_STD
 from ..files import check_writable, write_error
-from .infer import CROP_SIZE, FacePredictor, Predictor, face_tensor
+from .infer import FacePredictor, Predictor, Preprocess
 
 INPUTS = ("clip_image", "mask_image")
 PARITY_TOLERANCE = 1e-3  # fp32 logits, onnxruntime vs PyTorch
@@ -57,30 +56,42 @@ class ExportReport:
     int8_checked_on: str | None = None  # which faces (CheckFaces.source)
 
 
-def metadata(predictor: Predictor, checkpoint: str | Path) -> dict[str, Any]:
-    """What a user of the file needs besides the graph (see the module docstring)."""
+def metadata(predictor: Predictor, source: str | Path, info: dict[str, Any] | None = None) -> dict[str, Any]:
+    """What a user of the file needs besides the graph (see the module docstring); ``info``: the
+    ``Recognizer.info`` of the model, so that ``cafe_cache.load`` of the file can tell it again."""
     return {
         "format": FORMAT,
         "cafe_version": __version__,
-        "checkpoint": str(checkpoint),
+        "checkpoint": str(source),
         "classes": list(CLASSES),
         "inputs": {"clip_image": predictor.clip_size, "mask_image": predictor.mask_size},
-        "preprocessing": {
-            "face_crop": f"RAF-DB-style aligned face, {CROP_SIZE}x{CROP_SIZE} (cafe_cache.predict.faces.align_face)",
-            "resize": "PIL bilinear to each input's size, aspect ratio not kept",
-            "colour_order": "RGB", "scale": "pixel / 255", "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD),
-        },
+        "preprocessing": predictor.preprocess.to_dict(),
         "output": "logits (batch, classes); softmax gives probabilities",
         "model": predictor.name,
         "random_weights": predictor.warning is not None,
         "warning": predictor.warning,
+        "info": info,
     }
+
+
+def require_onnx() -> None:
+    """Import onnx and onnxruntime now, so that a missing predict extra is named before any work."""
+    import onnx  # noqa: F401
+    import onnxruntime  # noqa: F401
 
 
 def export_onnx(checkpoint: str | Path, out: str | Path, *, which: str | None = None,
                 clip_weights: str | None = None, opset: int = 17, seed: int = 0,
                 quantize: str | None = None) -> ExportReport:
-    """Write ``out`` and check it against PyTorch; a file that fails the check is not kept.
+    """:func:`write_onnx` of a run folder's model (``cafe_cache.load(...).export_onnx`` takes any source)."""
+    predictor = Predictor.from_run(checkpoint, which=which, clip_weights=clip_weights, device="cpu")
+    return write_onnx(predictor, out, source=checkpoint, opset=opset, seed=seed, quantize=quantize)
+
+
+def write_onnx(predictor: Predictor, out: str | Path, *, source: str | Path, info: dict[str, Any] | None = None,
+               opset: int = 17, seed: int = 0, quantize: str | None = None) -> ExportReport:
+    """Write ``predictor`` (a model loaded from ``source``, see ``Recognizer.export_onnx``) to ``out`` and check
+    it against PyTorch; a file that fails the check is not kept.
 
     Uses the TorchScript exporter (``dynamo=False``): it needs nothing beyond torch and onnx,
     whereas the newer exporter needs the ``onnxscript`` package.
@@ -90,8 +101,7 @@ def export_onnx(checkpoint: str | Path, out: str | Path, *, which: str | None = 
 
     out = Path(out)
     check_writable(out.parent, "--out")  # before the work, not after it
-    predictor = Predictor.from_run(checkpoint, which=which, clip_weights=clip_weights, device="cpu")
-    meta = metadata(predictor, checkpoint)
+    meta = metadata(predictor, source, info)
     generator = torch.Generator().manual_seed(seed)
     examples = [_random_inputs(predictor, b, generator) for b in PARITY_BATCHES]
     tmp = out.with_name(out.name + ".tmp")
@@ -109,7 +119,7 @@ def export_onnx(checkpoint: str | Path, out: str | Path, *, which: str | None = 
         if not diff <= PARITY_TOLERANCE:
             raise CafeError(f"the ONNX graph's logits differ from PyTorch's by up to {diff:.2e} "
                             f"(> {PARITY_TOLERANCE:g}); nothing was written. Try another --opset (used {opset}).")
-        agreement, checked_on = _quantize_int8(tmp, session, predictor, checkpoint) if quantize else (None, None)
+        agreement, checked_on = _quantize_int8(tmp, session, predictor, source) if quantize else (None, None)
     except OSError as e:  # a full disk or a file-size limit: the file, the cause, never "try another --opset"
         tmp.unlink(missing_ok=True)
         raise write_error(out, e, "Nothing was written.") from None
@@ -265,23 +275,13 @@ class OnnxPredictor(FacePredictor):
         self.meta = _metadata_of(self.session, path)
         if self.meta["classes"] != list(CLASSES):
             raise CafeError(f"{path} predicts classes {self.meta['classes']}, this cafe expects {list(CLASSES)}.")
-        self.clip_size, self.mask_size = self.meta["inputs"]["clip_image"], self.meta["inputs"]["mask_image"]
+        pre = self.meta["preprocessing"]
+        self.preprocess = Preprocess(self.meta["inputs"]["clip_image"], self.meta["inputs"]["mask_image"],
+                                     tuple(pre["mean"]), tuple(pre["std"]))
         self.batch_size, self.warning = batch_size, self.meta["warning"]
         self.name = f"{path} (ONNX export of {self.meta['model']})"
         self.runs_on = "onnxruntime " + self.session.get_providers()[0].replace("ExecutionProvider", "")
 
     def _logits(self, crops: list[Image.Image]) -> np.ndarray:
-        pre = self.meta["preprocessing"]
-        feeds = {name: face_tensor(crops, self.meta["inputs"][name], tuple(pre["mean"]), tuple(pre["std"])).numpy()
-                 for name in _input_names(self.session)}
-        return self.session.run(["logits"], feeds)[0]
-
-
-def load_predictor(checkpoint: Path | None, onnx: Path | None, clip_weights: str | None, device: str,
-                   batch_size: int) -> FacePredictor:
-    """The PyTorch run or the exported ONNX file, whichever was given (exactly one)."""
-    if (checkpoint is None) == (onnx is None):
-        raise CafeError("pass either --checkpoint RUN (a `cafe train` run folder) or --onnx FILE (from `cafe export`).")
-    if onnx is not None:
-        return OnnxPredictor(onnx, device, batch_size)
-    return Predictor.from_run(checkpoint, clip_weights=clip_weights, device=device, batch_size=batch_size)
+        inputs = dict(zip(INPUTS, self.preprocess(crops)))
+        return self.session.run(["logits"], {name: inputs[name].numpy() for name in _input_names(self.session)})[0]
