@@ -111,3 +111,12 @@ def _remove(tmp: Path) -> None:
         tmp.unlink(missing_ok=True)
     except OSError:
         pass
+
+
+def check_outputs(out_file: Path | None, annotated: Path | None) -> None:
+    """``cafe predict``: refuse an unwritable ``--out`` or ``--save-annotated`` before any face is looked at
+    (and before torch is imported, so a wrong flag costs no model load)."""
+    if out_file is not None:
+        check_writable(out_file.parent, "--out")
+    if annotated is not None:
+        check_writable(annotated, "--save-annotated")

@@ -111,16 +111,8 @@ def predict(
                                                        "from a file."),
 ) -> None:
     """Facial expression of every face in photos and videos: a table, and --out CSV/JSON."""
+    from cafe_cache.files import check_outputs
     from cafe_cache.predict.api import load
-    from cafe_cache.predict.infer import (
-        all_failed,
-        check_outputs,
-        draw_faces,
-        predict_inputs,
-        save_annotated,
-        write_rows,
-    )
-    from cafe_cache.predict.media import iter_inputs
 
     if out_file is not None and out_file.suffix.lower() not in OUT_SUFFIXES:
         raise CafeError(f"--out {out_file}: name a .csv or .json file.")
@@ -130,6 +122,9 @@ def predict(
     check_outputs(out_file, annotated)  # before any work, not after it
     recognizer = load(checkpoint or onnx, device=device, detector=detector, clip_weights=clip_weights,
                       batch_size=batch_size, warn=False)
+    from cafe_cache.predict.infer import all_failed, draw_faces, predict_inputs, save_annotated, write_rows
+    from cafe_cache.predict.media import iter_inputs
+
     face_detector = None if no_detect else recognizer.detector
     for warning in (recognizer.warning, face_detector and face_detector.fallback_reason):
         if warning:

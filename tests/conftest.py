@@ -122,3 +122,17 @@ def write_hf_snapshot(cache: Path, repo: str, folder: Path, revision: str = "1" 
     snapshot = repo_dir / "snapshots" / revision
     shutil.copytree(folder, snapshot)
     return snapshot
+
+
+def train_tiny_run(base: Path) -> Path:
+    """A one-epoch run of the tiny CLIP on a generated class-folder dataset (``base/run``), for the tests
+    that need a trained model (predict, export, the Python API)."""
+    from cafe_cache.train.config import Augment, TrainConfig
+    from cafe_cache.train.loop import train
+
+    root = write_folder_dataset(base / "toyset", {"train": 2, "test": 1})
+    make_cache(root, base / "cache" / "toyset.h5", batch_size=16)
+    cfg = TrainConfig(source="toyset", cache_dir=str(base / "cache"), backbone_weights="none", epochs=1,
+                      image_size=40, batch_size=16, workers=0, augment=Augment.none(), device="cpu")
+    train(cfg, base / "run", log=lambda _: None)
+    return base / "run"

@@ -34,13 +34,10 @@ from cafe_cache.predict.model_card import model_card
 from cafe_cache.predict.onnx_export import PARITY_TOLERANCE
 from cafe_cache.predict.package import WEIGHTS_FILE
 from cafe_cache.runs import RunConfig
-from cafe_cache.train.config import TrainConfig
-from cafe_cache.train.data import Augment
 from cafe_cache.train.evaluate import evaluate_run
-from cafe_cache.train.loop import train
 from cli.main import app
 
-from .conftest import make_cache, write_folder_dataset, write_hf_snapshot
+from .conftest import train_tiny_run, write_hf_snapshot
 
 REPO = Path(__file__).resolve().parents[1]
 FACE_REGION = (160, 40, 290, 195)  # the astronaut's face (see test_faces.py)
@@ -49,11 +46,7 @@ FACE_REGION = (160, 40, 290, 195)  # the astronaut's face (see test_faces.py)
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory) -> Path:
     base = tmp_path_factory.mktemp("api")
-    root = write_folder_dataset(base / "toyset", {"train": 2, "test": 1})
-    make_cache(root, base / "cache" / "toyset.h5", batch_size=16)
-    cfg = TrainConfig(source="toyset", cache_dir=str(base / "cache"), backbone_weights="none", epochs=1,
-                      image_size=40, batch_size=16, workers=0, augment=Augment.none(), device="cpu")
-    train(cfg, base / "run", log=lambda _: None)
+    train_tiny_run(base)
     evaluate_run(base / "run", cache_dir=base / "cache", device="cpu", workers=0, log=lambda _: None)
     return base / "run"
 

@@ -12,10 +12,8 @@ from pathlib import Path
 import pytest
 
 from cafe_cache.predict.check_faces import check_faces
-from cafe_cache.train.config import Augment, TrainConfig
-from cafe_cache.train.loop import train
 
-from .conftest import make_cache, write_folder_dataset
+from .conftest import train_tiny_run
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -23,11 +21,7 @@ REPO = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="module")
 def run(tmp_path_factory) -> Path:
     base = tmp_path_factory.mktemp("int8")
-    root = write_folder_dataset(base / "toyset", {"train": 2, "test": 1})
-    make_cache(root, base / "cache" / "toyset.h5", batch_size=16)
-    cfg = TrainConfig(source="toyset", cache_dir=str(base / "cache"), backbone_weights="none", epochs=1,
-                      image_size=40, batch_size=16, workers=0, augment=Augment.none(), device="cpu")
-    train(cfg, base / "run", log=lambda _: None)
+    train_tiny_run(base)
     return base / "run"
 
 

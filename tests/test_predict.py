@@ -34,12 +34,10 @@ from cafe_cache.predict.infer import NO_FACE, Predictor, predict_inputs
 from cafe_cache.predict.media import iter_inputs
 from cafe_cache.predict.onnx_export import OnnxPredictor
 from cafe_cache.train.checkpoint import load_model
-from cafe_cache.train.config import TrainConfig
-from cafe_cache.train.data import Augment, to_tensor
-from cafe_cache.train.loop import train
+from cafe_cache.train.data import to_tensor
 from cli.main import app
 
-from .conftest import TINY_CLIP, make_cache, write_folder_dataset
+from .conftest import TINY_CLIP, train_tiny_run
 
 FACE_REGION = (160, 40, 290, 195)  # where the astronaut's face lies (see test_faces.py)
 FPS = 10.0
@@ -48,11 +46,7 @@ FPS = 10.0
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory) -> Path:
     base = tmp_path_factory.mktemp("predict")
-    root = write_folder_dataset(base / "toyset", {"train": 2, "test": 1})
-    make_cache(root, base / "cache" / "toyset.h5", batch_size=16)
-    cfg = TrainConfig(source="toyset", cache_dir=str(base / "cache"), backbone_weights="none", epochs=1,
-                      image_size=40, batch_size=16, workers=0, augment=Augment.none(), device="cpu")
-    train(cfg, base / "run", log=lambda _: None)
+    train_tiny_run(base)
     return base / "run"
 
 

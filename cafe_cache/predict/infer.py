@@ -35,7 +35,7 @@ from ..extract.cache import Fingerprint
 from ..extract.extractor import display_name
 from ..extract.online import clip_for
 from ..extract.preprocess import IMAGENET_MEAN, IMAGENET_STD, load_uint8, normalize
-from ..files import check_writable, write_atomic, write_text
+from ..files import write_atomic, write_text
 from ..model.cafe import CAFEModel
 from ..train.checkpoint import load_model
 from .media import InputItem, iter_video_frames, read_image
@@ -321,14 +321,6 @@ def draw_faces(image: Image.Image, rows: list[dict[str, Any]]) -> Image.Image:
         draw.rectangle((box[0], y, box[0] + right - left + 2 * width, y + bottom - top + 2 * width), fill=(255, 210, 0))
         draw.text((box[0] + width, y + width - (top - box[1])), text, fill=(0, 0, 0), font=font)
     return canvas
-
-
-def check_outputs(out_file: Path | None, annotated: Path | None) -> None:
-    """Refuse an unwritable ``--out`` or ``--save-annotated`` before any face is looked at."""
-    if out_file is not None:
-        check_writable(out_file.parent, "--out")
-    if annotated is not None:
-        check_writable(annotated, "--save-annotated")
 
 
 def save_annotated(image: Image.Image, path: Path) -> None:
