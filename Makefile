@@ -8,12 +8,13 @@ BIN := $(VENV)/bin
 TORCH ?= torch==2.14.1 torchvision==0.29.1
 DEMO ?= demo
 
-.PHONY: setup test demo bench gpu-check reproduce sweep clean help
+.PHONY: setup test test-fast demo bench gpu-check reproduce sweep clean help
 
 help:
 	@echo "make setup      create $(VENV) and install cafe with its test tools"
 	@echo "make demo       synthetic multi-domain sample -> extract -> train -> eval (random weights)"
-	@echo "make test       run the test suite"
+	@echo "make test       run the test suite (what CI runs)"
+	@echo "make test-fast  the suite without the slow and real-architecture tests (a few minutes)"
 	@echo "make bench      speed and memory benchmarks (JSON in bench-results/)"
 	@echo "make gpu-check  every CUDA path once, with its speed (bench-results/gpu-check.json; README \"GPU check\")"
 	@echo "make reproduce  the paper's tables for every dataset whose root is configured"
@@ -32,6 +33,11 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 test: setup
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -n 2 -q tests
+
+# the quick tier while working: no whole pipelines, torchrun launches or real ViT-B-32 graphs
+test-fast: setup
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest -n 2 -q -m "not slow and not real" tests
 
 # The demo: three synthetic domains (line drawings in the RAF-DB layout, colour and low-res
 # greyscale in class folders), ViT-B-32 with RANDOM weights (no download), train on one domain,

@@ -10,6 +10,7 @@ import pytest
 from bench.run import headline_note, main
 
 
+@pytest.mark.slow
 def test_quick_bench_writes_every_section(tmp_path):
     main(["--quick", "--out", str(tmp_path)])
     [path] = tmp_path.glob("bench-*-quick.json")

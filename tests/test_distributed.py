@@ -30,6 +30,8 @@ from cli.main import app
 
 from .conftest import TINY_CLIP, write_folder_dataset
 
+pytestmark = pytest.mark.slow  # torchrun launches: `make test-fast` leaves them out
+
 REPO = Path(__file__).resolve().parents[1]
 RANKS = Path(__file__).resolve().parent / "ranks"
 EXTRACT = ["extract", "-d", "folder", "--model", TINY_CLIP, "--random-weights", "--batch-size", "4",

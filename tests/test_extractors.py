@@ -155,6 +155,7 @@ def write_timm_hf_cache(root: Path, monkeypatch, name: str, state: dict[str, tor
     return file
 
 
+@pytest.mark.slow
 def test_offline_hf_cache_load_of_dinov2_equals_timms_own_file_load(folder_dataset, tmp_path, monkeypatch):
     """DINOv2 ViT-S/14 (made for 518 px, its position embeddings resampled to 224): the cached features of the
     hub weights equal a direct ``timm.create_model(..., pretrained_cfg_overlay=dict(file=...))`` forward."""
@@ -181,6 +182,7 @@ def test_offline_hf_cache_load_of_dinov2_equals_timms_own_file_load(folder_datas
         assert not np.allclose(got.features[:3, 0], other(x).numpy(), atol=1e-2)
 
 
+@pytest.mark.slow
 def test_missing_hub_weights_fail_at_once_in_one_whole_line(folder_dataset, tmp_path):
     """No HF_HUB_OFFLINE, an unreachable hub (a closed local port), an empty cache: one line, no retries (before,
     the hub client retried five times for about a minute, each warning printed twice, the message cut)."""
@@ -251,6 +253,7 @@ def test_pretrained_flag_is_refused_for_a_timm_model(folder_dataset, tmp_path):
     assert isinstance(r.exception, CafeError) and "takes its weights' tag in its name" in str(r.exception)
 
 
+@pytest.mark.slow
 def test_two_rank_torchrun_extraction_of_a_timm_model_equals_one_process(tmp_path):
     """The shard path (each rank loads the extractor from the job, rank 0 joins the shards) with timm."""
     from .test_distributed import assert_same_cache, ok, torchrun

@@ -105,6 +105,7 @@ def reference(env) -> Path:
 
 
 # -- 1, 2: write errors during extraction -----------------------------------------------------------------
+@pytest.mark.slow
 def test_1_2_file_size_limit_stops_with_one_line_and_the_rerun_continues(env, reference, tmp_path):
     limit = reference.stat().st_size // 2  # RLIMIT_FSIZE; Python ignores SIGXFSZ, so writes fail with EFBIG
     cache_dir = tmp_path / "cache"
@@ -140,6 +141,7 @@ json.dump({"first": [first.returncode, first.stderr], "second": [second.returnco
 """
 
 
+@pytest.mark.slow
 def test_1_full_disk_on_a_tiny_filesystem_stops_with_one_line_and_the_rerun_continues(env, reference, tmp_path):
     """A real 1 MiB tmpfs, mounted in a user namespace (no root needed); skipped where that is not allowed."""
     mnt = tmp_path / "mnt"

@@ -13,6 +13,7 @@ from bench.gpu_check import STATUSES, error_line, main, nccl_part
 STEPS = ("extract", "train", "torchrun", "predict", "environment")
 
 
+@pytest.mark.slow
 def test_cpu_quick_run_reports_every_step_and_skips_gpu_only_parts(tmp_path):
     main(["--device", "cpu", "--quick", "--out", str(tmp_path)])
     result = json.loads((tmp_path / "gpu-check.json").read_text())

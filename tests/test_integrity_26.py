@@ -272,6 +272,7 @@ def test_file_names_that_are_not_utf8_are_stored_and_predicted_losslessly(env, t
 
 
 # -- item 2: one write-error path ---------------------------------------------------------------------------
+@pytest.mark.slow
 def test_a_file_size_limit_while_a_cache_is_laid_out_is_one_line(env, tmp_path):
     cache_dir = tmp_path / "cache"
 
@@ -288,6 +289,7 @@ def test_a_file_size_limit_while_a_cache_is_laid_out_is_one_line(env, tmp_path):
     assert not list(cache_dir.iterdir())  # no half cache, no .tmp, no lock file
 
 
+@pytest.mark.slow
 def test_a_full_run_folder_at_a_checkpoint_is_one_line_and_keeps_the_last_epoch(env, run_copy):
     def small_files():  # config.json and the JSON files fit, a checkpoint does not
         resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
@@ -433,6 +435,7 @@ def test_a_path_byte_changed_in_a_cache_is_one_line_and_old_caches_read_it(cache
     assert code == 0 and "intact" in out, err
 
 
+@pytest.mark.slow
 def test_an_export_into_a_full_folder_names_the_file_not_the_opset(env, tmp_path):
     def small_files():
         resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))

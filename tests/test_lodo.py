@@ -130,6 +130,7 @@ def in_process(cmd: list[str], **kw) -> subprocess.CompletedProcess:
     return subprocess.CompletedProcess(cmd, result.exit_code)
 
 
+@pytest.mark.slow
 def test_lodo_runs_end_to_end_and_resumes(tmp_path, monkeypatch):
     """Three tiny generated datasets, tiny random CLIP, one epoch: 3 extractions, 9 trainings, the table. Each step
     is the `cafe` command that `cafe reproduce` launches, run in this process to keep the test fast."""

@@ -108,6 +108,7 @@ def test_models_table_has_both_means_per_source_and_the_paper_reference(tmp_path
     assert "RANDOM CLIP WEIGHTS" in text.splitlines()[0] and "**RANDOM WEIGHTS — not a real result.**" in text
 
 
+@pytest.mark.slow
 def test_models_study_runs_end_to_end_and_resumes(two_datasets):
     args = ("--models", f"cafe-tiny,{TIMM}", "--tables", "1",
             "--extract-args", "--random-weights --workers 0 --batch-size 32",

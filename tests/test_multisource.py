@@ -191,6 +191,7 @@ def test_cli_train_on_two_sources_end_to_end(caches, tmp_path):
     assert bad.exit_code != 0 and "--balance 'x': choose from none, domains, classes" in str(bad.exception)
 
 
+@pytest.mark.slow
 def test_a_balanced_multi_source_run_resumes_to_the_same_weights(caches, tmp_path):
     from safetensors.torch import load_file
 

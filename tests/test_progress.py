@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import h5py
+import pytest
 from rich.console import Console
 from typer.testing import CliRunner
 
@@ -65,6 +66,7 @@ def test_status_line_without_total_and_speed_hint():
     assert len(said) == 1 and "img/s" in said[0] and "1,000 img take about" in said[0] and "ETA" in said[0]
 
 
+@pytest.mark.slow
 def test_redirected_extract_and_train_logs_show_progress_while_running(tmp_path):
     root = write_folder_dataset(tmp_path / "toyset", {"train": 3, "test": 2})
     log = tmp_path / "extract.log"

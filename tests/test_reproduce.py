@@ -49,6 +49,7 @@ def test_unconfigured_datasets_are_named_with_the_setting_to_fill(two_datasets):
     assert any("CAFE_SFEW_ROOT" in m and "cafe.toml" in m for m in missing) and len(missing) == 3
 
 
+@pytest.mark.slow
 def test_reproduce_runs_end_to_end_and_writes_tables(two_datasets):
     cmd = [sys.executable, "-m", "cli.main", "reproduce", "--tables", "1,5",
            "--extract-args", "--model cafe-tiny --random-weights --workers 0",

@@ -78,6 +78,7 @@ def test_checkpoint_round_trip_and_config(trained, caches):
     assert 100 * (pred.y_true == pred.y_pred).mean() == pytest.approx(best_epoch["source_test_acc"])
 
 
+@pytest.mark.slow
 def test_resume_gives_the_same_weights_as_an_uninterrupted_run(caches, tmp_path):
     whole, parts = tmp_path / "whole", tmp_path / "parts"
     train(config(caches, epochs=3), whole, log=lambda s: None)
@@ -218,6 +219,7 @@ def test_bgr_targets_swap_channels_for_clip_and_mask_branch(trained, caches):
     assert rgb["mean_masks"] is not None and rgb["mean_masks"].shape == (7, 32)
 
 
+@pytest.mark.slow
 def test_bf16_mixed_precision_trains_in_channels_last(caches, tmp_path):
     """--precision bf16: autocast + channels_last for the mask branch; weights stay fp32 and finite."""
     from cafe_cache.device import resolve_train_precision
