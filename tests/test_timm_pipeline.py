@@ -111,3 +111,23 @@ def test_eval_with_bgr_targets_runs_the_timm_model_online(trained):
          "--device", "cpu", "--workers", 0)
     results = json.loads((base / "run" / "eval-last" / "results.json").read_text())
     assert results["targets"]["toyset"]["bgr"] and results["clip"].startswith(model)
+
+
+def test_python_api_and_its_package_on_a_timm_run_equal_cafe_predict(trained, tmp_path):
+    """`cafe_cache.load` on the timm run, and on the `cafe package` folder made from it, give `cafe predict`'s
+    probabilities; the package names the timm extractor and its random weights."""
+    import cafe_cache
+
+    base, model, *_ = trained
+    files = sorted((base / "toyset" / "test").glob("*/*.png"))[:3]
+    out = tmp_path / "rows.json"
+    cafe("predict", "--checkpoint", base / "run", "--no-detect", "--device", "cpu", *files, "--out", out)
+    want = [[row[c] for c in cafe_cache.load(base / "run", device="cpu", warn=False).classes]
+            for row in json.loads(out.read_text())["rows"]]
+    cafe("package", base / "run", tmp_path / "pkg")
+    config = json.loads((tmp_path / "pkg" / "config.json").read_text())
+    assert model in json.dumps(config) and "RANDOM" in (tmp_path / "pkg" / "README.md").read_text()
+    for source in (base / "run", tmp_path / "pkg"):
+        recognizer = cafe_cache.load(source, device="cpu", warn=False)
+        got = [[face.probs[c] for c in recognizer.classes] for [face] in recognizer.predict_batch(files, detect=False)]
+        np.testing.assert_allclose(got, want, atol=1e-5)
