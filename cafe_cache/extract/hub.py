@@ -9,6 +9,7 @@ does not answer within :data:`PROBE_SECONDS` stops at once with one line saying 
 from __future__ import annotations
 
 import logging
+import os
 import urllib.error
 import urllib.request
 from collections.abc import Iterator, Sequence
@@ -33,9 +34,11 @@ def cached_file(repo_id: str, filenames: Sequence[str]) -> Path | None:
 
 
 def hub_offline() -> bool:
+    """``HF_HUB_OFFLINE`` as huggingface_hub reads it (also when set after it was imported)."""
     from huggingface_hub import constants
 
-    return bool(constants.HF_HUB_OFFLINE)
+    env = os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "on", "yes", "true")
+    return bool(constants.HF_HUB_OFFLINE) or env
 
 
 def reachable(url: str, timeout: float = PROBE_SECONDS) -> bool:

@@ -8,10 +8,10 @@ Uploading needs no code of cafe's: ``huggingface-cli upload ORG/NAME FOLDER``.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from ..errors import CafeError
+from ..extract.hub import first_line, hub_offline
 
 HF_PREFIX = "hf://"
 HUB_TIMEOUT_S = 5.0  # per request to the Hub: a dead network fails in seconds, not after minutes of retries
@@ -25,14 +25,6 @@ def parse_hf(source: str) -> tuple[str, str | None]:
         raise CafeError(f"{source}: a Hub package is named hf://ORG/NAME or hf://ORG/NAME@REVISION "
                         "(a branch, tag or commit).")
     return repo, revision or None
-
-
-def hub_offline() -> bool:
-    """``HF_HUB_OFFLINE`` as huggingface_hub reads it (also when set after it was imported)."""
-    from huggingface_hub import constants
-
-    env = os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "on", "yes", "true")
-    return bool(constants.HF_HUB_OFFLINE) or env
 
 
 def resolve_hf(source: str) -> Path:
@@ -61,12 +53,8 @@ def _download(source: str, repo: str, revision: str | None, where: str, fetch: s
         return Path(snapshot_download(repo, revision=revision, etag_timeout=HUB_TIMEOUT_S))
     except (RepositoryNotFoundError, RevisionNotFoundError) as e:
         kind = "revision" if isinstance(e, RevisionNotFoundError) else "repository"
-        raise CafeError(f"{source}: the Hub has no such {kind} ({_first_line(e)}); check the name, or log in "
+        raise CafeError(f"{source}: the Hub has no such {kind} ({first_line(e)}); check the name, or log in "
                         "(`huggingface-cli login`) for a private one.") from None
     except Exception as e:  # noqa: BLE001 - connection, timeout and HTTP errors of httpx/requests/huggingface_hub
-        raise CafeError(f"{source}: {where} ({type(e).__name__}: {_first_line(e)}); {fetch}.") from None
+        raise CafeError(f"{source}: {where} ({first_line(e)}); {fetch}.") from None
 
-
-def _first_line(error: BaseException) -> str:
-    """The first non-empty line of an error's message, whole (never cut mid-word)."""
-    return next((line.strip() for line in str(error).splitlines() if line.strip()), type(error).__name__)
