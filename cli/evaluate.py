@@ -58,8 +58,7 @@ def evaluate(
     device: str = typer.Option(TrainConfig.device),
     json_out: bool = typer.Option(False, "--json", help="Also print the results as JSON on stdout."),
 ) -> None:
-    """Evaluate a trained run on cached target datasets; writes RUN/eval-<which>/results.{json,md} (with --targets
-    A,B: results-A+B.{json,md})."""
+    """Evaluate a trained run on cached targets: RUN/eval-<which>/results.{json,md} (--targets A,B: results-A+B)."""
     from cafe_cache.metrics import jsonable  # torch: only when running
     from cafe_cache.train.evaluate import evaluate_run
 

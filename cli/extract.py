@@ -94,7 +94,7 @@ def extract(
     force: bool = typer.Option(_job("force"), "--force",
                                help="Recompute even if a finished or different cache exists."),
 ) -> None:
-    """Run frozen CLIP over a dataset once and store its features (stage one).
+    """Run a frozen image model (CLIP by default, or timm:NAME) over a dataset once and store its features (stage one).
 
     Resumable: rerun the same command after an interruption and it continues where it stopped.
     Several GPUs or nodes: launch it with torchrun (`torchrun --nproc-per-node N -m cli extract ...`);
