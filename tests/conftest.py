@@ -136,3 +136,20 @@ def train_tiny_run(base: Path) -> Path:
                       image_size=40, batch_size=16, workers=0, augment=Augment.none(), device="cpu")
     train(cfg, base / "run", log=lambda _: None)
     return base / "run"
+
+
+def configure_raf_and_mma(base: Path, monkeypatch, train: int, test: int, size: int) -> Path:
+    """RAF-DB and MMA in their native layouts (synthetic; ``train``/``test`` images per class, MMA's
+    train/ test/ <class>/), configured through CAFE_<NAME>_ROOT; the other paper datasets unset, HOME and the
+    working folder ``base`` (no cafe.toml of the user's is read)."""
+    from cafe_cache import paper, synth
+
+    synth.write_rafdb(base / "raf", "line", train, test, size=size, seed=1)
+    synth.write_folder(base / "mma", "color", train, test, size=size, seed=2)
+    for d in paper.DATASETS:
+        monkeypatch.delenv(f"CAFE_{d.upper()}_ROOT", raising=False)
+    monkeypatch.setenv("CAFE_RAFDB_ROOT", str(base / "raf"))
+    monkeypatch.setenv("CAFE_MMA_ROOT", str(base / "mma"))
+    monkeypatch.setenv("HOME", str(base))
+    monkeypatch.chdir(base)
+    return base

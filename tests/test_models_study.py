@@ -10,11 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from cafe_cache import paper, synth
+from cafe_cache import paper
 from cafe_cache.errors import CafeError
 from cafe_cache.metrics import means
 from cafe_cache.models_study import check_models, model_plans, model_slug, write_models_table
 from cafe_cache.reproduce import ReproduceJob
+
+from .conftest import configure_raf_and_mma
 
 REPO = Path(__file__).resolve().parents[1]
 TIMM = "timm:test_vit.r160_in1k"  # timm's tiny ViT: a real timm extractor, fast
@@ -23,15 +25,7 @@ TIMM = "timm:test_vit.r160_in1k"  # timm's tiny ViT: a real timm extractor, fast
 @pytest.fixture
 def two_datasets(tmp_path, monkeypatch):
     """RAF-DB and MMA in their native layouts (synthetic, 2 train and 1 test image per class), the others unset."""
-    synth.write_rafdb(tmp_path / "raf", "line", 2, 1, size=32, seed=1)
-    synth.write_folder(tmp_path / "mma", "color", 2, 1, size=32, seed=2)
-    for d in paper.DATASETS:
-        monkeypatch.delenv(f"CAFE_{d.upper()}_ROOT", raising=False)
-    monkeypatch.setenv("CAFE_RAFDB_ROOT", str(tmp_path / "raf"))
-    monkeypatch.setenv("CAFE_MMA_ROOT", str(tmp_path / "mma"))
-    monkeypatch.setenv("HOME", str(tmp_path))
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
+    return configure_raf_and_mma(tmp_path, monkeypatch, train=2, test=1, size=32)
 
 
 def reproduce(cwd: Path, *args: str) -> subprocess.CompletedProcess:

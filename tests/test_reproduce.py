@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from cafe_cache import paper, synth
 from cafe_cache.reproduce import available_datasets, plan
+
+from .conftest import configure_raf_and_mma
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -19,15 +20,7 @@ REPO = Path(__file__).resolve().parents[1]
 @pytest.fixture
 def two_datasets(tmp_path, monkeypatch):
     """RAF-DB and MMA in their native layouts (synthetic), the other three unconfigured."""
-    synth.write_rafdb(tmp_path / "raf", "line", 6, 3, size=40, seed=1)
-    synth.write_folder(tmp_path / "mma", "color", 4, 3, size=40, seed=2)  # train/ test/ <class>/: MMA's layout
-    for d in paper.DATASETS:
-        monkeypatch.delenv(f"CAFE_{d.upper()}_ROOT", raising=False)
-    monkeypatch.setenv("CAFE_RAFDB_ROOT", str(tmp_path / "raf"))
-    monkeypatch.setenv("CAFE_MMA_ROOT", str(tmp_path / "mma"))
-    monkeypatch.setenv("HOME", str(tmp_path))
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
+    return configure_raf_and_mma(tmp_path, monkeypatch, train=6, test=3, size=40)
 
 
 def test_plan_covers_the_tables_and_trains_the_full_model_once(tmp_path):
