@@ -1,6 +1,6 @@
 """``cafe reproduce --protocol lodo``: leave one domain out.
 
-For every configured dataset D: train on all the others together (``cafe train --source a,b,c``, plain
+For every configured dataset D: train on all the others together (``TrainConfig(source="a,b,c")``, plain
 union) and test on D, the held-out set, and on every other cache present (the sources' own test sets
 and extra targets such as CK+ or JAFFE). CAFE and the no_mask baseline (plain ResNet-18 + FC, Table 2's
 first row) are trained the same way. Beside each held-out set stands the single-source Table 1 run
@@ -14,7 +14,7 @@ are skipped and an interrupted one resumes, as for the paper's tables.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from rich.markup import escape
@@ -23,11 +23,22 @@ from . import paper
 from .errors import CafeError
 from .extract.cache import FeatureCache, find_caches
 from .options import DEFAULT_WHICH
-from .reproduce import MSCELEB_HINT, Experiment, ReproduceJob, Say, Settings, plan, run_step, usable_datasets
+from .reproduce import (
+    MSCELEB_HINT,
+    Experiment,
+    ReproduceJob,
+    Settings,
+    extract_all,
+    plan,
+    say_settings,
+    train_all,
+    usable_datasets,
+)
 from .runs import RunFolder
+from .steps import Say, Views
 
 MIN_DATASETS = 3  # with two, "all the others" is one dataset: that is Table 1
-METHODS = (("CAFE", "cafe", ()), ("baseline (no mask)", "no_mask", ("--variant", "no_mask")))
+METHODS = (("CAFE", "cafe", None), ("baseline (no mask)", "no_mask", "no_mask"))  # (row, folder, variant)
 
 
 @dataclass
@@ -38,7 +49,7 @@ class LodoRun:
     sources: list[str]
     method: str  # the row's name: "CAFE" or "baseline (no mask)"
     run: Path
-    flags: list[str] = field(default_factory=list)
+    variant: str | None = None  # None: the job's own (CAFE)
 
     def results(self, which: str = DEFAULT_WHICH) -> dict | None:
         f = RunFolder(self.run).results_json(which)
@@ -50,7 +61,7 @@ class LodoRun:
 
     def as_experiment(self) -> Experiment:
         """The same run as :class:`~cafe_cache.reproduce.Experiment` (for :meth:`Settings.from_runs`)."""
-        return Experiment("lodo", self.method, ",".join(self.sources), self.run, self.flags)
+        return Experiment("lodo", self.method, ",".join(self.sources), self.run, variant=self.variant)
 
 
 def plan_lodo(datasets: list[str], runs: Path) -> list[LodoRun]:
@@ -58,8 +69,8 @@ def plan_lodo(datasets: list[str], runs: Path) -> list[LodoRun]:
     if len(datasets) < MIN_DATASETS:
         raise CafeError(f"--protocol lodo needs at least {MIN_DATASETS} datasets (have {', '.join(datasets)}): with "
                         "two, training on the other one is Table 1's cross-domain run (`cafe reproduce --tables 1`).")
-    return [LodoRun(d, [s for s in datasets if s != d], method, runs / "lodo" / d / folder, list(flags))
-            for d in datasets for method, folder, flags in METHODS]
+    return [LodoRun(d, [s for s in datasets if s != d], method, runs / "lodo" / d / folder, variant)
+            for d in datasets for method, folder, variant in METHODS]
 
 
 def extra_targets(cache_dir: Path, datasets: list[str]) -> list[str]:
@@ -67,44 +78,26 @@ def extra_targets(cache_dir: Path, datasets: list[str]) -> list[str]:
     return [p.stem for p in find_caches(cache_dir) if p.stem not in datasets and FeatureCache(p).complete]
 
 
-def train_step(run: Path, source: str, flags: list[str], targets: str, job: ReproduceJob, say: Say) -> None:
-    """``cafe train`` into ``run`` unless its evaluation exists; an interrupted run resumes."""
-    folder = RunFolder(run)
-    if folder.results_json(DEFAULT_WHICH).is_file():
-        say(f"done already: {escape(str(run))}")
-        return
-    common = ["--cache-dir", str(job.cache_dir), "--targets", targets, "--out", str(run), "--eval-which", "last,best"]
-    cmd = ["train", "--resume", *common] if folder.resume.is_file() else \
-        ["train", "--source", source, *common, *flags, *job.train_words]
-    run_step(cmd, job, say, job.nproc_per_node)
-
-
-def reproduce_lodo(job: ReproduceJob, say: Say) -> list[Path]:
+def reproduce_lodo(job: ReproduceJob, say: Say, views: Views | None = None) -> list[Path]:
     """Extract every usable dataset, train Table 1's single-source runs and the protocol's runs, then write
     ``lodo.md``, ``lodo.json`` and ``lodo.png`` (the markdown's path returned, the others said; none with
-    ``--dry-run``)."""
-    settings = Settings.from_args(job.which, list(job.extract_args), job.train_words)
+    ``--dry-run``). A failed run is named after the tables of the others are written."""
     say("protocol: leave one domain out (train on all configured datasets but one, test on that one)")
-    say("settings:\n" + "\n".join(f"  {line}" for line in settings.summary()))
-    if not settings.paper_init:
-        say(f"[yellow]not the paper's backbone init[/]: {MSCELEB_HINT}")
+    say_settings(job.settings(), say)
     usable = usable_datasets(job, say)
     runs = plan_lodo(usable, job.runs)
-    for d in usable:
-        run_step(["extract", "--dataset", d, "--cache-dir", str(job.cache_dir), *job.extract_args], job, say,
-                 job.nproc_per_node)
-    targets = ",".join(usable + extra_targets(job.cache_dir, usable))
-    say(f"held-out sets: {', '.join(usable)}; every run is tested on {targets}")
+    runner = job.runner(say, views)
+    extract_all(job, runner, usable)
+    targets = usable + extra_targets(job.cache_dir, usable)
+    say(f"held-out sets: {', '.join(usable)}; every run is tested on {','.join(targets)}")
     singles = plan(usable, job.runs, ("1",))
-    for e in singles:
-        train_step(e.run, e.source, e.flags, targets, job, say)
-    for r in runs:
-        train_step(r.run, ",".join(r.sources), r.flags, targets, job, say)
+    train_all(job, runner, singles + [r.as_experiment() for r in runs], targets, say)
     if job.dry_run:
         return []
     markdown, *others = write_lodo(runs, singles, job.results, job.which)
     for path in others:
         say(f"written {escape(str(path))}")
+    runner.check()
     return [markdown]
 
 

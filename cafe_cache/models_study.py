@@ -23,20 +23,21 @@ from rich.markup import escape
 from . import paper
 from .errors import CafeError
 from .extract.extractor import canonical_model, split_model
+from .extract.weights import ClipSpec
 from .metrics import means
 from .reproduce import (
-    MSCELEB_HINT,
     Experiment,
     ReproduceJob,
-    Say,
     Settings,
+    extract_all,
     ours,
     plan,
-    run_step,
+    say_settings,
+    train_all,
     usable_datasets,
     write_tables,
 )
-from .runs import RunFolder
+from .steps import Say, Views
 
 PAPER_ROW = "CAFE ViT-B/32 (paper)"
 
@@ -76,7 +77,7 @@ def check_models(models: list[str], job: ReproduceJob) -> list[str]:
     slugs = [model_slug(m) for m in models]
     if len(set(slugs)) != len(slugs):
         raise CafeError(f"--models {','.join(models)}: a model is named twice.")
-    if any(w == "--model" or w.startswith("--model=") for w in job.extract_args):
+    if job.extract.clip.model != ClipSpec.model:
         raise CafeError("--models sets each extraction's --model; remove --model from --extract-args.")
     if job.protocol != "paper":
         raise CafeError(f"--models runs the paper's Table 1 per model; drop --protocol {job.protocol}.")
@@ -85,44 +86,28 @@ def check_models(models: list[str], job: ReproduceJob) -> list[str]:
     return models
 
 
-def train_step(e: Experiment, cache_dir: Path, targets: str, job: ReproduceJob, say: Say) -> None:
-    """Train (or resume) one run and evaluate it on ``targets``; a finished run is skipped."""
-    if e.results():
-        say(f"done already: {escape(str(e.run))}")
-        return
-    common = ["--cache-dir", str(cache_dir), "--targets", targets, "--out", str(e.run), "--eval-which", "last,best"]
-    resume = RunFolder(e.run).resume.is_file()
-    cmd = ["train", "--resume", *common] if resume else ["train", "--source", e.source, *common, *e.flags,
-                                                         *job.train_words]
-    run_step(cmd, job, say, job.nproc_per_node)
-
-
-def reproduce_models(job: ReproduceJob, models: list[str], say: Say) -> list[Path]:
+def reproduce_models(job: ReproduceJob, models: list[str], say: Say, views: Views | None = None) -> list[Path]:
     """Extract and train Table 1 for every model (the plans printed, and only printed with ``--dry-run``), then
     each model's Table 1 and the models table; returns the paths written (none with ``--dry-run``)."""
     check_models(models, job)
     if set(job.tables) - {"1"} or job.sweep:
         say("[yellow]--models makes Table 1 only[/] (one per model); the ablations (Tables 2, 4, 5, the sweep) are "
             "made by `cafe reproduce` without --models.")
-    settings = Settings.from_args(job.which, list(job.extract_args), job.train_words)
-    say("settings:\n" + "\n".join(f"  {line}" for line in settings.summary()))
-    if not settings.paper_init:
-        say(f"[yellow]not the paper's backbone init[/]: {MSCELEB_HINT}")
+    say_settings(job.settings(), say)
     usable = usable_datasets(job, say)
-    targets = ",".join(usable)
     plans = model_plans(job, models, usable)
+    runner = job.runner(say, views)
     for i, p in enumerate(plans, 1):
         say(f"[bold]plan {i}/{len(plans)}: model {escape(p.model)}[/] — caches in {escape(str(p.cache_dir))}, "
             f"{len(p.experiments)} runs, Table 1 in {escape(str(p.results))}")
-        for d in usable:
-            run_step(["extract", "--dataset", d, "--cache-dir", str(p.cache_dir), "--model", p.model,
-                      *job.extract_args], job, say, job.nproc_per_node)
-        for e in p.experiments:
-            train_step(e, p.cache_dir, targets, job, say)
+        extract_all(job, runner, usable, p.cache_dir, p.model)
+        train_all(job, runner, p.experiments, usable, say, p.cache_dir)
     if job.dry_run:
         return []
     written = [name_model(path, p.model) for p in plans for path in write_tables(p.experiments, p.results, job.which)]
-    return written + write_models_table(plans, job.results, job.which)
+    written += write_models_table(plans, job.results, job.which)
+    runner.check()
+    return written
 
 
 def name_model(path: Path, model: str) -> Path:

@@ -1,9 +1,13 @@
-"""The paper's experiments as a plan of ``cafe extract`` / ``cafe train`` commands, and their tables.
+"""The paper's experiments as a plan of extractions and trainings, run in this process, and their tables.
 
 Tables (results/): Table 1 cross-domain matrix (train on each of the five datasets, test on all),
 Table 2 ablation (no mask, mask, + separation, + diverse), Table 4 CLIP+finetune, Table 5 no
 sigmoid, and the loss-weight sweep of Fig. 3. Ablations train on RAF-DB as the paper does (or on
 the first available dataset, said in the table). Each table prints our numbers next to the paper's.
+
+Every experiment is the training template of :class:`ReproduceJob` (a :class:`TrainConfig`) with its source and
+its own changes (:meth:`Experiment.train_config`); every extraction is the job's :class:`ExtractJob` for one
+dataset. :mod:`cafe_cache.steps` runs them (under torchrun with several processes per node).
 
 The official configuration is the default (:class:`Settings`): final-epoch evaluation, fp32 mask
 branch, MS-Celeb ResNet-18 init (a file only the user can supply). Every setting that differs from it
@@ -13,11 +17,7 @@ is named in the title of every table written, so a table never passes for the pa
 from __future__ import annotations
 
 import json
-import shlex
-import subprocess
-import sys
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from rich.markup import escape
@@ -26,11 +26,13 @@ from . import paper
 from .datasets import default_root, root_env_var
 from .errors import CafeError
 from .extract.cache import FeatureCache, cache_path
+from .extract.job import ExtractJob
 from .extract.subset import describe
 from .files import write_text
 from .metrics import means
-from .options import DEFAULT_MODEL, DEFAULT_PRETRAINED, DEFAULT_WHICH, PROTOCOLS, TABLES, TRAIN_PRECISIONS, VIEWS, WHICH
+from .options import DEFAULT_WHICH, PROTOCOLS, TABLES, TRAIN_PRECISIONS, VIEWS, WHICH
 from .runs import RunConfig, RunFolder
+from .steps import Runner, Say, Views
 from .train.config import TrainConfig
 
 SWEEP_SEP = (0.5, 1.0, 1.5, 2.0, 3.0)  # with w_div = 5
@@ -43,7 +45,15 @@ class Experiment:
     label: str  # the row's name in its table
     source: str
     run: Path
-    flags: list[str] = field(default_factory=list)  # extra `cafe train` flags
+    variant: str | None = None  # what the experiment changes in the job's training (None: the job's own)
+    w_sep: float | None = None
+    w_div: float | None = None
+
+    def train_config(self, base: TrainConfig, cache_dir: Path) -> TrainConfig:
+        """``base`` trained on this experiment's source (caches in ``cache_dir``) with its own changes."""
+        changes = {"variant": self.variant, "w_sep": self.w_sep, "w_div": self.w_div}
+        return replace(base, source=self.source, cache_dir=str(cache_dir),
+                       **{k: v for k, v in changes.items() if v is not None})
 
     def results(self, which: str = DEFAULT_WHICH) -> dict | None:
         f = RunFolder(self.run).results_json(which)
@@ -77,18 +87,13 @@ class Settings:
     views: tuple[str, ...] = VIEWS
 
     @classmethod
-    def from_args(cls, which: str, extract_args: list[str], train_args: list[str]) -> Settings:
-        """What the commands will use (for --dry-run and the start of a run)."""
-        subset = requested_subset(extract_args)
-        return cls(which=which, backbone_init=_flag(train_args, "--backbone-weights", "imagenet"),
-                   mask_precision=_flag(train_args, "--precision", "fp32"),
-                   clip_input="online" if "--online-clip" in train_args else "cached-views",
-                   random_clip="--random-weights" in extract_args,
-                   epochs=_int_flag(train_args, "--epochs", TrainConfig.epochs),
-                   image_size=_int_flag(train_args, "--image-size", TrainConfig.image_size),
-                   train_limit=_int_flag(train_args, "--limit", None),
-                   partial_caches=(f"every cache: {describe(subset)}",) if subset else (),
-                   views=tuple(_flag(extract_args, "--views", ",".join(VIEWS)).split(",")))
+    def from_configs(cls, which: str, extract: ExtractJob, train: TrainConfig) -> Settings:
+        """What the extractions and trainings of a job will use (for --dry-run and the start of a run)."""
+        subset = requested_subset(extract)
+        return cls(which=which, backbone_init=train.backbone_weights, mask_precision=train.precision,
+                   clip_input=train.clip_input, random_clip=extract.clip.random_weights, epochs=train.epochs,
+                   image_size=train.image_size, train_limit=train.limit,
+                   partial_caches=(f"every cache: {describe(subset)}",) if subset else (), views=tuple(extract.views))
 
     @classmethod
     def from_runs(cls, experiments: list[Experiment], which: str) -> Settings:
@@ -160,31 +165,20 @@ class Settings:
                 "(official)", *(f"reduced: {r}" for r in self.reductions())]
 
 
-def _int_flag(args: list[str], name: str, default: int | None) -> int | None:
-    """The integer value of ``name`` in ``args`` (``default`` when absent or not a number: the command refuses it)."""
-    text = _flag(args, name, "")
-    try:
-        return int(text) if text else default
-    except ValueError:
-        return default
+def requested_subset(extract: ExtractJob) -> dict:
+    """The subset record (:func:`cafe_cache.extract.subset.select`) that the extraction asks for."""
+    record: dict = {"splits": sorted(extract.splits)} if extract.splits else {}
+    return record | ({"limit": extract.limit} if extract.limit is not None else {})
 
 
-def requested_subset(extract_args: list[str]) -> dict:
-    """The subset record (:func:`cafe_cache.extract.subset.select`) that ``--extract-args`` asks for."""
-    limit, splits = _int_flag(extract_args, "--limit", None), _flag(extract_args, "--splits", "")
-    record: dict = {"splits": sorted(s for s in splits.split(",") if s)} if splits else {}
-    return record | ({"limit": limit} if limit is not None else {})
-
-
-def requested_clip(extract_args: list[str]) -> str:
-    """The CLIP weights ``--extract-args`` asks for, in words."""
-    model = _flag(extract_args, "--model", DEFAULT_MODEL)
-    if "--random-weights" in extract_args:
-        return f"{model} RANDOM WEIGHTS (seed {_flag(extract_args, '--seed', '0')})"
-    if weights := _flag(extract_args, "--weights", ""):
-        return f"{model} from the file {weights}"
-    tag = _flag(extract_args, "--pretrained", DEFAULT_PRETRAINED)
-    return f"{model} pretrained:{tag} (downloaded once, or from your Hugging Face cache)"
+def requested_clip(extract: ExtractJob) -> str:
+    """The CLIP weights the extraction asks for, in words."""
+    clip = extract.clip
+    if clip.random_weights:
+        return f"{clip.model} RANDOM WEIGHTS (seed {clip.seed})"
+    if clip.weights:
+        return f"{clip.model} from the file {clip.weights}"
+    return f"{clip.model} pretrained:{clip.pretrained} (downloaded once, or from your Hugging Face cache)"
 
 
 def partial_caches(experiments: list[Experiment], which: str) -> tuple[str, ...]:
@@ -215,17 +209,6 @@ def _cache_views(config: RunConfig) -> tuple[str, ...] | None:
     return tuple(json.loads(fp).get("views", VIEWS)) if fp else None
 
 
-def _flag(args: list[str], name: str, default: str) -> str:
-    """The value of ``name VALUE`` or ``name=VALUE`` in a list of command-line words (the last wins)."""
-    value = default
-    for i, a in enumerate(args):
-        if a == name and i + 1 < len(args):
-            value = args[i + 1]
-        elif a.startswith(name + "="):
-            value = a.split("=", 1)[1]
-    return value
-
-
 def available_datasets(cache_dir: Path) -> tuple[list[str], list[str]]:
     """(datasets we can use, a message per dataset we cannot, naming the setting to fill in)."""
     usable, missing = [], []
@@ -247,19 +230,18 @@ def plan(datasets: list[str], runs: Path, tables: tuple[str, ...] = TABLES, swee
     abl = "rafdb" if "rafdb" in datasets else datasets[0]
     full = Experiment("2", "mask + separation + diverse", abl, runs / "table1" / abl)
     if "2" in tables:
-        exps += [Experiment("2", "baseline (no mask)", abl, runs / "table2" / "no_mask", ["--variant", "no_mask"]),
-                 Experiment("2", "mask", abl, runs / "table2" / "mask", ["--w-sep", "0", "--w-div", "0"]),
-                 Experiment("2", "mask + separation", abl, runs / "table2" / "mask_sep", ["--w-div", "0"]),
+        exps += [Experiment("2", "baseline (no mask)", abl, runs / "table2" / "no_mask", variant="no_mask"),
+                 Experiment("2", "mask", abl, runs / "table2" / "mask", w_sep=0.0, w_div=0.0),
+                 Experiment("2", "mask + separation", abl, runs / "table2" / "mask_sep", w_div=0.0),
                  full]
     if "4" in tables:
-        exps.append(Experiment("4", "CLIP+Finetune", abl, runs / "table4" / "clip_finetune",
-                               ["--variant", "clip_finetune"]))
+        exps.append(Experiment("4", "CLIP+Finetune", abl, runs / "table4" / "clip_finetune", variant="clip_finetune"))
     if "5" in tables:
-        exps.append(Experiment("5", "No sigmoid", abl, runs / "table5" / "no_sigmoid", ["--variant", "no_sigmoid"]))
+        exps.append(Experiment("5", "No sigmoid", abl, runs / "table5" / "no_sigmoid", variant="no_sigmoid"))
     if sweep:
-        exps += [Experiment("sweep", f"w_sep={w:g}, w_div=5", abl, runs / "sweep" / f"sep{w:g}", ["--w-sep", str(w)])
+        exps += [Experiment("sweep", f"w_sep={w:g}, w_div=5", abl, runs / "sweep" / f"sep{w:g}", w_sep=w)
                  for w in SWEEP_SEP]
-        exps += [Experiment("sweep", f"w_sep=1.5, w_div={w:g}", abl, runs / "sweep" / f"div{w:g}", ["--w-div", str(w)])
+        exps += [Experiment("sweep", f"w_sep=1.5, w_div={w:g}", abl, runs / "sweep" / f"div{w:g}", w_div=w)
                  for w in SWEEP_DIV]
     return exps  # the full model appears in Tables 1 and 2 with one run folder: it trains once
 
@@ -373,12 +355,17 @@ def write_tables(experiments: list[Experiment], results_dir: Path, which: str = 
 
 # --------------------------------------------------------------------------- cafe reproduce as one call
 
-Say = Callable[[str], None]  # prints one line of rich markup
+
+def default_train() -> TrainConfig:
+    """The training every experiment starts from: the paper's settings (TrainConfig's defaults) with the official
+    fp32 mask branch. Its source is a placeholder: each experiment trains on its own."""
+    return TrainConfig(source="rafdb", precision="fp32")
 
 
 @dataclass(frozen=True)
 class ReproduceJob:
-    """Every option of ``cafe reproduce`` (flags already split into words)."""
+    """Every option of ``cafe reproduce``: what to run, where, and the typed extraction and training that every
+    step starts from (``--extract-args`` and ``--train-args``, parsed by the command line)."""
 
     datasets: list[str] | None = None  # default: every dataset with a root or a cache
     tables: tuple[str, ...] = TABLES
@@ -386,11 +373,11 @@ class ReproduceJob:
     cache_dir: Path = Path("cache")
     runs: Path = Path("runs/reproduce")
     results: Path = Path("results")
-    extract_args: tuple[str, ...] = ()
-    train_args: tuple[str, ...] = ()
+    extract: ExtractJob = field(default_factory=lambda: ExtractJob(dataset=""))  # dataset, cache_dir set per step
+    train: TrainConfig = field(default_factory=default_train)  # source, cache_dir and changes set per experiment
+    plots: bool = True  # each run's figures (cafe train --no-plots in --train-args: False)
     expclip: Path | None = None
     which: str = DEFAULT_WHICH
-    precision: str = "fp32"  # the official mask-branch precision
     nproc_per_node: int = 1
     dry_run: bool = False
     protocol: str = "paper"  # "paper": reproduce(), the paper's tables; "lodo": cafe_cache.lodo.reproduce_lodo()
@@ -404,31 +391,28 @@ class ReproduceJob:
                             "(results/lodo.md): drop them, or run the paper protocol separately.")
         if self.which not in WHICH:
             raise CafeError(f"--which {self.which!r}: choose last (the final epoch, official) or best.")
-        if self.precision not in TRAIN_PRECISIONS:
-            raise CafeError(f"--precision {self.precision!r}: choose from {', '.join(TRAIN_PRECISIONS)}.")
+        if self.train.precision not in TRAIN_PRECISIONS:
+            raise CafeError(f"--precision {self.train.precision!r}: choose from {', '.join(TRAIN_PRECISIONS)}.")
 
-    @property
-    def train_words(self) -> list[str]:
-        """--train-args, with --precision added unless it is there already."""
-        words = list(self.train_args)
-        if not any(w == "--precision" or w.startswith("--precision=") for w in words):
-            words += ["--precision", self.precision]
-        return words
+    def extraction(self, dataset: str, cache_dir: Path | None = None, model: str | None = None) -> ExtractJob:
+        """The job's extraction of ``dataset`` into ``cache_dir`` (default the job's), with ``model`` if given."""
+        clip = replace(self.extract.clip, model=model) if model else self.extract.clip
+        return replace(self.extract, dataset=dataset, cache_dir=cache_dir or self.cache_dir, clip=clip)
+
+    def settings(self) -> Settings:
+        return Settings.from_configs(self.which, self.extract, self.train)
+
+    def runner(self, say: Say, views: Views | None = None) -> Runner:
+        """What runs the steps, showing them through ``views`` (its ``say`` replaced by ``say``)."""
+        return Runner(replace(views, say=say) if views else Views(say=say), self.nproc_per_node, self.dry_run,
+                      step_dir=self.runs)
 
 
-def run_step(cmd: list[str], job: ReproduceJob, say: Say, nproc: int = 1) -> None:
-    """``cafe CMD`` as one process, or as ``nproc`` processes on this node under torchrun; printed first
-    as one copy-pasteable line, and only printed with ``--dry-run``."""
-    launcher = ["torchrun", "--standalone", f"--nproc-per-node={nproc}", "-m", "cli"] if nproc > 1 else ["cafe"]
-    say(f"[bold cyan]$ {escape(shlex.join(launcher + cmd))}[/]")
-    if job.dry_run:
-        return
-    python = ([sys.executable, "-m", "torch.distributed.run", *launcher[1:]] if nproc > 1
-              else [sys.executable, "-m", "cli"])
-    proc = subprocess.run([*python, *cmd])
-    if proc.returncode != 0:
-        raise CafeError(f"`{shlex.join(launcher + cmd)}` failed (exit {proc.returncode}); fix the cause above and "
-                        "rerun `cafe reproduce`: finished steps are not repeated.")
+def say_settings(settings: Settings, say: Say) -> None:
+    """The settings, one per line, and how to get the paper's backbone init when it is not used."""
+    say("settings:\n" + "\n".join(f"  {line}" for line in settings.summary()))
+    if not settings.paper_init:
+        say(f"[yellow]not the paper's backbone init[/]: {MSCELEB_HINT}")
 
 
 def usable_datasets(job: ReproduceJob, say: Say) -> list[str]:
@@ -450,9 +434,8 @@ def check_existing_caches(job: ReproduceJob, usable: list[str], say: Say) -> Non
     """Names the CLIP weights the extractions use and what each existing cache holds; an existing cache that
     `cafe extract` would refuse (another --limit/--splits, or random weights where real ones are asked for
     or the reverse) stops the run now, before any step, or is said as such by a dry run."""
-    args = list(job.extract_args)
-    say(f"CLIP weights: {escape(requested_clip(args))}")
-    want, random = requested_subset(args), "--random-weights" in args
+    say(f"CLIP weights: {escape(requested_clip(job.extract))}")
+    want, random = requested_subset(job.extract), job.extract.clip.random_weights
     for d in usable:
         path = cache_path(job.cache_dir, d)
         try:
@@ -471,7 +454,7 @@ def check_existing_caches(job: ReproduceJob, usable: list[str], say: Say) -> Non
             problem = f"it holds {describe(cache.subset)}, --extract-args ask for {describe(want)}"
         elif cache.random_weights != random:
             problem = f"it was made with CLIP {cache.fingerprint.weights_label}, --extract-args ask for another"
-        if problem and "--force" not in args:
+        if problem and not job.extract.force:
             message = (f"{path}: {problem}, so `cafe extract` would refuse it. Pass the cache's own settings in "
                        "--extract-args, add --force to them to replace it, or use another --cache-dir.")
             if not job.dry_run:
@@ -479,36 +462,41 @@ def check_existing_caches(job: ReproduceJob, usable: list[str], say: Say) -> Non
             say(f"[red]would stop[/]: {escape(message)}")
 
 
-def reproduce(job: ReproduceJob, say: Say) -> list[Path]:
+def extract_all(job: ReproduceJob, runner: Runner, datasets: list[str], cache_dir: Path | None = None,
+                model: str | None = None) -> None:
+    """Stage one for every dataset (finished caches are checked and skipped by the extraction itself); a failed
+    one stops the run here, since every training is tested on every dataset."""
+    for d in datasets:
+        runner.extract(job.extraction(d, cache_dir, model))
+    runner.check()
+
+
+def train_all(job: ReproduceJob, runner: Runner, experiments: list[Experiment], targets: list[str],
+              say: Say, cache_dir: Path | None = None) -> None:
+    """Stage two, once per run folder: a finished run is skipped, an interrupted one resumes, a failed one is said
+    and the others go on (:meth:`Runner.check` names it at the end)."""
+    for e in {e.run: e for e in experiments}.values():
+        if e.results():
+            say(f"done already: {escape(str(e.run))}")
+            continue
+        runner.train(e.train_config(job.train, cache_dir or job.cache_dir), e.run, targets, job.plots)
+
+
+def reproduce(job: ReproduceJob, say: Say, views: Views | None = None) -> list[Path]:
     """Stage one for every usable dataset, stage two once per run folder, the zero-shot reference, then the
-    figure and the tables (their paths returned; none with ``--dry-run``). Finished steps are skipped.
-    (``--protocol lodo`` is :func:`cafe_cache.lodo.reproduce_lodo`.)"""
-    settings = Settings.from_args(job.which, list(job.extract_args), job.train_words)
-    say("settings:\n" + "\n".join(f"  {line}" for line in settings.summary()))
-    if not settings.paper_init:
-        say(f"[yellow]not the paper's backbone init[/]: {MSCELEB_HINT}")
+    figure and the tables (their paths returned; none with ``--dry-run``). Finished steps are skipped; a step
+    that fails is named after the tables of the others are written. (``--protocol lodo`` is
+    :func:`cafe_cache.lodo.reproduce_lodo`.)"""
+    say_settings(job.settings(), say)
     usable = usable_datasets(job, say)
     if bad := [t for t in job.tables if t not in TABLES]:
         raise CafeError(f"--tables: unknown {bad}; choose from {', '.join(TABLES)}.")
     check_existing_caches(job, usable, say)
-    for d in usable:  # stage one: finished caches are checked and skipped by cafe extract itself
-        run_step(["extract", "--dataset", d, "--cache-dir", str(job.cache_dir), *job.extract_args], job, say,
-                 job.nproc_per_node)
+    runner = job.runner(say, views)
+    extract_all(job, runner, usable)
     experiments = plan(usable, job.runs, job.tables, job.sweep)
-    targets = ",".join(usable)
-    for e in {e.run: e for e in experiments}.values():  # stage two, once per run folder
-        if e.results():
-            say(f"done already: {escape(str(e.run))}")
-            continue
-        common = ["--cache-dir", str(job.cache_dir), "--targets", targets, "--out", str(e.run),
-                  "--eval-which", "last,best"]
-        resume = RunFolder(e.run).resume.is_file()
-        cmd = ["train", "--resume", *common] if resume else ["train", "--source", e.source, *common, *e.flags,
-                                                             *job.train_words]
-        run_step(cmd, job, say, job.nproc_per_node)
-    zeroshot = ["zeroshot", "--targets", targets, "--cache-dir", str(job.cache_dir),
-                "--out", str(job.results / "zeroshot")]
-    run_step(zeroshot + (["--expclip", str(job.expclip)] if job.expclip else []), job, say)  # no FER training
+    train_all(job, runner, experiments, usable, say)
+    runner.zero_shot(job.cache_dir, usable, job.results / "zeroshot", job.expclip)  # no FER training
     if job.dry_run:
         return []
     from .report import plot_runs_cross_domain  # torch, matplotlib: only when tables are made
@@ -516,4 +504,6 @@ def reproduce(job: ReproduceJob, say: Say) -> list[Path]:
     table1 = [e.run for e in experiments if e.table == "1" and e.results()]
     if table1:
         say(f"written {escape(str(plot_runs_cross_domain(table1, job.results / 'cross-domain.png', job.which)))}")
-    return write_tables(experiments, job.results, job.which)
+    written = write_tables(experiments, job.results, job.which)
+    runner.check()
+    return written

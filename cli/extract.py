@@ -102,17 +102,26 @@ def extract(
     """
     from cafe_cache.extract.job import extract_dataset  # torch, open_clip: only when running
 
-    view_list = parse_views(views)
+    extract_dataset(job_from(ctx), say=console.print, stopped=lambda text: console.print(text, soft_wrap=True),
+                    bars=bars)
+
+
+def job_from(ctx: typer.Context) -> ExtractJob:
+    """The :class:`ExtractJob` of a parsed ``cafe extract`` command line (also ``cafe reproduce --extract-args``)."""
+    p = ctx.params
+    weights = p["weights"]
     job = ExtractJob(
-        dataset=dataset, root=root, name=name, class_map=class_map, ferplus_ties=ferplus_ties, skip_bad=skip_bad,
-        native=NativeFlags(ckplus_peak, ckplus_neutral, ckplus_fold, kdef_views),
-        splits=tuple(split_list(splits_opt) or ()) or None, limit=limit,
-        clip=ClipSpec(model=model, pretrained=pretrained, weights=str(weights) if weights else None,
-                      random_weights=random_weights, seed=seed, activation=activation),
-        views=view_list, preprocess=preprocess, dtype=dtype, precision=precision, batch_size=batch_size,
-        device=device, workers=workers, store_images=store_images, cache_dir=cache_dir, force=force)
-    _check_weight_flags(ctx, random_weights, weights, model)
-    extract_dataset(job, say=console.print, stopped=lambda text: console.print(text, soft_wrap=True), bars=_bars)
+        dataset=p["dataset"], root=p["root"], name=p["name"], class_map=p["class_map"],
+        ferplus_ties=p["ferplus_ties"], skip_bad=p["skip_bad"],
+        native=NativeFlags(p["ckplus_peak"], p["ckplus_neutral"], p["ckplus_fold"], p["kdef_views"]),
+        splits=tuple(split_list(p["splits_opt"]) or ()) or None, limit=p["limit"],
+        clip=ClipSpec(model=p["model"], pretrained=p["pretrained"], weights=str(weights) if weights else None,
+                      random_weights=p["random_weights"], seed=p["seed"], activation=p["activation"]),
+        views=parse_views(p["views"]), preprocess=p["preprocess"], dtype=p["dtype"], precision=p["precision"],
+        batch_size=p["batch_size"], device=p["device"], workers=p["workers"], store_images=p["store_images"],
+        cache_dir=p["cache_dir"], force=p["force"])
+    _check_weight_flags(ctx, p["random_weights"], weights, p["model"])
+    return job
 
 
 def _check_weight_flags(ctx: typer.Context, random_weights: bool, weights: Path | None, model: str) -> None:
@@ -131,7 +140,7 @@ def _check_weight_flags(ctx: typer.Context, random_weights: bool, weights: Path 
 
 
 @contextmanager
-def _bars(suffix: str) -> Iterator[tuple]:
+def bars(suffix: str) -> Iterator[tuple]:
     """Progress bars of one rank (task names end in ``suffix``) and the (on_plan, on_batch) callbacks
     that drive them, for :func:`~cafe_cache.extract.job.extract_dataset`."""
     with progress() as bar:

@@ -5,6 +5,8 @@ Each sub-command lives in its own module of this package; this file only lists t
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import typer
 
 from cafe_cache import __version__
@@ -70,9 +72,14 @@ def main() -> None:
     """Console-script entry point: user errors (a missing optional extra, a file-system error no library check
     caught) become one red line, exit 2; SIGTERM stops a command as Ctrl-C does (what was finished is kept),
     one line, exit 143."""
+    guarded(app)
+
+
+def guarded(run: Callable[[], object]) -> None:
+    """``run()`` with the errors a user can fix as one line (:func:`main`)."""
     sigterm_as_interrupt()
     try:
-        app()
+        run()
     except Terminated:
         console.print("[yellow]stopped by SIGTERM[/]: files already written are kept (a training run continues "
                       "with `cafe train --resume --out RUN`).", soft_wrap=True)

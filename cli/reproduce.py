@@ -1,5 +1,10 @@
-"""``cafe reproduce``: the paper's tables, by running ``cafe extract`` and ``cafe train`` per experiment
-(:func:`cafe_cache.reproduce.reproduce`)."""
+"""``cafe reproduce``: the paper's tables, by extracting and training every experiment in this process
+(:func:`cafe_cache.reproduce.reproduce`).
+
+``--extract-args`` and ``--train-args`` are parsed here, once, by the ``cafe extract`` and ``cafe train``
+commands' own options (the same defaults and checks) into the typed extraction and training every step
+starts from; a bad flag in them is one line before anything runs.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +13,17 @@ from pathlib import Path
 
 import typer
 
+from cafe_cache.errors import CafeError
 from cafe_cache.options import DEFAULT_WHICH, TABLES, TRAIN_PRECISIONS, split_list
 
-from .common import bounded, console
+from . import extract as extract_cmd
+from . import train as train_cmd
+from .common import bounded, console, progress, say_plain
+from .evaluate import print_results, show_evaluation
+
+# set by cafe reproduce for every step: refused in --extract-args / --train-args
+SET_BY_REPRODUCE = {"extract": ("name", "cache_dir"),
+                    "train": ("source", "cache_dir", "out", "resume", "targets", "evaluate", "eval_which")}
 
 
 def reproduce(
@@ -49,24 +62,96 @@ def reproduce(
                                                "results/lodo.md and lodo.png."),
 ) -> None:
     """Reproduce the paper's tables for every dataset whose root is configured (resumable: rerun to continue)."""
-    from cafe_cache.lodo import reproduce_lodo  # h5py: not for --help
+    from cafe_cache.lodo import reproduce_lodo  # torch, h5py: not for --help
     from cafe_cache.reproduce import ReproduceJob, reproduce
 
+    train, plots = parse_train_args(train_args, precision)
     job = ReproduceJob(datasets=split_list(datasets), tables=tuple(split_list(tables) or ()), sweep=sweep,
-                       cache_dir=cache_dir, runs=runs, results=results, extract_args=tuple(shlex.split(extract_args)),
-                       train_args=tuple(shlex.split(train_args)), expclip=expclip, which=which, precision=precision,
-                       nproc_per_node=nproc_per_node, dry_run=dry_run, protocol=protocol)
+                       cache_dir=cache_dir, runs=runs, results=results, extract=parse_extract_args(extract_args),
+                       train=train, plots=plots, expclip=expclip, which=which, nproc_per_node=nproc_per_node,
+                       dry_run=dry_run, protocol=protocol)
 
     def say(line: str) -> None:
         console.print(line, soft_wrap=True)  # commands on one line
 
+    views = _views()
     if models is not None:
         from cafe_cache.models_study import reproduce_models
 
-        written = reproduce_models(job, split_list(models) or [], say)
+        written = reproduce_models(job, split_list(models) or [], say, views)
     else:
-        written = (reproduce_lodo if job.protocol == "lodo" else reproduce)(job, say=say)
+        written = (reproduce_lodo if job.protocol == "lodo" else reproduce)(job, say, views)
     for path in written:
         console.print(f"written {path}")
         if path.suffix == ".md":
             console.print(path.read_text())
+
+
+def _views():
+    """What the steps show: the lines, bars and tables of `cafe extract`, `cafe train` and `cafe zeroshot`."""
+    from cafe_cache.steps import Views
+
+    def zero_shot_tables(tables: list) -> None:
+        for t in tables:
+            print_results(t["targets"], None, t["title"])
+
+    return Views(say=console.print, plain=say_plain, extract_bars=extract_cmd.bars, train_bars=progress,
+                 show=show_evaluation, show_zero_shot=zero_shot_tables)
+
+
+def _parse(command, name: str, option: str, text: str, fixed: tuple[str, ...] = ()) -> typer.Context:
+    """``text`` (after the words ``fixed``) parsed by the options of ``cafe NAME`` (their defaults, types and
+    bounds); an error is one line."""
+    app = typer.Typer()
+    app.command(name)(command)
+    try:
+        return typer.main.get_command(app).make_context(name, [*fixed, *_words(text, option)])
+    except typer.TyperException as e:  # an unknown flag, a value of the wrong type
+        message = e.format_message() if hasattr(e, "format_message") else str(e)
+        raise CafeError(f"{option} {text!r}: {message}") from None
+    except CafeError as e:
+        raise CafeError(f"{option}: {e}") from None
+
+
+def _words(text: str, option: str) -> list[str]:
+    try:
+        return shlex.split(text)
+    except ValueError as e:
+        raise CafeError(f"{option} {text!r}: {e} (quote as in a shell).") from None
+
+
+def _refuse_set_by_reproduce(ctx: typer.Context, name: str, option: str) -> None:
+    given = train_cmd.given_options(ctx)
+    if taken := ["--" + k.replace("_", "-") for k in SET_BY_REPRODUCE[name] if k in given]:
+        raise CafeError(f"{option}: {', '.join(taken)} {'is' if len(taken) == 1 else 'are'} set by cafe reproduce "
+                        "for every step (use its own --cache-dir, --runs, --datasets); remove it.")
+
+
+def parse_train_args(text: str, precision: str):
+    """``--train-args`` as the (TrainConfig, plots) every experiment starts from; ``--precision`` is
+    ``precision`` unless the words give their own."""
+    from cafe_cache.reproduce import default_train
+    from cafe_cache.train.config import TrainConfig
+
+    ctx = _parse(train_cmd.train, "train", "--train-args", text)
+    _refuse_set_by_reproduce(ctx, "train", "--train-args")
+    options = train_cmd.training_options(ctx.params) | {"source": default_train().source}
+    if "precision" not in train_cmd.given_options(ctx):
+        options["precision"] = precision
+    try:
+        return TrainConfig.from_dict(options), ctx.params["plots"]
+    except CafeError as e:
+        raise CafeError(f"--train-args: {e}") from None
+
+
+def parse_extract_args(text: str):
+    """``--extract-args`` as the ExtractJob every extraction starts from (its dataset set per step)."""
+    ctx = _parse(extract_cmd.extract, "extract", "--extract-args", text, fixed=("--dataset", ""))
+    if ctx.params["dataset"]:
+        raise CafeError("--extract-args: --dataset is set by cafe reproduce for every step (use its --datasets); "
+                        "remove it.")
+    _refuse_set_by_reproduce(ctx, "extract", "--extract-args")
+    try:
+        return extract_cmd.job_from(ctx)
+    except CafeError as e:
+        raise CafeError(f"--extract-args: {e}") from None

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -16,7 +13,7 @@ from cafe_cache.errors import CafeError
 from cafe_cache.lodo import plan_lodo, write_lodo
 from cafe_cache.reproduce import Experiment
 
-REPO = Path(__file__).resolve().parents[1]
+from .test_reproduce import cafe, step_lines
 
 
 def configure(tmp_path: Path, monkeypatch, datasets: tuple[str, ...]) -> Path:
@@ -31,11 +28,10 @@ def configure(tmp_path: Path, monkeypatch, datasets: tuple[str, ...]) -> Path:
     return tmp_path
 
 
-def dry_run(cwd: Path, *args: str) -> list[str]:
-    cmd = [sys.executable, "-m", "cli.main", "reproduce", "--protocol", "lodo", "--dry-run", *args]
-    proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)}, cwd=cwd)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    return [line for line in proc.stderr.splitlines() if line.startswith("$ ")]
+def dry_run(*args: str) -> list[str]:
+    proc = cafe("reproduce", "--protocol", "lodo", "--dry-run", *args)
+    assert proc.exit_code == 0, proc.stderr[-2000:] + repr(proc.exception)
+    return step_lines(proc.stderr)
 
 
 def source_of(line: str) -> list[str]:
@@ -45,7 +41,7 @@ def source_of(line: str) -> list[str]:
 @pytest.mark.parametrize("datasets", [("rafdb", "ferplus", "mma"), paper.DATASETS])
 def test_dry_run_plans_every_held_out_set(tmp_path, monkeypatch, datasets):
     configure(tmp_path, monkeypatch, datasets)
-    lines = dry_run(tmp_path)
+    lines = dry_run()
     n = len(datasets)
     assert [line.split()[4] for line in lines if line.startswith("$ cafe extract")] == list(datasets)
     trains = [line for line in lines if line.startswith("$ cafe train")]
@@ -112,30 +108,12 @@ def test_unfinished_runs_show_as_dashes_and_random_weights_are_named(tmp_path):
     assert "| **mean over held-out sets** | | - | - | - | - |" in md
 
 
-REAL_RUN = subprocess.run
-
-
-def in_process(cmd: list[str], **kw) -> subprocess.CompletedProcess:
-    """``python -m cli ARGS`` run in this process (the same commands, without a torch start-up per step); any
-    other command (matplotlib asks fc-list for fonts) as usual."""
-    from typer.testing import CliRunner
-
-    from cli.main import app
-    if cmd[1:3] != ["-m", "cli"]:
-        return REAL_RUN(cmd, **kw)
-    args = cmd[3:]
-    result = CliRunner().invoke(app, args)
-    if result.exception is not None and not isinstance(result.exception, SystemExit):
-        raise result.exception
-    return subprocess.CompletedProcess(cmd, result.exit_code)
-
-
 @pytest.mark.slow
 def test_lodo_runs_end_to_end_and_resumes(tmp_path, monkeypatch):
-    """Three tiny generated datasets, tiny random CLIP, one epoch: 3 extractions, 9 trainings, the table. Each step
-    is the `cafe` command that `cafe reproduce` launches, run in this process to keep the test fast."""
-    from cafe_cache import reproduce
+    """Three tiny generated datasets, tiny random CLIP, one epoch: 3 extractions, 9 trainings, the table."""
     from cafe_cache.lodo import reproduce_lodo
+    from cafe_cache.reproduce import ReproduceJob
+    from cli.reproduce import parse_extract_args, parse_train_args
 
     synth.write_rafdb(tmp_path / "raf", "line", 2, 1, size=32, seed=1)
     synth.write_folder(tmp_path / "mma", "color", 2, 1, size=32, seed=2)
@@ -145,10 +123,9 @@ def test_lodo_runs_end_to_end_and_resumes(tmp_path, monkeypatch):
     configure(tmp_path, monkeypatch, ())
     for d, folder in (("rafdb", "raf"), ("mma", "mma"), ("sfew", "sfew")):
         monkeypatch.setenv(f"CAFE_{d.upper()}_ROOT", str(tmp_path / folder))
-    monkeypatch.setattr(reproduce.subprocess, "run", in_process)
-    job = reproduce.ReproduceJob(
-        protocol="lodo", extract_args=("--model", "cafe-tiny", "--random-weights", "--workers", "0"),
-        train_args=tuple("--backbone-weights none --epochs 1 --image-size 32 --workers 0 --no-plots".split()))
+    train, plots = parse_train_args("--backbone-weights none --epochs 1 --image-size 32 --workers 0 --no-plots", "fp32")
+    job = ReproduceJob(protocol="lodo", extract=parse_extract_args("--model cafe-tiny --random-weights --workers 0"),
+                       train=train, plots=plots)
     lines: list[str] = []
     written = reproduce_lodo(job, lines.append)
     assert [p.name for p in written] == ["lodo.md"]

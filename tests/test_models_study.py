@@ -3,22 +3,21 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from cafe_cache import paper
 from cafe_cache.errors import CafeError
+from cafe_cache.extract.job import ExtractJob
+from cafe_cache.extract.weights import ClipSpec
 from cafe_cache.metrics import means
 from cafe_cache.models_study import check_models, model_plans, model_slug, write_models_table
 from cafe_cache.reproduce import ReproduceJob
 
 from .conftest import configure_raf_and_mma
+from .test_reproduce import cafe, step_lines
 
-REPO = Path(__file__).resolve().parents[1]
 TIMM = "timm:test_vit.r160_in1k"  # timm's tiny ViT: a real timm extractor, fast
 
 
@@ -28,24 +27,18 @@ def two_datasets(tmp_path, monkeypatch):
     return configure_raf_and_mma(tmp_path, monkeypatch, train=2, test=1, size=32)
 
 
-def reproduce(cwd: Path, *args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, "-m", "cli.main", "reproduce", *args], capture_output=True, text=True,
-                          env=env, cwd=cwd)
-
-
 def test_dry_run_lists_one_plan_per_model_in_its_own_folders(two_datasets):
-    proc = reproduce(two_datasets, "--models", f"ViT-B-32,{TIMM}", "--dry-run")  # the default --tables: Table 1 only
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    proc = cafe("reproduce", "--models", f"ViT-B-32,{TIMM}", "--dry-run")  # the default --tables: Table 1 only
+    assert proc.exit_code == 0, proc.stderr[-2000:] + repr(proc.exception)
     assert "--models makes Table 1 only" in proc.stderr
     plans = [line for line in proc.stderr.splitlines() if line.startswith("plan ")]
     assert [p.split(" — ")[0] for p in plans] == ["plan 1/2: model ViT-B-32", f"plan 2/2: model {TIMM}"]
-    commands = [line[2:] for line in proc.stderr.splitlines() if line.startswith("$ ")]
+    commands = [line[2:] for line in step_lines(proc.stderr)]
     slug = model_slug(TIMM)
     assert slug == "timm-test_vit.r160_in1k"
     for model, folder in (("ViT-B-32", "ViT-B-32"), (TIMM, slug)):
         extracts = [c for c in commands if c.startswith("cafe extract") and f"--cache-dir cache/{folder} " in c]
-        assert len(extracts) == 2 and all(c.endswith(f"--model {model}") for c in extracts)
+        assert len(extracts) == 2 and all(f" --model {model}" in c for c in extracts)
         trains = [c for c in commands if c.startswith("cafe train") and f"--cache-dir cache/{folder} " in c]
         assert {c.split("--out ")[1].split()[0] for c in trains} == {
             f"runs/reproduce/models/{folder}/table1/rafdb", f"runs/reproduce/models/{folder}/table1/mma"}
@@ -57,7 +50,7 @@ def test_models_need_table_1_only_and_set_the_model_themselves(tmp_path):
     with pytest.raises(CafeError, match="--tables 2,4 has no Table 1"):
         check_models(["ViT-B-32"], ReproduceJob(tables=("2", "4")))
     with pytest.raises(CafeError, match="remove --model from --extract-args"):
-        check_models(["ViT-B-32"], ReproduceJob(tables=("1",), extract_args=("--model", "ViT-L-14")))
+        check_models(["ViT-B-32"], ReproduceJob(tables=("1",), extract=ExtractJob("", clip=ClipSpec("ViT-L-14"))))
     with pytest.raises(CafeError, match="named twice"):
         check_models(["ViT-B-32", "open_clip:ViT-B-32"], ReproduceJob(tables=("1",)))
     with pytest.raises(CafeError, match="unknown extractor 'dino'"):
@@ -107,8 +100,8 @@ def test_models_study_runs_end_to_end_and_resumes(two_datasets):
     args = ("--models", f"cafe-tiny,{TIMM}", "--tables", "1",
             "--extract-args", "--random-weights --workers 0 --batch-size 32",
             "--train-args", "--backbone-weights none --epochs 1 --image-size 32 --workers 0 --no-plots")
-    proc = reproduce(two_datasets, *args)
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    proc = cafe("reproduce", *args)
+    assert proc.exit_code == 0, proc.stdout[-2000:] + proc.stderr[-3000:] + repr(proc.exception)
     text = (two_datasets / "results" / "models.md").read_text()
     rows = [line for line in text.splitlines() if line.startswith("| ")][1:]
     assert [r.split(" | ")[0] for r in rows] == ["| cafe-tiny", f"| {TIMM}", "| CAFE ViT-B/32 (paper)"]
@@ -120,6 +113,6 @@ def test_models_study_runs_end_to_end_and_resumes(two_datasets):
         assert title.startswith("## Table 1: cross-domain accuracy") and title.endswith(
             f"frozen extractor {'cafe-tiny' if folder == 'cafe-tiny' else TIMM}")
     assert (two_datasets / "results" / "models.png").is_file()
-    again = reproduce(two_datasets, *args, "--dry-run")  # what a rerun would do: no training again
-    assert again.returncode == 0 and again.stderr.count("done already") == 4
-    assert not [line for line in again.stderr.splitlines() if line.startswith("$ cafe train")]
+    again = cafe("reproduce", *args, "--dry-run")  # what a rerun would do: no training again
+    assert again.exit_code == 0 and again.stderr.count("done already") == 4
+    assert not [line for line in step_lines(again.stderr) if line.startswith("$ cafe train")]

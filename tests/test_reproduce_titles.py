@@ -4,15 +4,15 @@ views) as they name random weights; its dry run names the CLIP weights and check
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
+from cafe_cache.errors import CafeError
 from cafe_cache.reproduce import Experiment, Settings, write_tables
+from cafe_cache.train.config import TrainConfig
+from cli.reproduce import parse_extract_args, parse_train_args
 
 from .conftest import make_cache, set_cache_attrs, write_folder_dataset
-from .test_reproduce import REPO, two_datasets  # noqa: F401 (a fixture)
+from .test_reproduce import cafe, two_datasets  # noqa: F401 (a fixture)
 
 
 def limited_run(tmp_path: Path, limit: int | None) -> Experiment:
@@ -44,27 +44,30 @@ def test_table_titles_name_limit_epochs_image_size_and_views(tmp_path):
 
 
 def test_settings_from_the_command_line_name_the_reductions():
-    s = Settings.from_args("last", ["--limit", "20", "--views", "clean"], ["--epochs", "2", "--image-size=64"])
+    train = parse_train_args("--epochs 2 --image-size=64", "fp32")[0]
+    s = Settings.from_configs("last", parse_extract_args("--limit 20 --views clean"), train)
     assert s.reductions() == ["2 epochs, not the paper's 60", "64px mask input, not 224",
                               "partial caches (every cache: --limit 20 per split), not the whole datasets",
                               "views clean, not clean,hflip"]
-    assert Settings.from_args("last", [], []).reductions() == []  # the paper's settings: nothing reduced
+    paper = Settings.from_configs("last", parse_extract_args(""), parse_train_args("", "fp32")[0])
+    assert paper.reductions() == [] and paper.deviations() == [  # the paper's settings: nothing reduced
+        "ImageNet init, not the paper's", "cached CLIP views, not per-step CLIP"]
+    assert TrainConfig.epochs == 60 and paper.epochs == 60  # the defaults are cafe train's
 
 
 def test_dry_run_names_the_weights_and_what_a_limited_cache_will_do(two_datasets):  # noqa: F811
     cache_dir = two_datasets / "cache"
     make_cache(two_datasets / "raf", cache_dir / "rafdb.h5", dataset="rafdb", cache_name="rafdb")
     set_cache_attrs(cache_dir / "rafdb.h5", subset=json.dumps({"limit": 5}))
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    cmd = [sys.executable, "-m", "cli.main", "reproduce", "--tables", "1", "--extract-args", "--random-weights"]
-    dry = subprocess.run([*cmd, "--dry-run"], capture_output=True, text=True, env=env, cwd=two_datasets)
-    assert dry.returncode == 0, dry.stderr[-2000:]
+    args = ("reproduce", "--tables", "1", "--extract-args", "--random-weights")
+    dry = cafe(*args, "--dry-run")
+    assert dry.exit_code == 0, dry.stderr[-2000:] + repr(dry.exception)
     lines = dry.stderr.splitlines()
     assert "CLIP weights: ViT-B-32 RANDOM WEIGHTS (seed 0)" in lines
     assert any(line.startswith("rafdb: cache/rafdb.h5 complete") and "--limit 5 per split" in line for line in lines)
     assert any(line.startswith("would stop: cache/rafdb.h5: it holds --limit 5 per split, --extract-args ask for "
                                "the whole dataset") for line in lines), dry.stderr
     assert any(line.startswith("mma: no cache yet") for line in lines)
-    real = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=two_datasets)
-    assert real.returncode == 2 and "would refuse it" in real.stderr.strip().splitlines()[-1]
+    real = cafe(*args)
+    assert isinstance(real.exception, CafeError) and "would refuse it" in str(real.exception)
     assert not (two_datasets / "cache" / "mma.h5").exists()  # stopped before any step ran

@@ -1,0 +1,35 @@
+"""``python -m cli.step FILE``: one step of ``cafe reproduce`` on every process torchrun starts.
+
+``cafe reproduce --nproc-per-node N`` writes the step's typed settings to FILE
+(:func:`cafe_cache.steps.write_step`) and launches ``torchrun --nproc-per-node N -m cli.step FILE``; each
+process reads them back and runs the extraction or the training with the lines and bars of
+``cafe extract`` / ``cafe train``. No command line is parsed again.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from .common import console, progress, say_plain
+from .evaluate import show_evaluation
+from .extract import bars
+from .main import guarded
+
+
+def run(path: Path) -> None:
+    from cafe_cache.extract.job import ExtractJob, extract_dataset  # torch: only when running
+    from cafe_cache.steps import read_step
+    from cafe_cache.train.pipeline import train_and_evaluate
+
+    step = read_step(path)
+    if isinstance(step, ExtractJob):
+        extract_dataset(step, say=console.print, stopped=lambda text: console.print(text, soft_wrap=True), bars=bars)
+    else:
+        train_and_evaluate(step, log=console.print, plain=say_plain, bars=progress, show=show_evaluation)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 2:
+        raise SystemExit("usage: python -m cli.step FILE (a step file written by cafe reproduce)")
+    guarded(lambda: run(Path(sys.argv[1])))
