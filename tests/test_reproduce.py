@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -195,3 +196,29 @@ def test_table_titles_name_every_setting_that_is_not_the_official_one(tmp_path):
     (run / "config.json").write_text(json.dumps(config))
     title = write_tables(exps, tmp_path / "results")[0].read_text().splitlines()[0]
     assert title == "## Table 1: cross-domain accuracy (%), final epoch"  # the official run: nothing to name
+
+
+@pytest.mark.slow
+def test_a_step_under_torchrun_runs_its_step_file_on_every_rank(tmp_path, monkeypatch):
+    """--nproc-per-node 2: an extraction runs as `torchrun -m cli.step FILE` (a training goes the same way: its
+    request reads back equal, above); the two-rank cache equals the one-process cache and no step file is left."""
+    from cafe_cache.extract.job import ExtractJob
+    from cafe_cache.extract.weights import ClipSpec
+    from cafe_cache.steps import Runner, Views
+
+    from .conftest import TINY_CLIP, write_folder_dataset
+    from .test_distributed import assert_same_cache
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    monkeypatch.setenv("PYTHONPATH", str(REPO))
+    write_folder_dataset(tmp_path / "toy", {"train": 3, "test": 2}, size=20)
+    job = ExtractJob("folder", root=tmp_path / "toy", clip=ClipSpec(TINY_CLIP, random_weights=True), batch_size=4,
+                     dtype="float32", cache_dir=tmp_path / "one")
+    lines: list[str] = []
+    two = Runner(Views(say=lines.append), nproc=2, step_dir=tmp_path / "runs")
+    assert Runner(Views(say=lines.append)).extract(job) and two.extract(replace(job, cache_dir=tmp_path / "two"))
+    assert_same_cache(tmp_path / "one" / "toy.h5", tmp_path / "two" / "toy.h5")
+    assert lines[0].startswith("[bold cyan]$ cafe extract --dataset folder")
+    launched = "[bold cyan]$ torchrun --standalone --nproc-per-node=2 -m cli extract"
+    assert any(line.startswith(launched) for line in lines)
+    assert not list((tmp_path / "runs").glob(".step-*"))  # the step file is removed
