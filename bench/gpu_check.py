@@ -49,7 +49,7 @@ import torch
 from cafe_cache.device import default_workers, pick_device
 from cafe_cache.extract.cache import FeatureCache, cache_path
 from cafe_cache.extract.clip import ClipSpec, LoadedClip, load_clip
-from cafe_cache.runs import RunFolder
+from cafe_cache.run.folder import RunFolder
 
 from . import images
 from .run import cpu_name, measure, rel_error

@@ -30,8 +30,8 @@ from .extract.subset import describe
 from .files import write_text
 from .metrics import means
 from .options import DEFAULT_MODEL, DEFAULT_PRETRAINED, DEFAULT_WHICH, PROTOCOLS, TABLES, TRAIN_PRECISIONS, VIEWS, WHICH
-from .runs import RunConfig, RunFolder
-from .train.config import TrainConfig
+from .run.config import TrainConfig
+from .run.folder import RunConfig, RunFolder
 
 SWEEP_SEP = (0.5, 1.0, 1.5, 2.0, 3.0)  # with w_div = 5
 SWEEP_DIV = (1.0, 3.0, 5.0, 7.0, 10.0)  # with w_sep = 1.5

@@ -26,8 +26,8 @@ from ..classes import CLASSES
 from ..errors import CafeError
 from ..extract.cache import Fingerprint
 from ..model.cafe import CAFEModel, ModelConfig
-from ..runs import RunConfig, RunFolder
-from ..train.checkpoint import load_model, load_weights, sha256, write_json
+from ..run.checkpoint import load_model, load_weights, sha256, write_json
+from ..run.folder import RunConfig, RunFolder
 from .infer import Preprocess, random_warning
 from .model_card import model_card
 
