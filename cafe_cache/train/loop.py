@@ -28,7 +28,6 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from .. import __version__
 from ..device import autocast, default_workers, resolve_train_precision
 from ..distributed import SINGLE, Ranks, data_parallel, rank_device, unwrap
 from ..errors import CafeError
@@ -43,6 +42,7 @@ from ..run.config import TrainConfig, resumed
 from ..run.data import PairedSamples
 from ..run.folder import BackboneInit, ClipInfo, RunConfig, RunFolder
 from ..run.predictions import predict_split
+from ..version import __version__
 from .sources import SourceData, load_sources, make_sampler
 
 
