@@ -6,4 +6,5 @@
 - :mod:`.checkpoint`  weights and resume state of a run folder; ``load_model``.
 - :mod:`.data`        paired samples: the image for the mask branch and its cached CLIP feature.
 - :mod:`.predictions` a model's predictions on one split (training's source test accuracy, evaluation's input).
+- :mod:`.official`    ``PaperSettings``: the paper's official settings and the phrase naming each deviation.
 """
