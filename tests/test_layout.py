@@ -211,3 +211,16 @@ def test_the_length_check_sees_a_long_function(tmp_path, monkeypatch, source, ex
     (tmp_path / "cafe_cache" / "m.py").write_text(source)
     monkeypatch.setattr(__import__(__name__, fromlist=["REPO"]), "REPO", tmp_path)
     assert len(long_functions()) == expected
+
+
+def test_deployment_and_reports_load_no_training_code():
+    """The room order at run time: importing the Python API, `cafe package` and the reports loads no module of
+    train/, evaluate/ or the application (a deployment does not carry training)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, cafe_cache.predict.recognizer, cafe_cache.predict.package, cafe_cache.report\n"
+            "print(' '.join(m for m in sys.modules if m.startswith(('cafe_cache.train', 'cafe_cache.evaluate',"
+            " 'cafe_cache.pipeline', 'cafe_cache.reproduce'))))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)
+    assert out.stdout.strip() == "", out.stdout
