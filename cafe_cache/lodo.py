@@ -34,7 +34,7 @@ from .reproduce import (
     train_all,
     usable_datasets,
 )
-from .runs import RunFolder
+from .run.folder import RunFolder
 from .steps import Say, Views
 
 MIN_DATASETS = 3  # with two, "all the others" is one dataset: that is Table 1

@@ -1,6 +1,6 @@
 """The steps of ``cafe reproduce`` as library calls: extract a dataset
 (:func:`~cafe_cache.extract.job.extract_dataset`), train and evaluate a run
-(:func:`~cafe_cache.train.pipeline.train_and_evaluate`), the zero-shot reference.
+(:func:`~cafe_cache.pipeline.train_and_evaluate`), the zero-shot reference.
 
 Each step is printed first as the ``cafe`` command that does the same (copy-pasteable; only printed with
 ``--dry-run``), then run in this process. With several processes per node a step runs under torchrun, which
@@ -29,8 +29,8 @@ from .datasets.options import NativeFlags
 from .errors import CafeError
 from .extract.job import Bars, ExtractJob
 from .extract.weights import ClipSpec
-from .train.config import TrainConfig
-from .train.pipeline import TrainRequest
+from .pipeline import TrainRequest
+from .run.config import TrainConfig
 
 Say = Callable[[str], None]  # prints one line of rich markup
 EVAL_WHICH = "last,best"  # every reproduction run is evaluated with both weights (the tables pick one)
@@ -153,7 +153,7 @@ class Runner:
     def train(self, cfg: TrainConfig, out: Path, targets: list[str], plots: bool = True) -> bool:
         """Train ``cfg`` into ``out`` and evaluate it on ``targets``; an interrupted run (its resume state in
         ``out``) goes on with its saved settings."""
-        from .runs import RunFolder
+        from .run.folder import RunFolder
 
         resume = RunFolder(out).resume.is_file()
         request = TrainRequest(options=cfg.to_dict(), given={"cache_dir": cfg.cache_dir} if resume else {}, out=out,
@@ -207,7 +207,7 @@ def _extract(job: ExtractJob, views: Views) -> None:
 
 
 def _train(request: TrainRequest, views: Views) -> None:
-    from .train.pipeline import train_and_evaluate  # torch: only when running
+    from .pipeline import train_and_evaluate  # torch: only when running
 
     train_and_evaluate(request, log=views.say, plain=views.plain or views.say, bars=views.train_bars,
                        show=views.show)
@@ -216,7 +216,7 @@ def _train(request: TrainRequest, views: Views) -> None:
 def _zero_shot(cache_dir: Path, targets: list[str], out: Path, expclip: Path | None, views: Views) -> None:
     from . import zeroshot  # torch, open_clip: only when running
     from .device import pick_device
-    from .train.evaluate import target_caches
+    from .evaluate.targets import target_caches
 
     caches = target_caches(cache_dir, targets)
     tables = zeroshot.zero_shot_tables(caches, text_dir=cache_dir / "text", expclip=expclip, clip_weights=None,

@@ -131,7 +131,7 @@ def parse_train_args(text: str, precision: str):
     """``--train-args`` as the (TrainConfig, plots) every experiment starts from; ``--precision`` is
     ``precision`` unless the words give their own."""
     from cafe_cache.reproduce import default_train
-    from cafe_cache.train.config import TrainConfig
+    from cafe_cache.run.config import TrainConfig
 
     ctx = _parse(train_cmd.train, "train", "--train-args", text)
     _refuse_set_by_reproduce(ctx, "train", "--train-args")

@@ -19,8 +19,8 @@ from .main import guarded
 
 def run(path: Path) -> None:
     from cafe_cache.extract.job import ExtractJob, extract_dataset  # torch: only when running
+    from cafe_cache.pipeline import train_and_evaluate
     from cafe_cache.steps import read_step
-    from cafe_cache.train.pipeline import train_and_evaluate
 
     step = read_step(path)
     if isinstance(step, ExtractJob):

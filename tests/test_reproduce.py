@@ -125,8 +125,8 @@ def test_nproc_per_node_launches_every_extraction_and_training_with_torchrun(two
 
 
 def test_a_step_under_torchrun_reads_its_typed_settings_back(tmp_path):
+    from cafe_cache.pipeline import TrainRequest
     from cafe_cache.steps import read_step, write_step
-    from cafe_cache.train.pipeline import TrainRequest
     from cli.reproduce import parse_extract_args
 
     job = ReproduceJob(extract=parse_extract_args("--model cafe-tiny --random-weights --limit 20 --splits test "

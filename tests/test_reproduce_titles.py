@@ -8,7 +8,7 @@ from pathlib import Path
 
 from cafe_cache.errors import CafeError
 from cafe_cache.reproduce import Experiment, Settings, write_tables
-from cafe_cache.train.config import TrainConfig
+from cafe_cache.run.config import TrainConfig
 from cli.reproduce import parse_extract_args, parse_train_args
 
 from .conftest import make_cache, set_cache_attrs, write_folder_dataset
