@@ -122,7 +122,8 @@ def _words(text: str, option: str) -> list[str]:
 
 def _refuse_set_by_reproduce(ctx: typer.Context, name: str, option: str) -> None:
     given = train_cmd.given_options(ctx)
-    if taken := ["--" + k.replace("_", "-") for k in SET_BY_REPRODUCE[name] if k in given]:
+    flags = {p.name: p.opts[0] for p in ctx.command.params}
+    if taken := [flags[k] for k in SET_BY_REPRODUCE[name] if k in given]:
         raise CafeError(f"{option}: {', '.join(taken)} {'is' if len(taken) == 1 else 'are'} set by cafe reproduce "
                         "for every step (use its own --cache-dir, --runs, --datasets); remove it.")
 

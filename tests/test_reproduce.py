@@ -148,6 +148,7 @@ def test_train_and_extract_args_are_checked_by_the_commands_own_options(two_data
                           (("--train-args", "--epochs 0"), "--epochs 0: must be"),
                           (("--train-args", "--lr -1"), "--lr -1.0: must be"),
                           (("--train-args", "--out x"), "--out is set by cafe reproduce"),
+                          (("--train-args", "--no-eval -s mma"), "--source, --eval are set by cafe reproduce"),
                           (("--extract-args", "--dataset mma"), "--dataset is set by cafe reproduce"),
                           (("--extract-args", "--views clean,nope"), "--views"),
                           (("--extract-args", "--random-weights --weights w.pt"), "--random-weights with --weights"),
