@@ -219,7 +219,6 @@ def test_a_step_under_torchrun_runs_its_step_file_on_every_rank(tmp_path, monkey
     two = Runner(Views(say=lines.append), nproc=2, step_dir=tmp_path / "runs")
     assert Runner(Views(say=lines.append)).extract(job) and two.extract(replace(job, cache_dir=tmp_path / "two"))
     assert_same_cache(tmp_path / "one" / "toy.h5", tmp_path / "two" / "toy.h5")
-    assert lines[0].startswith("[bold cyan]$ cafe extract --dataset folder")
-    launched = "[bold cyan]$ torchrun --standalone --nproc-per-node=2 -m cli extract"
-    assert any(line.startswith(launched) for line in lines)
+    assert "$ cafe extract --dataset folder" in lines[0]
+    assert any("$ torchrun --standalone --nproc-per-node=2 -m cli extract" in line for line in lines)
     assert not list((tmp_path / "runs").glob(".step-*"))  # the step file is removed
