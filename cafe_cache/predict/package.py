@@ -24,7 +24,7 @@ from safetensors.torch import save_file
 from .. import __version__
 from ..classes import CLASSES
 from ..errors import CafeError
-from ..extract.cache import Fingerprint
+from ..extract.fingerprint import Fingerprint
 from ..model.cafe import CAFEModel, ModelConfig
 from ..runs import RunConfig, RunFolder
 from ..train.checkpoint import load_model, load_weights, sha256, write_json

@@ -28,7 +28,7 @@ from .. import __version__
 from ..classes import CLASSES
 from ..device import pick_device
 from ..errors import CafeError, missing_extra
-from ..extract.cache import Fingerprint
+from ..extract.fingerprint import Fingerprint
 from ..runs import RunConfig, RunFolder, read_config_json
 from .faces import FaceDetector, align_face, get_detector
 from .hub import HF_PREFIX, resolve_hf

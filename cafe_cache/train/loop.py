@@ -32,9 +32,10 @@ from .. import __version__
 from ..device import autocast, default_workers, resolve_train_precision
 from ..distributed import SINGLE, Ranks, data_parallel, rank_device, unwrap
 from ..errors import CafeError
-from ..extract.cache import FeatureCache, Fingerprint
 from ..extract.extractor import FeatureExtractor
+from ..extract.fingerprint import Fingerprint
 from ..extract.online import online_features
+from ..extract.reader import FeatureCache
 from ..model.backbones import LoadReport
 from ..model.cafe import CAFEModel, ModelConfig
 from ..model.losses import channel_drop_mask, total_loss
