@@ -21,7 +21,7 @@ from cafe_cache.extract.fingerprint import Fingerprint
 from cafe_cache.extract.reader import FeatureCache, SplitData
 from cafe_cache.extract.weights import Pretrained, RandomInit, WeightsInfo
 from cafe_cache.extract.writer import CacheWriter
-from cafe_cache.train.data import NOISE_P, NOISE_VARIANCE, Augment, PairedSamples, _normalize
+from cafe_cache.run.data import NOISE_P, NOISE_VARIANCE, Augment, PairedSamples, _normalize
 
 from .conftest import TINY_CLIP, write_hf_cache
 

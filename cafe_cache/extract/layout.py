@@ -40,10 +40,10 @@ from typing import Any
 import h5py
 import numpy as np
 
-from .. import __version__
 from ..datasets.base import Sample
 from ..errors import CafeError
 from ..files import write_bytes
+from ..version import __version__
 from .fingerprint import Fingerprint
 from .integrity import ATTRS_DIGEST, NO_CHUNK_CACHE, ROWS_DIGEST, attrs_digest, rows_digest, text_bytes
 
