@@ -55,7 +55,7 @@ def train_and_evaluate(request: TrainRequest, *, log: Callable[[str], None] = pr
                        plain: Callable[[str], None] = print, bars: Callable[[], Any] | None = None,
                        show: Callable[[RunEvaluation], None] | None = None) -> list[dict[str, Any]]:
     """Train as ``request`` says, then (rank 0) evaluate each of ``--eval-which`` and write the figures;
-    returns the per-epoch history. ``log`` takes lines (:mod:`..messages`), ``plain`` progress lines, ``bars()`` makes
+    returns the per-epoch history. ``log`` takes lines (:mod:`.messages`), ``plain`` progress lines, ``bars()`` makes
     a progress display, ``show`` prints an evaluation's table."""
     which = eval_choices(request.eval_which)
     ranks = from_env()
