@@ -17,11 +17,10 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from rich.markup import escape
-
 from . import paper
 from .errors import CafeError
-from .extract.cache import FeatureCache, find_caches
+from .extract.paths import find_caches
+from .extract.reader import FeatureCache
 from .options import DEFAULT_WHICH
 from .reproduce import (
     MSCELEB_HINT,
@@ -96,7 +95,7 @@ def reproduce_lodo(job: ReproduceJob, say: Say, views: Views | None = None) -> l
         return []
     markdown, *others = write_lodo(runs, singles, job.results, job.which)
     for path in others:
-        say(f"written {escape(str(path))}")
+        say(f"written {path}")
     runner.check()
     return [markdown]
 

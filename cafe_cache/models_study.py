@@ -18,12 +18,11 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from rich.markup import escape
-
 from . import paper
 from .errors import CafeError
 from .extract.extractor import canonical_model, split_model
 from .extract.weights import ClipSpec
+from .messages import heading, warning
 from .metrics import means
 from .reproduce import (
     Experiment,
@@ -91,15 +90,15 @@ def reproduce_models(job: ReproduceJob, models: list[str], say: Say, views: View
     each model's Table 1 and the models table; returns the paths written (none with ``--dry-run``)."""
     check_models(models, job)
     if set(job.tables) - {"1"} or job.sweep:
-        say("[yellow]--models makes Table 1 only[/] (one per model); the ablations (Tables 2, 4, 5, the sweep) are "
-            "made by `cafe reproduce` without --models.")
+        say(warning("--models makes Table 1 only", " (one per model); the ablations (Tables 2, 4, 5, the sweep) are "
+                    "made by `cafe reproduce` without --models."))
     say_settings(job.settings(), say)
     usable = usable_datasets(job, say)
     plans = model_plans(job, models, usable)
     runner = job.runner(say, views)
     for i, p in enumerate(plans, 1):
-        say(f"[bold]plan {i}/{len(plans)}: model {escape(p.model)}[/] — caches in {escape(str(p.cache_dir))}, "
-            f"{len(p.experiments)} runs, Table 1 in {escape(str(p.results))}")
+        say(heading(f"plan {i}/{len(plans)}: model {p.model}", f" — caches in {p.cache_dir}, "
+                    f"{len(p.experiments)} runs, Table 1 in {p.results}"))
         extract_all(job, runner, usable, p.cache_dir, p.model)
         train_all(job, runner, p.experiments, usable, say, p.cache_dir)
     if job.dry_run:

@@ -20,15 +20,15 @@ import json
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from rich.markup import escape
-
 from . import paper
 from .datasets import default_root, root_env_var
 from .errors import CafeError
-from .extract.cache import FeatureCache, cache_path
 from .extract.job import ExtractJob
+from .extract.paths import cache_path
+from .extract.reader import FeatureCache
 from .extract.subset import describe
 from .files import write_text
+from .messages import stop, warning
 from .metrics import means
 from .options import DEFAULT_WHICH, PROTOCOLS, TABLES, TRAIN_PRECISIONS, VIEWS, WHICH
 from .run.config import TrainConfig
@@ -353,7 +353,7 @@ def say_settings(settings: Settings, say: Say) -> None:
     """The settings, one per line, and how to get the paper's backbone init when it is not used."""
     say("settings:\n" + "\n".join(f"  {line}" for line in settings.summary()))
     if not settings.paper_init:
-        say(f"[yellow]not the paper's backbone init[/]: {MSCELEB_HINT}")
+        say(warning("not the paper's backbone init", f": {MSCELEB_HINT}"))
 
 
 def usable_datasets(job: ReproduceJob, say: Say) -> list[str]:
@@ -365,7 +365,7 @@ def usable_datasets(job: ReproduceJob, say: Say) -> list[str]:
             raise CafeError(f"--datasets: unknown {unknown}; choose from {', '.join(paper.DATASETS)}.")
         usable = [d for d in usable if d in job.datasets]
     for m in missing:
-        say(f"[yellow]skipping[/] {escape(m)}")  # the message names the [datasets] table
+        say(warning("skipping", f" {m}"))
     if not usable:
         raise CafeError("no dataset to run: configure at least one root (README, 'Dataset roots').")
     return usable
@@ -375,20 +375,20 @@ def check_existing_caches(job: ReproduceJob, usable: list[str], say: Say) -> Non
     """Names the CLIP weights the extractions use and what each existing cache holds; an existing cache that
     `cafe extract` would refuse (another --limit/--splits, or random weights where real ones are asked for
     or the reverse) stops the run now, before any step, or is said as such by a dry run."""
-    say(f"CLIP weights: {escape(requested_clip(job.extract))}")
+    say(f"CLIP weights: {requested_clip(job.extract)}")
     want, random = requested_subset(job.extract), job.extract.clip.random_weights
     for d in usable:
         path = cache_path(job.cache_dir, d)
         try:
             cache = FeatureCache(path) if path.is_file() else None
         except CafeError as e:
-            say(f"[yellow]{escape(str(e))}[/]")
+            say(warning(str(e)))
             continue
         if cache is None:
-            say(f"{d}: no cache yet; it will be extracted into {escape(str(path))}")
+            say(f"{d}: no cache yet; it will be extracted into {path}")
             continue
         state = "complete (extraction skipped)" if cache.complete else "unfinished (the extraction resumes it)"
-        say(f"{d}: {escape(str(path))} {state}, CLIP {escape(cache.fingerprint.weights_label)}, "
+        say(f"{d}: {path} {state}, CLIP {cache.fingerprint.weights_label}, "
             f"{describe(cache.subset)}")
         problem = None
         if cache.subset != want:
@@ -400,7 +400,7 @@ def check_existing_caches(job: ReproduceJob, usable: list[str], say: Say) -> Non
                        "--extract-args, add --force to them to replace it, or use another --cache-dir.")
             if not job.dry_run:
                 raise CafeError(message)
-            say(f"[red]would stop[/]: {escape(message)}")
+            say(stop("would stop", f": {message}"))
 
 
 def extract_all(job: ReproduceJob, runner: Runner, datasets: list[str], cache_dir: Path | None = None,
@@ -418,7 +418,7 @@ def train_all(job: ReproduceJob, runner: Runner, experiments: list[Experiment], 
     and the others go on (:meth:`Runner.check` names it at the end)."""
     for e in {e.run: e for e in experiments}.values():
         if e.results():
-            say(f"done already: {escape(str(e.run))}")
+            say(f"done already: {e.run}")
             continue
         runner.train(e.train_config(job.train, cache_dir or job.cache_dir), e.run, targets, job.plots)
 
@@ -444,7 +444,7 @@ def reproduce(job: ReproduceJob, say: Say, views: Views | None = None) -> list[P
 
     table1 = [e.run for e in experiments if e.table == "1" and e.results()]
     if table1:
-        say(f"written {escape(str(plot_runs_cross_domain(table1, job.results / 'cross-domain.png', job.which)))}")
+        say(f"written {plot_runs_cross_domain(table1, job.results / 'cross-domain.png', job.which)}")
     written = write_tables(experiments, job.results, job.which)
     runner.check()
     return written

@@ -23,24 +23,23 @@ from dataclasses import asdict, dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from rich.markup import escape
-
 from .datasets.options import NativeFlags
 from .errors import CafeError
 from .extract.job import Bars, ExtractJob
 from .extract.weights import ClipSpec
+from .messages import command, stop
 from .pipeline import TrainRequest
 from .run.config import TrainConfig
 
-Say = Callable[[str], None]  # prints one line of rich markup
+Say = Callable[[str], None]  # prints one line of text (cafe_cache.messages)
 EVAL_WHICH = "last,best"  # every reproduction run is evaluated with both weights (the tables pick one)
 
 
 @dataclass(frozen=True)
 class Views:
-    """Where the steps show what they do: ``say`` lines of markup, ``plain`` text as is, the progress bars of an
-    extraction (``extract_bars``) and of a training (``train_bars()``), and the tables of an evaluation
-    (``show``) and of the zero-shot reference (``show_zero_shot``). Only ``say`` is needed."""
+    """Where the steps show what they do: ``say`` lines (toned ones are :mod:`.messages`), ``plain`` text as is,
+    the progress bars of an extraction (``extract_bars``) and of a training (``train_bars()``), and the tables of
+    an evaluation (``show``) and of the zero-shot reference (``show_zero_shot``). Only ``say`` is needed."""
 
     say: Say = print
     plain: Say | None = None
@@ -169,8 +168,8 @@ class Runner:
 
     def _run(self, cmd: list[str], step: ExtractJob | TrainRequest | None, here: Callable[[], None],
              nproc: int) -> bool:
-        command = shlex.join(launcher(nproc) + cmd)
-        self.views.say(f"[bold cyan]$ {escape(command)}[/]")
+        line = shlex.join(launcher(nproc) + cmd)
+        self.views.say(command(f"$ {line}"))
         if self.dry_run:
             return True
         try:
@@ -180,8 +179,8 @@ class Runner:
                 here()
         except Exception as e:  # noqa: BLE001 (one failing step must not lose the others)
             why = str(e) if isinstance(e, CafeError) else "".join(traceback.format_exception_only(e)).strip()
-            self.failures.append(f"`{command}`: {why}")
-            self.views.say(f"[bold red]failed[/]: {escape(why)}")
+            self.failures.append(f"`{line}`: {why}")
+            self.views.say(stop("failed", f": {why}"))
             return False
         return True
 
@@ -224,4 +223,4 @@ def _zero_shot(cache_dir: Path, targets: list[str], out: Path, expclip: Path | N
     if views.show_zero_shot:
         views.show_zero_shot(tables)
     zeroshot.write_results(out, tables, expclip)
-    views.say(f"written: {escape(str(out))}/results.json, results.md")
+    views.say(f"written: {out}/results.json, results.md")

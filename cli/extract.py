@@ -21,7 +21,7 @@ from cafe_cache.options import EXTRACT_PRECISIONS as PRECISIONS
 from cafe_cache.options import VIEWS, field_default, split_list
 from cafe_cache.progress import split_bars
 
-from .common import bounded, console, progress, say_plain
+from .common import bounded, progress, say, say_plain
 from .native_flags import CKPLUS_FOLD, CKPLUS_NEUTRAL, CKPLUS_PEAK, KDEF_VIEWS
 
 
@@ -102,8 +102,7 @@ def extract(
     """
     from cafe_cache.extract.job import extract_dataset  # torch, open_clip: only when running
 
-    extract_dataset(job_from(ctx), say=console.print, stopped=lambda text: console.print(text, soft_wrap=True),
-                    bars=bars)
+    extract_dataset(job_from(ctx), say=say, stopped=say_plain, bars=bars)
 
 
 def job_from(ctx: typer.Context) -> ExtractJob:

@@ -71,16 +71,13 @@ def reproduce(
                        train=train, plots=plots, expclip=expclip, which=which, nproc_per_node=nproc_per_node,
                        dry_run=dry_run, protocol=protocol)
 
-    def say(line: str) -> None:
-        console.print(line, soft_wrap=True)  # commands on one line
-
     views = _views()
     if models is not None:
         from cafe_cache.models_study import reproduce_models
 
-        written = reproduce_models(job, split_list(models) or [], say, views)
+        written = reproduce_models(job, split_list(models) or [], say_plain, views)  # commands on one line
     else:
-        written = (reproduce_lodo if job.protocol == "lodo" else reproduce)(job, say, views)
+        written = (reproduce_lodo if job.protocol == "lodo" else reproduce)(job, say_plain, views)
     for path in written:
         console.print(f"written {path}")
         if path.suffix == ".md":
@@ -95,7 +92,7 @@ def _views():
         for t in tables:
             print_results(t["targets"], None, t["title"])
 
-    return Views(say=console.print, plain=say_plain, extract_bars=extract_cmd.bars, train_bars=progress,
+    return Views(say=say_plain, plain=say_plain, extract_bars=extract_cmd.bars, train_bars=progress,
                  show=show_evaluation, show_zero_shot=zero_shot_tables)
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from .common import console, progress, say_plain
+from .common import progress, say, say_plain
 from .evaluate import show_evaluation
 from .extract import bars
 from .main import guarded
@@ -24,9 +24,9 @@ def run(path: Path) -> None:
 
     step = read_step(path)
     if isinstance(step, ExtractJob):
-        extract_dataset(step, say=console.print, stopped=lambda text: console.print(text, soft_wrap=True), bars=bars)
+        extract_dataset(step, say=say, stopped=say_plain, bars=bars)
     else:
-        train_and_evaluate(step, log=console.print, plain=say_plain, bars=progress, show=show_evaluation)
+        train_and_evaluate(step, log=say, plain=say_plain, bars=progress, show=show_evaluation)
 
 
 if __name__ == "__main__":
