@@ -25,7 +25,7 @@ from .. import __version__
 from ..classes import CLASSES
 from ..errors import CafeError
 from ..extract.cache import Fingerprint
-from ..model.cafe import CAFEModel, ModelConfig
+from ..model.cafe import CAFEModel
 from ..runs import RunConfig, RunFolder
 from ..train.checkpoint import load_model, load_weights, sha256, write_json
 from .infer import Preprocess, random_warning
@@ -144,8 +144,8 @@ def read_package(folder: Path) -> tuple[CAFEModel, RunConfig]:
         data = json.loads(config_path.read_text())
         expected, run = data["weights"]["sha256"], data["run"]
         config = RunConfig.from_json(run)
-        model = CAFEModel(ModelConfig.from_dict(config.model))
-    except (OSError, ValueError, UnicodeDecodeError, KeyError, TypeError) as e:
+        model = CAFEModel(config.model)
+    except (OSError, ValueError, UnicodeDecodeError, KeyError, TypeError, CafeError) as e:
         raise CafeError(f"{config_path} is not the config.json `cafe package` writes ({type(e).__name__}: {e}); "
                         "download or write the package again.") from None
     if data.get("classes") != list(CLASSES):
