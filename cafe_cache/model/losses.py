@@ -4,6 +4,11 @@ Channel groups: the D masked-feature channels are split into ``num_classes`` gro
 width ``k = D // num_classes`` (73 for D = 512), group ``g`` being channels ``[g*k, (g+1)*k)``.
 The ``D - num_classes*k`` trailing channels (channel 511 for D = 512) belong to no group and are
 never pooled, exactly like the official ``max_pool1d(kernel_size=73, stride=73)``.
+
+The terms of eq. (9) are registered (:data:`LOSS_TERMS`): a :class:`LossTerm` is a name, a function of a
+:class:`LossInput` and a weight (fixed, or the ``TrainConfig`` field holding it). :func:`total_loss` and
+the training loop read the registry, so a new term is its function and one :func:`register_loss_term`;
+the loss of a batch travels as :class:`Losses` (the total and each term by name).
 """
 
 from __future__ import annotations
@@ -198,10 +203,11 @@ def total_loss(logits: Tensor, labels: Tensor, masked_features: Tensor | None,
 
     ``terms``: the weighted terms (:func:`weighted_terms`); None: the registry's with ``w_sep`` and
     ``w_div``. A zero weight skips that term entirely (ablations). ``drop_mask`` of None draws a fresh
-    one from the global RNG. Variants without a mask (``masked_features`` None) must use zero weights
-    for the terms that need it, otherwise a CafeError is raised.
+    one from the global RNG. Variants without a mask (``masked_features`` None) must set ``w_sep`` and
+    ``w_div`` to 0 (the terms that need the mask are then left out), otherwise a CafeError is raised.
     """
-    terms = weighted_terms(PaperWeights(w_sep, w_div)) if terms is None else terms
+    if terms is None:
+        terms = weighted_terms(PaperWeights(w_sep, w_div), has_mask=masked_features is not None or bool(w_sep or w_div))
     if masked_features is None and any(t.term.needs_mask for t in terms):
         raise CafeError("this model variant has no mask, so the separation and diverse losses do "
                         "not apply: set both of their weights to 0")
