@@ -81,3 +81,10 @@ def test_the_config_schema_loads_without_torch():
             "print([m for m in ('torch', 'torchvision') if m in sys.modules])")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0 and proc.stdout.strip() == "[]", proc.stderr
+
+
+def test_an_unknown_variant_is_refused_with_the_training_options():
+    """Before any data is read: the registry's names in one line."""
+    with pytest.raises(CafeError, match="unknown model variant 'cafe2'; choose one of cafe, no_sigmoid, no_mask, "
+                                        "clip_finetune"):
+        TrainConfig(source="rafdb", variant="cafe2")

@@ -11,7 +11,7 @@ from typing import Any
 
 from ..classes import NUM_CLASSES
 from ..errors import CafeError
-from .variants import Variant, get_variant
+from .variants import CAFE, Variant, get_variant
 
 
 @dataclass(frozen=True)
@@ -19,7 +19,7 @@ class ModelConfig:
     backbone: str = "resnet18"
     clip_dim: int = 512  # D, the width of the cached CLIP features
     num_classes: int = NUM_CLASSES
-    variant: str = "cafe"  # a name of cafe_cache.model.variants.VARIANTS
+    variant: str = CAFE.name  # a name of cafe_cache.model.variants.VARIANTS
 
     def __post_init__(self) -> None:
         get_variant(self.variant)  # raises CafeError for an unknown name

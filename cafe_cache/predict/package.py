@@ -26,6 +26,7 @@ from ..classes import CLASSES
 from ..errors import CafeError
 from ..extract.cache import Fingerprint
 from ..model.cafe import CAFEModel
+from ..model.variants import CAFE
 from ..runs import RunConfig, RunFolder
 from ..train.checkpoint import load_model, load_weights, sha256, write_json
 from .infer import Preprocess, random_warning
@@ -112,7 +113,7 @@ def deviations(config: RunConfig, which: str) -> list[str]:
     settings = Settings(which=which, backbone_init=config.backbone_init.source or "imagenet",
                         mask_precision=config.mask_precision or "fp32",
                         clip_input=config.clip_input or "cached-views", random_clip=config.clip.random_weights)
-    extra = [] if config.variant == "cafe" else [f"variant {config.variant} (an ablation), not CAFE"]
+    extra = [] if config.variant == CAFE.name else [f"variant {config.variant} (an ablation), not CAFE"]
     return settings.deviations() + extra
 
 
