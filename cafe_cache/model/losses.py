@@ -116,7 +116,8 @@ class LossInput:
 
 @dataclass(frozen=True)
 class LossTerm:
-    """One term of eq. (9): its name (the log line's and ``metrics.json``'s), its function and its weight."""
+    """One term of eq. (9): its name in the epoch's log line (the paper's three are also fields of each epoch in
+    ``metrics.json``), its function and its weight."""
 
     name: str
     function: Callable[[LossInput], Tensor]  # the unweighted term
@@ -158,7 +159,7 @@ LOSS_TERMS: dict[str, LossTerm] = {}  # name -> LossTerm, in the order of the lo
 
 def register_loss_term(term: LossTerm) -> LossTerm:
     if term.name in LOSS_TERMS or term.name == "loss":  # "loss" is the total's name in metrics.json
-        raise ValueError(f"loss term {term.name!r} is registered already")
+        raise ValueError(f"loss term {term.name!r} is registered already (or is the total's name, 'loss')")
     LOSS_TERMS[term.name] = term
     return term
 
