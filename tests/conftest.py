@@ -130,7 +130,7 @@ def write_run_config(run: Path, train: dict | None = None, **entries) -> Path:
     import json
 
     from cafe_cache.model.config import ModelConfig
-    from cafe_cache.train.config import TrainConfig
+    from cafe_cache.run.config import TrainConfig
 
     run.mkdir(parents=True, exist_ok=True)
     config = {"model": ModelConfig().to_dict(), "train": TrainConfig(**{"source": "rafdb", **(train or {})}).to_dict()}
@@ -141,7 +141,7 @@ def write_run_config(run: Path, train: dict | None = None, **entries) -> Path:
 def train_tiny_run(base: Path) -> Path:
     """A one-epoch run of the tiny CLIP on a generated class-folder dataset (``base/run``), for the tests
     that need a trained model (predict, export, the Python API)."""
-    from cafe_cache.train.config import Augment, TrainConfig
+    from cafe_cache.run.config import Augment, TrainConfig
     from cafe_cache.train.loop import train
 
     root = write_folder_dataset(base / "toyset", {"train": 2, "test": 1})

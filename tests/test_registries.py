@@ -17,8 +17,8 @@ from cafe_cache.model.cafe import CAFEModel
 from cafe_cache.model.config import ModelConfig
 from cafe_cache.model.losses import LossTerm, PaperWeights, register_loss_term, total_loss, weighted_terms
 from cafe_cache.model.variants import Variant, register_variant, sigmoid
-from cafe_cache.train.checkpoint import load_model
-from cafe_cache.train.config import Augment, TrainConfig
+from cafe_cache.run.checkpoint import load_model
+from cafe_cache.run.config import Augment, TrainConfig
 from cafe_cache.train.loop import train
 
 from .conftest import make_cache

@@ -10,8 +10,8 @@ import pytest
 
 from cafe_cache.errors import CafeError
 from cafe_cache.model.config import ModelConfig
-from cafe_cache.runs import BackboneInit, ClipInfo, RunConfig, RunFolder
-from cafe_cache.train.config import Augment, TrainConfig
+from cafe_cache.run.config import Augment, TrainConfig
+from cafe_cache.run.folder import BackboneInit, ClipInfo, RunConfig, RunFolder
 
 # config.json as the first cafe version wrote it: no clip_input, precision, balance, mask_precision, ranks
 OLD_CONFIG = {
@@ -77,7 +77,7 @@ def test_the_config_schema_loads_without_torch():
     import subprocess
     import sys
 
-    code = ("import sys, cafe_cache.runs, cafe_cache.model.variants; "
+    code = ("import sys, cafe_cache.run.folder, cafe_cache.model.variants; "
             "print([m for m in ('torch', 'torchvision') if m in sys.modules])")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0 and proc.stdout.strip() == "[]", proc.stderr

@@ -1,6 +1,6 @@
 """``ModelConfig``: everything needed to rebuild a CAFEModel, stored in the run's ``config.json``.
 
-No torch here (:mod:`cafe_cache.runs` types ``config.json`` with it); the backbone's name is checked
+No torch here (:mod:`cafe_cache.run.folder` types ``config.json`` with it); the backbone's name is checked
 against :data:`cafe_cache.model.backbones.BACKBONES` when the model is built.
 """
 

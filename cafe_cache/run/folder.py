@@ -12,7 +12,7 @@
     RUN/run.lock              held by the one ``cafe train`` writing the run (removed when it ends)
 
 :class:`RunConfig` is the typed view of ``config.json``: its ``model`` is the run's
-:class:`~cafe_cache.model.config.ModelConfig`, its ``train`` the :class:`~cafe_cache.train.config.TrainConfig`.
+:class:`~cafe_cache.model.config.ModelConfig`, its ``train`` the :class:`~cafe_cache.run.config.TrainConfig`.
 It reads the run folders of every cafe version: the file keeps the shape it always had (``model`` and
 ``train`` as ``ModelConfig.to_dict`` / ``TrainConfig.to_dict`` write them), options added later take
 their defaults, and entries written later, such as ``mask_precision``, are None in older ones. No torch here.
@@ -26,11 +26,11 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from .errors import CafeError
-from .files import check_writable
-from .model.config import ModelConfig
-from .options import DEFAULT_WHICH
-from .train.config import TrainConfig
+from ..errors import CafeError
+from ..files import check_writable
+from ..model.config import ModelConfig
+from ..options import DEFAULT_WHICH
+from .config import TrainConfig
 
 CONFIG = "config.json"
 SECTIONS = ("model", "train")  # the entries of config.json every cafe version writes
