@@ -15,14 +15,13 @@ from torch import Tensor, nn
 from ..errors import CafeError
 from .backbones import LoadReport, backbone_spec, build_backbone, load_backbone_weights, reduce_width
 from .config import ModelConfig
-from .variants import get_variant
 
 
 class CAFEModel(nn.Module):
     def __init__(self, config: ModelConfig | None = None):
         super().__init__()
         self.config = config or ModelConfig()
-        self.variant = get_variant(self.config.variant)
+        self.variant = self.config.variant_spec  # the registered variant: what the FC reads, the mask
         width = backbone_spec(self.config.backbone).width
         self.backbone = build_backbone(self.config.backbone)
         self.fc = nn.Linear(self.variant.fc_width(self.config.clip_dim, width), self.config.num_classes)

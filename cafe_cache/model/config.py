@@ -28,13 +28,13 @@ class ModelConfig:
                             f"num_classes {self.num_classes} >= 2")
 
     @property
-    def spec(self) -> Variant:
+    def variant_spec(self) -> Variant:
         """The registered variant: its FC input and mask."""
         return get_variant(self.variant)
 
     @property
     def has_mask(self) -> bool:
-        return self.spec.has_mask
+        return self.variant_spec.has_mask
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
