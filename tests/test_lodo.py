@@ -13,6 +13,7 @@ from cafe_cache.errors import CafeError
 from cafe_cache.lodo import plan_lodo, write_lodo
 from cafe_cache.reproduce import Experiment
 
+from .conftest import write_run_config
 from .test_reproduce import cafe, step_lines
 
 
@@ -67,9 +68,8 @@ def fake_run(run: Path, acc: dict[str, float], random: bool = False) -> None:
     (run / "eval-last").mkdir(parents=True)
     (run / "eval-last" / "results.json").write_text(json.dumps(
         {"random_weights": random, "targets": {t: {"accuracy": a} for t, a in acc.items()}}))
-    (run / "config.json").write_text(json.dumps({"backbone_init": {"source": "imagenet"}, "mask_precision": "fp32",
-                                                 "train": {"clip_input": "cached-views"},
-                                                 "clip": {"random_weights": random}}))
+    write_run_config(run, {"online_clip": False}, backbone_init={"source": "imagenet"}, mask_precision="fp32",
+                     clip={"random_weights": random})
 
 
 def test_table_puts_the_best_single_source_beside_each_held_out_set(tmp_path):

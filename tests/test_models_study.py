@@ -15,7 +15,7 @@ from cafe_cache.metrics import means
 from cafe_cache.models_study import check_models, model_plans, model_slug, write_models_table
 from cafe_cache.reproduce import ReproduceJob
 
-from .conftest import configure_raf_and_mma
+from .conftest import configure_raf_and_mma, write_run_config
 from .test_reproduce import cafe, step_lines
 
 TIMM = "timm:test_vit.r160_in1k"  # timm's tiny ViT: a real timm extractor, fast
@@ -62,9 +62,8 @@ def write_run(run: Path, acc: dict[str, float], label: str, random: bool) -> Non
         (run / f"eval-{which}").mkdir(parents=True, exist_ok=True)
         (run / f"eval-{which}" / "results.json").write_text(json.dumps(
             {"random_weights": random, "targets": {t: {"accuracy": a} for t, a in acc.items()}}))
-    (run / "config.json").write_text(json.dumps({
-        "backbone_init": {"source": "/w/resnet18_msceleb.pth"}, "mask_precision": "fp32",
-        "train": {"clip_input": "online"}, "clip": {"random_weights": random, "label": label}}))
+    write_run_config(run, {"online_clip": True}, backbone_init={"source": "/w/resnet18_msceleb.pth"},
+                     mask_precision="fp32", clip={"random_weights": random, "label": label})
 
 
 def test_models_table_has_both_means_per_source_and_the_paper_reference(tmp_path):

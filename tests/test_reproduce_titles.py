@@ -11,7 +11,7 @@ from cafe_cache.reproduce import Experiment, Settings, write_tables
 from cafe_cache.run.config import TrainConfig
 from cli.reproduce import parse_extract_args, parse_train_args
 
-from .conftest import make_cache, set_cache_attrs, write_folder_dataset
+from .conftest import make_cache, set_cache_attrs, write_folder_dataset, write_run_config
 from .test_reproduce import cafe, two_datasets  # noqa: F401 (a fixture)
 
 
@@ -26,11 +26,10 @@ def limited_run(tmp_path: Path, limit: int | None) -> Experiment:
     (run / "eval-last").mkdir(parents=True)
     (run / "eval-last" / "results.json").write_text(json.dumps(
         {"random_weights": False, "targets": {"rafdb": {"accuracy": 70.0}}}))
-    config = {"backbone_init": {"source": "/w/resnet18_msceleb.pth"}, "mask_precision": "fp32",
-              "train": {"clip_input": "online", "epochs": 1, "image_size": 32, "limit": 70},
-              "clip": {"random_weights": False, "fingerprint": json.dumps({"views": ["clean"]})},
-              "source_cache": str(cache_dir / "rafdb.h5")}
-    (run / "config.json").write_text(json.dumps(config))
+    write_run_config(run, {"online_clip": True, "epochs": 1, "image_size": 32, "limit": 70},
+                     backbone_init={"source": "/w/resnet18_msceleb.pth"}, mask_precision="fp32",
+                     clip={"random_weights": False, "fingerprint": json.dumps({"views": ["clean"]})},
+                     source_cache=str(cache_dir / "rafdb.h5"))
     return Experiment("1", "CAFE", "rafdb", run)
 
 
