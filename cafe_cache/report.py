@@ -128,8 +128,8 @@ def gradcam_examples(model: CAFEModel, cache: FeatureCache, *, n: int, image_siz
     images, feats, labels = (t.to(device) for t in default_collate([samples[i] for i in picks]))
     model.eval().to(device)
     with torch.no_grad():
-        pred = model(images, feats)["logits"].argmax(1)
-    cams = grad_cam(model, cam_layer(model)[1], lambda: model(images, feats)["logits"], pred,
+        pred = model(images, feats).logits.argmax(1)
+    cams = grad_cam(model, cam_layer(model)[1], lambda: model(images, feats).logits, pred,
                     (DISPLAY_SIZE, DISPLAY_SIZE))
     shown = [np.asarray(samples.image(i).resize((DISPLAY_SIZE,) * 2, Image.BILINEAR)) for i in picks]
     titles = [f"true {CLASSES[t]} / pred {CLASSES[p]}" for t, p in zip(labels.tolist(), pred.tolist())]

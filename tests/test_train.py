@@ -127,8 +127,8 @@ def test_online_clip_and_cache_give_the_same_loss_on_the_same_batch(caches):
     torch.manual_seed(0)
     model = CAFEModel(ModelConfig(clip_dim=32)).eval()
     drop = torch.ones(32)
-    a = total_loss(model(images, cached)["logits"], labels, model(images, cached)["masked"], drop)["total"]
-    b = total_loss(model(images, online)["logits"], labels, model(images, online)["masked"], drop)["total"]
+    a = total_loss(model(images, cached).logits, labels, model(images, cached).masked, drop)["total"]
+    b = total_loss(model(images, online).logits, labels, model(images, online).masked, drop)["total"]
     assert a.item() == pytest.approx(b.item(), rel=1e-5)
 
 

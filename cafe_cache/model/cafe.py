@@ -16,7 +16,7 @@ The separation and diverse losses are computed by the training loop from ``maske
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor, nn
@@ -27,6 +27,16 @@ from ..options import VARIANTS
 from .backbones import LoadReport, backbone_spec, build_backbone, load_backbone_weights, reduce_width
 
 MASKED_VARIANTS = ("cafe", "no_sigmoid")
+
+
+class ModelOutput(NamedTuple):
+    """What :meth:`CAFEModel.forward` returns. A NamedTuple, so DDP and tracing see a tuple of tensors
+    (``cafe export`` wraps the model to return ``logits`` alone); ``masked`` and ``mask`` are None for the
+    variants without a mask."""
+
+    logits: Tensor  # (B, classes)
+    masked: Tensor | None = None  # F~ = F * mask (B, D), what the separation and diverse losses use
+    mask: Tensor | None = None  # (B, D): the mask actually applied
 
 
 @dataclass(frozen=True)
@@ -77,24 +87,23 @@ class CAFEModel(nn.Module):
         """Initialise the backbone: a weights file, ``"imagenet"`` or ``"none"``."""
         return load_backbone_weights(self.backbone, source, arch=self.config.backbone)
 
-    def forward(self, images: Tensor, clip_features: Tensor | None = None) -> dict[str, Tensor | None]:
-        """Returns ``logits`` (B, classes), ``masked`` F~ (B, D) and ``mask`` (B, D).
+    def forward(self, images: Tensor, clip_features: Tensor | None = None) -> ModelOutput:
+        """A :class:`ModelOutput`: ``logits`` (B, classes), ``masked`` F~ (B, D) and ``mask`` (B, D).
 
         ``mask`` is the mask actually applied: sigmoid(M) for ``cafe``, raw M for
         ``no_sigmoid``; ``masked`` and ``mask`` are None for the variants without a mask.
         """
         features = self.backbone(images)
         if self.config.variant == "no_mask":
-            return {"logits": self.fc(features), "masked": None, "mask": None}
+            return ModelOutput(self.fc(features))
         clip_features = self._check_clip(clip_features, features)
         if self.config.variant == "clip_finetune":
-            logits = self.fc(torch.cat([clip_features, features], dim=1))
-            return {"logits": logits, "masked": None, "mask": None}
+            return ModelOutput(self.fc(torch.cat([clip_features, features], dim=1)))
         mask = reduce_width(features, self.config.clip_dim)
         if self.config.variant == "cafe":
             mask = torch.sigmoid(mask)  # eq. (1)
         masked = clip_features * mask  # eq. (2)
-        return {"logits": self.fc(masked), "masked": masked, "mask": mask}
+        return ModelOutput(self.fc(masked), masked, mask)
 
     def _check_clip(self, clip_features: Tensor | None, features: Tensor) -> Tensor:
         if clip_features is None:

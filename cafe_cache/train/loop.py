@@ -209,9 +209,9 @@ def train_one_epoch(s: Session, epoch: int, *, on_epoch: Callable[[int, int], No
         drop = channel_drop_mask(s.clip_dim, generator=drops, device=s.device) if s.w_sep else None
         with autocast(s.precision, s.device):
             out = s.model(images, feats)
-            losses = total_loss(out["logits"].float(), labels, out["masked"], drop, w_sep=s.w_sep, w_div=s.w_div)
+            losses = total_loss(out.logits.float(), labels, out.masked, drop, w_sep=s.w_sep, w_div=s.w_div)
         # one host sync per step: the loss parts and the correct count, summed over ranks, come back together
-        hits = (out["logits"].argmax(1) == labels).sum()
+        hits = (out.logits.argmax(1) == labels).sum()
         *parts, n_correct = s.ranks.sum(torch.stack([*(v.detach().float() for v in losses.values()),
                                                      hits.float()])).tolist()
         parts = [p / s.ranks.world for p in parts]  # each rank's loss is its batch's mean: average them
