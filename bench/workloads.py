@@ -145,4 +145,4 @@ def evaluate_target(model: CAFEModel, cache: Path, *, image_size: int, workers: 
     t0 = time.perf_counter()
     result = evaluate_caches(model, {cache.stem: FeatureCache(cache)}, image_size=image_size, workers=workers,
                              device=device)
-    return result[cache.stem]["n"] / (time.perf_counter() - t0)
+    return result.targets[cache.stem].n / (time.perf_counter() - t0)

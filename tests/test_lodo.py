@@ -16,6 +16,8 @@ from cafe_cache.errors import CafeError
 from cafe_cache.lodo import plan_lodo, write_lodo
 from cafe_cache.reproduce import Experiment
 
+from .conftest import write_eval_results
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -68,9 +70,7 @@ def test_two_datasets_are_table_one_not_lodo(tmp_path):
 
 
 def fake_run(run: Path, acc: dict[str, float], random: bool = False) -> None:
-    (run / "eval-last").mkdir(parents=True)
-    (run / "eval-last" / "results.json").write_text(json.dumps(
-        {"random_weights": random, "targets": {t: {"accuracy": a} for t, a in acc.items()}}))
+    write_eval_results(run, acc, random=random)
     (run / "config.json").write_text(json.dumps({"backbone_init": {"source": "imagenet"}, "mask_precision": "fp32",
                                                  "train": {"clip_input": "cached-views"},
                                                  "clip": {"random_weights": random}}))

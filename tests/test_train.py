@@ -16,13 +16,14 @@ from cafe_cache.extract.cache import FeatureCache
 from cafe_cache.extract.online import clip_for, online_features
 from cafe_cache.metrics import confusion_matrix, metrics, summary
 from cafe_cache.model.losses import total_loss
+from cafe_cache.results import Summary
 from cafe_cache.train import loop
 from cafe_cache.train.checkpoint import load_model
 from cafe_cache.train.config import TrainConfig
 from cafe_cache.train.data import Augment, PairedSamples, reader_for
 from cafe_cache.train.loop import train
 
-from .conftest import make_cache
+from .conftest import make_cache, target_metrics
 
 
 @pytest.fixture(scope="module")
@@ -156,12 +157,12 @@ def test_metrics_against_a_hand_made_confusion_matrix():
     cm = confusion_matrix(y_true, y_pred)
     assert cm[0].tolist() == [2, 1, 0, 0, 0, 0, 0] and cm[3, 6] == 1 and cm.sum() == 10
     m = metrics(y_true, y_pred)
-    assert m["accuracy"] == pytest.approx(70.0)
+    assert m.accuracy == pytest.approx(70.0) and m.n == 10 and m.confusion == cm.tolist()
     # classes present: 0 (2/3), 1 (1/2), 3 (3/4), 6 (1/1)
-    assert m["uar"] == pytest.approx(100 * (2 / 3 + 1 / 2 + 3 / 4 + 1) / 4)
-    assert m["per_class"]["Fear"] == pytest.approx(50.0) and m["per_class"]["Anger"] is None
-    s = summary({"a": {"accuracy": 80.0}, "b": {"accuracy": 40.0}, "c": {"accuracy": 60.0}}, "a")
-    assert s == {"paper_mean": pytest.approx(60.0), "unseen_mean": pytest.approx(50.0), "source": 80.0}
+    assert m.uar == pytest.approx(100 * (2 / 3 + 1 / 2 + 3 / 4 + 1) / 4)
+    assert m.per_class["Fear"] == pytest.approx(50.0) and m.per_class["Anger"] is None
+    s = summary({"a": target_metrics(80.0), "b": target_metrics(40.0), "c": target_metrics(60.0)}, "a")
+    assert s == Summary(pytest.approx(60.0), pytest.approx(50.0), 80.0)
 
 
 def test_cli_train_then_eval_labels_random_weights(caches, tmp_path):
@@ -205,9 +206,9 @@ def test_bgr_targets_swap_channels_for_clip_and_mask_branch(trained, caches):
     from cafe_cache.train.evaluate import evaluate_caches, target_caches
     model, _ = load_model(trained[0])
     cs = target_caches(caches, ["synth-color"])
-    rgb = evaluate_caches(model, cs, image_size=32, workers=0)["synth-color"]
-    bgr = evaluate_caches(model, cs, image_size=32, workers=0, bgr_targets=("synth-color",))["synth-color"]
-    assert bgr["bgr"] and not rgb["bgr"] and bgr["n"] == rgb["n"]
+    rgb = evaluate_caches(model, cs, image_size=32, workers=0)
+    bgr = evaluate_caches(model, cs, image_size=32, workers=0, bgr_targets=("synth-color",)).targets["synth-color"]
+    assert bgr.bgr and not rgb.targets["synth-color"].bgr and bgr.n == rgb.targets["synth-color"].n
     cache = cs["synth-color"]
     ds = PairedSamples(cache.load("test"), reader_for(cache), cache.fingerprint.views, 32, bgr=True)
     plain = PairedSamples(cache.load("test"), reader_for(cache), cache.fingerprint.views, 32)
@@ -216,7 +217,7 @@ def test_bgr_targets_swap_channels_for_clip_and_mask_branch(trained, caches):
     from cafe_cache.extract.preprocess import IMAGENET_MEAN, IMAGENET_STD
     mean, std = torch.tensor(IMAGENET_MEAN)[:, None, None], torch.tensor(IMAGENET_STD)[:, None, None]
     torch.testing.assert_close((x * std + mean), (x0 * std + mean).flip(0))
-    assert rgb["mean_masks"] is not None and rgb["mean_masks"].shape == (7, 32)
+    assert rgb.mean_masks["synth-color"].shape == (7, 32)
 
 
 @pytest.mark.slow

@@ -26,6 +26,7 @@ from ..classes import CLASSES
 from ..errors import CafeError
 from ..extract.cache import Fingerprint
 from ..model.cafe import CAFEModel, ModelConfig
+from ..results import EvalResult, read_eval_result_if_any
 from ..runs import RunConfig, RunFolder
 from ..train.checkpoint import load_model, load_weights, sha256, write_json
 from .infer import Preprocess, random_warning
@@ -91,18 +92,12 @@ def package_run(run: str | Path, out: str | Path, which: str | None = None, repo
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return PackageReport(out, which, digest, data["warning"], tuple((results or {}).get("targets", {})))
+    return PackageReport(out, which, digest, data["warning"], tuple(results.targets if results else ()))
 
 
-def _eval_results(folder: RunFolder, which: str) -> dict[str, Any] | None:
+def _eval_results(folder: RunFolder, which: str) -> EvalResult | None:
     """``RUN/eval-<which>/results.json`` of ``cafe eval``, None when the run was not evaluated."""
-    path = folder.results_json(which)
-    if not path.is_file():
-        return None
-    try:
-        return json.loads(path.read_text())
-    except (ValueError, UnicodeDecodeError) as e:
-        raise CafeError(f"{path} is not valid JSON ({e}); rerun `cafe eval --checkpoint {folder.path}`.") from None
+    return read_eval_result_if_any(folder.results_json(which))
 
 
 def deviations(config: RunConfig, which: str) -> list[str]:
