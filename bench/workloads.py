@@ -117,7 +117,7 @@ def sample_pass(cache_dir: Path, source: str, image_size: int) -> float:
 def train_epoch(cfg: TrainConfig, run: Path) -> float:
     """Images/s of one ``cafe train`` epoch (``train`` times the epoch without its evaluation)."""
     history = train(cfg, run, log=lambda *_: None)
-    return history[-1]["images_per_s"]
+    return history[-1].images_per_s
 
 
 def train_step(model: CAFEModel, images: torch.Tensor, feats: torch.Tensor, labels: torch.Tensor, *,

@@ -14,7 +14,6 @@ random-weights CLIP carry the figures module's warning.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -36,6 +35,7 @@ from .figures import (
     plot_training_curves,
 )
 from .gradcam import grad_cam
+from .history import read_history
 from .model.cafe import CAFEModel
 from .options import DEFAULT_WHICH, GRADCAM_IMAGES
 from .paper import CAFE_CROSS_DOMAIN
@@ -153,7 +153,7 @@ def make_run_figures(run: Path, *, which: str = DEFAULT_WHICH, cache_dir: Path |
     random = clip_is_random(config)
     train_cfg = config.training
     written = [plot_training_curves(
-        json.loads(RunFolder(run).metrics.read_text()), RunFolder(run).figures / "training-curves.png",
+        read_history(RunFolder(run).metrics), RunFolder(run).figures / "training-curves.png",
         title=f"Training on {train_cfg.source} ({train_cfg.variant}, {train_cfg.backbone})",
         random_weights=random, dpi=dpi)]
     try:

@@ -14,11 +14,12 @@ from cafe_cache import synth
 from cafe_cache.errors import CafeError
 from cafe_cache.extract.cache import FeatureCache
 from cafe_cache.extract.online import clip_for, online_features
+from cafe_cache.history import EpochLog, read_history
 from cafe_cache.metrics import confusion_matrix, metrics, summary
 from cafe_cache.model.losses import total_loss
 from cafe_cache.results import Summary
 from cafe_cache.train import loop
-from cafe_cache.train.checkpoint import load_model
+from cafe_cache.train.checkpoint import load_model, load_resume
 from cafe_cache.train.config import TrainConfig
 from cafe_cache.train.data import Augment, PairedSamples, reader_for
 from cafe_cache.train.loop import train
@@ -54,11 +55,12 @@ def trained(caches, tmp_path_factory) -> tuple[Path, list]:
 def test_loss_falls_and_source_accuracy_beats_chance(trained):
     run, history = trained
     assert len(history) == 8
-    assert history[-1]["loss"] < history[0]["loss"] - 0.05
-    assert history[-1]["ce"] < history[0]["ce"]
-    assert max(h["source_test_acc"] for h in history) > 2 * 100 / 7 + 1  # chance is 14.3%: at least 9 of 28
-    assert history[1]["lr"] == pytest.approx(1e-3 * 0.9)  # ExponentialLR steps once per epoch
-    assert json.loads((run / "metrics.json").read_text()) == history
+    assert history[-1].loss < history[0].loss - 0.05
+    assert history[-1].ce < history[0].ce
+    assert max(h.source_test_acc for h in history) > 2 * 100 / 7 + 1  # chance is 14.3%: at least 9 of 28
+    assert history[1].lr == pytest.approx(1e-3 * 0.9)  # ExponentialLR steps once per epoch
+    assert read_history(run / "metrics.json") == history and all(isinstance(h, EpochLog) for h in history)
+    assert load_resume(run)["history"] == history  # the resume state holds the same epochs
 
 
 def test_checkpoint_round_trip_and_config(trained, caches):
@@ -70,13 +72,13 @@ def test_checkpoint_round_trip_and_config(trained, caches):
     assert cfg.clip.random_weights and "RANDOM WEIGHTS" in cfg.clip.label
     assert cfg.backbone_init.random_init and cfg.train["clip_input"] == "cached-views"
     best, _ = load_model(run / "best.safetensors")
-    best_epoch = max(history, key=lambda h: h["source_test_acc"])
+    best_epoch = max(history, key=lambda h: h.source_test_acc)
     # the best checkpoint reproduces the best epoch's source test accuracy
     cache = FeatureCache(caches / "synth-line.h5")
     ds = PairedSamples(cache.load("test"), reader_for(cache), cache.fingerprint.views, 32)
     from cafe_cache.train.predictions import predict_split
     pred = predict_split(best, ds, workers=0)
-    assert 100 * (pred.y_true == pred.y_pred).mean() == pytest.approx(best_epoch["source_test_acc"])
+    assert 100 * (pred.y_true == pred.y_pred).mean() == pytest.approx(best_epoch.source_test_acc)
 
 
 @pytest.mark.slow
@@ -95,7 +97,7 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(caches, tmp_path)
     assert len(history) == 3
     a, b = load_file(str(whole / "last.safetensors")), load_file(str(parts / "last.safetensors"))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
-    assert json.loads((whole / "metrics.json").read_text())[-1]["loss"] == history[-1]["loss"]
+    assert json.loads((whole / "metrics.json").read_text())[-1]["loss"] == history[-1].loss
 
 
 def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(caches, tmp_path, monkeypatch):
@@ -228,7 +230,7 @@ def test_bf16_mixed_precision_trains_in_channels_last(caches, tmp_path):
     with pytest.raises(CafeError, match="--precision 'fp8'"):
         resolve_train_precision("fp8", torch.device("cpu"))
     history = train(config(caches, epochs=2, precision="bf16"), tmp_path, log=lambda s: None)
-    assert all(np.isfinite(h["loss"]) for h in history) and history[1]["loss"] < history[0]["loss"]
+    assert all(np.isfinite(h.loss) for h in history) and history[1].loss < history[0].loss
     state = load_file(str(tmp_path / "last.safetensors"))
     assert state["fc.weight"].dtype == torch.float32
     model, _ = load_model(tmp_path)

@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -35,6 +35,7 @@ from ..errors import CafeError
 from ..extract.cache import FeatureCache, Fingerprint
 from ..extract.extractor import FeatureExtractor
 from ..extract.online import online_features
+from ..history import EpochLog, history_to_json
 from ..model.backbones import LoadReport
 from ..model.cafe import CAFEModel, ModelConfig
 from ..model.losses import channel_drop_mask, total_loss
@@ -44,21 +45,6 @@ from .config import TrainConfig, resumed
 from .data import PairedSamples
 from .predictions import predict_split
 from .sources import SourceData, load_sources, make_sampler
-
-
-@dataclass
-class EpochLog:
-    epoch: int
-    loss: float
-    ce: float
-    sep: float | None
-    div: float | None
-    train_acc: float
-    source_test_acc: float  # the mean over the sources' test splits (one source: its own); picks ``best``
-    lr: float
-    seconds: float
-    images_per_s: float
-    source_test_accs: dict[str, float] = field(default_factory=dict)  # each source's own test accuracy
 
 
 class NonFiniteLoss(CafeError):
@@ -96,7 +82,7 @@ class Session:
     model: torch.nn.Module  # DDP-wrapped under several ranks
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LRScheduler
-    history: list[dict[str, Any]] = field(default_factory=list)
+    history: list[EpochLog] = field(default_factory=list)
     best: float = -1.0
 
 
@@ -113,7 +99,7 @@ class EpochSums:
 
 def train(cfg: TrainConfig, run: Path, *, resume: bool = False, log: Callable[[str], None] = print,
           on_step: Callable[[int, int], None] | None = None, ranks: Ranks = SINGLE,
-          on_epoch: Callable[[int, int], None] | None = None) -> list[dict[str, Any]]:
+          on_epoch: Callable[[int, int], None] | None = None) -> list[EpochLog]:
     """Train into the run folder ``run``; returns the per-epoch history. With several ranks, call it in
     every process (inside :func:`cafe_cache.distributed.process_group`).
 
@@ -248,7 +234,7 @@ def end_epoch(s: Session, epoch: int, e: EpochSums, log: Callable[[str], None]) 
     entry = EpochLog(epoch + 1, e.sums["loss"] / e.seen, e.sums["ce"] / e.seen,
                      e.sums["sep"] / e.seen if s.w_sep else None, e.sums["div"] / e.seen if s.w_div else None,
                      100.0 * e.correct / e.seen, test_acc, e.lr, e.seconds, e.seen / e.seconds, accs)
-    s.history.append(asdict(entry))
+    s.history.append(entry)
 
     # -- checkpoints (rank 0): weights first, then the resume state that points at them ------------
     improved = test_acc > s.best
@@ -263,7 +249,7 @@ def end_epoch(s: Session, epoch: int, e: EpochSums, log: Callable[[str], None]) 
         save_resume(s.run, {"model": weights_state(unwrap(s.model)), "epoch": epoch + 1,
                             "optimizer": s.optimizer.state_dict(), "scheduler": s.scheduler.state_dict(),
                             "history": s.history, "best": s.best}, kept)
-        write_json(RunFolder(s.run).metrics, s.history, kept)
+        write_json(RunFolder(s.run).metrics, history_to_json(s.history), kept)
     log(f"epoch {epoch + 1}/{s.cfg.epochs}  loss {entry.loss:.4f} (ce {entry.ce:.4f}"
         + (f", sep {entry.sep:.4f}" if entry.sep is not None else "")
         + (f", div {entry.div:.4f}" if entry.div is not None else "")
