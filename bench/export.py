@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> dict:
     from cafe_cache.extract.clip import ClipSpec, load_clip
 
     from . import images
-    from .run import cpu_name
+    from .machine import cpu_name
     from .workloads import extract_cache, train_config, train_epoch
 
     parser = argparse.ArgumentParser(prog="python -m bench.export", description=main.__doc__.split("\n")[0])

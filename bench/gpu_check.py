@@ -50,10 +50,11 @@ from cafe_cache.device import default_workers, pick_device
 from cafe_cache.extract.cache import FeatureCache, cache_path
 from cafe_cache.extract.clip import ClipSpec, LoadedClip, load_clip
 from cafe_cache.history import read_history
-from cafe_cache.runs import RunFolder
+from cafe_cache.run.folder import RunFolder
 
 from . import images
-from .run import cpu_name, measure, rel_error
+from .machine import cpu_name
+from .run import measure, rel_error
 from .workloads import extract_cache, loading_pass, model_pass, sync, train_config, train_epoch, train_step
 
 REPO = Path(__file__).resolve().parents[1]

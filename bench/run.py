@@ -63,6 +63,7 @@ from cafe_cache.model.cafe import CAFEModel, ModelConfig
 
 from . import images
 from .export import export_speed
+from .machine import cpu_name
 from .startup import startup
 from .workloads import (
     PREPROCESS,
@@ -285,13 +286,6 @@ def memory(s: Settings, device: torch.device, work: Path) -> dict:
         out[name] = json.loads(stdout.strip().splitlines()[-1])
     small, big = (out[k]["peak_rss_mib"] for k in list(out)[:2])
     return {"clip_model_for_extraction": s.memory_model, **out, "extract_growth_mib": big - small}
-
-
-def cpu_name() -> str:
-    info = Path("/proc/cpuinfo")
-    lines = info.read_text().splitlines() if info.exists() else []
-    return next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")),
-                platform.processor())
 
 
 def environment(device: torch.device) -> dict:

@@ -18,7 +18,8 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-__version__ = "0.2.0"
+from .version import __version__
+
 __all__ = ["FacePrediction", "Recognizer", "load", "__version__"]
 
 # name -> the module that defines it (``load`` is light: torch loads when a model is opened)

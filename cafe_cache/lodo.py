@@ -25,7 +25,7 @@ from .extract.cache import FeatureCache, find_caches
 from .options import DEFAULT_WHICH
 from .reproduce import MSCELEB_HINT, Experiment, ReproduceJob, Say, Settings, plan, run_step, usable_datasets
 from .results import EvalResult, read_eval_result_if_any
-from .runs import RunFolder
+from .run.folder import RunFolder
 
 MIN_DATASETS = 3  # with two, "all the others" is one dataset: that is Table 1
 METHODS = (("CAFE", "cafe", ()), ("baseline (no mask)", "no_mask", ("--variant", "no_mask")))

@@ -36,7 +36,7 @@ from .reproduce import (
     usable_datasets,
     write_tables,
 )
-from .runs import RunFolder
+from .run.folder import RunFolder
 
 PAPER_ROW = "CAFE ViT-B/32 (paper)"
 

@@ -40,9 +40,9 @@ from .model.cafe import CAFEModel
 from .options import DEFAULT_WHICH, GRADCAM_IMAGES
 from .paper import CAFE_CROSS_DOMAIN
 from .results import EvalResult, read_eval_result
-from .runs import FIGURES, RunConfig, RunFolder, find_runs
-from .train.checkpoint import load_model
-from .train.data import PairedSamples, reader_for
+from .run.checkpoint import load_model
+from .run.data import PairedSamples, reader_for
+from .run.folder import FIGURES, RunConfig, RunFolder, find_runs
 
 DISPLAY_SIZE = 224  # Grad-CAM images are shown square, as the mask branch sees them
 BACKBONE_STRIDE = 32  # of every backbone's last stage: a 224-px input gives a 7x7 Grad-CAM

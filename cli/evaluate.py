@@ -10,7 +10,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from cafe_cache.options import EVAL_BATCH_SIZE, split_list
-from cafe_cache.train.config import TrainConfig
+from cafe_cache.run.config import TrainConfig
 
 from .common import bounded, console, out, progress
 
@@ -33,7 +33,7 @@ def print_results(results: dict, source: str | None, title: str) -> None:
 
 
 def show_evaluation(evaluation) -> None:
-    """The table of a :class:`~cafe_cache.train.evaluate.RunEvaluation` and the files it wrote."""
+    """The table of a :class:`~cafe_cache.evaluate.targets.RunEvaluation` and the files it wrote."""
     print_results(evaluation.result.targets, evaluation.result.source, evaluation.result.title)
     console.print(f"written: {', '.join(str(f) for f in evaluation.files)}", soft_wrap=True)
 
@@ -59,8 +59,8 @@ def evaluate(
     json_out: bool = typer.Option(False, "--json", help="Also print the results as JSON on stdout."),
 ) -> None:
     """Evaluate a trained run on cached targets: RUN/eval-<which>/results.{json,md} (--targets A,B: results-A+B)."""
+    from cafe_cache.evaluate.targets import evaluate_run  # torch: only when running
     from cafe_cache.results import targets_to_dict
-    from cafe_cache.train.evaluate import evaluate_run  # torch: only when running
 
     evaluation = evaluate_run(checkpoint, which, cache_dir=cache_dir, targets=split_list(targets),
                               bgr_targets=tuple(split_list(bgr_targets) or ()), clip_weights=clip_weights,

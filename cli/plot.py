@@ -23,7 +23,7 @@ def plot(
     """Training curves, class masks (Fig. 5), confusion matrices and Grad-CAM (Fig. 4) into RUN/figures/."""
     from cafe_cache.metrics import plural
     from cafe_cache.report import make_figures  # torch, matplotlib: only when running
-    from cafe_cache.runs import RunFolder, find_runs
+    from cafe_cache.run.folder import RunFolder, find_runs
 
     def done(run: Path, written: list[Path]) -> None:
         console.print(f"{run}: {plural(len(written), 'figure')} in {RunFolder(run).figures}")

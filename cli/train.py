@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 
 from cafe_cache.options import BALANCE_MODES, DEFAULT_WHICH, TRAIN_PRECISIONS, VARIANTS, split_list
-from cafe_cache.train.config import LIMIT_LOW, Augment, TrainConfig
+from cafe_cache.run.config import LIMIT_LOW, Augment, TrainConfig
 
 from .common import bounded, console, progress, say_plain
 from .evaluate import show_evaluation
@@ -88,7 +88,7 @@ def train(
     Several GPUs or nodes: launch it with torchrun (`torchrun --nproc-per-node N -m cli train --out RUN ...`);
     --batch-size stays the global batch, split evenly over the processes.
     """
-    from cafe_cache.train.pipeline import TrainRequest, train_and_evaluate  # torch: only when running
+    from cafe_cache.pipeline import TrainRequest, train_and_evaluate  # torch: only when running
 
     request = TrainRequest(training_options(ctx.params), given_options(ctx), out=out, resume=resume,
                            targets=split_list(targets), evaluate=evaluate, eval_which=eval_which, plots=plots)

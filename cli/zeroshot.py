@@ -31,7 +31,7 @@ def zeroshot(
     """Zero-shot FER baselines (CLIP prompts, Exp-CLIP head) on the cached test features; no training."""
     from cafe_cache import zeroshot as zs  # torch, open_clip: only when running
     from cafe_cache.device import pick_device
-    from cafe_cache.train.evaluate import target_caches
+    from cafe_cache.evaluate.targets import target_caches
 
     caches = target_caches(cache_dir, split_list(targets))
     if not caches:

@@ -146,7 +146,7 @@ def write_hf_snapshot(cache: Path, repo: str, folder: Path, revision: str = "1" 
 def train_tiny_run(base: Path) -> Path:
     """A one-epoch run of the tiny CLIP on a generated class-folder dataset (``base/run``), for the tests
     that need a trained model (predict, export, the Python API)."""
-    from cafe_cache.train.config import Augment, TrainConfig
+    from cafe_cache.run.config import Augment, TrainConfig
     from cafe_cache.train.loop import train
 
     root = write_folder_dataset(base / "toyset", {"train": 2, "test": 1})

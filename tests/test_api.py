@@ -29,14 +29,14 @@ from typer.testing import CliRunner
 import cafe_cache as cafe
 from cafe_cache.classes import CLASSES
 from cafe_cache.errors import CafeError
+from cafe_cache.evaluate.targets import evaluate_run
 from cafe_cache.predict import recognizer as recognizer_module
 from cafe_cache.predict.hub import parse_hf
 from cafe_cache.predict.model_card import model_card
 from cafe_cache.predict.onnx_export import PARITY_TOLERANCE
 from cafe_cache.predict.package import WEIGHTS_FILE
 from cafe_cache.results import EvalResult, Summary
-from cafe_cache.runs import RunConfig
-from cafe_cache.train.evaluate import evaluate_run
+from cafe_cache.run.folder import RunConfig
 from cli.main import app
 
 from .conftest import target_metrics, train_tiny_run, write_hf_snapshot

@@ -12,7 +12,7 @@ import pytest
 
 from cafe_cache.figures import _means
 from cafe_cache.metrics import means_line
-from cafe_cache.train.config import TrainConfig
+from cafe_cache.run.config import TrainConfig
 from cafe_cache.train.loop import train
 from cli.main import main
 

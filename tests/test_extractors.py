@@ -22,11 +22,11 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from cafe_cache.errors import CafeError
+from cafe_cache.evaluate.targets import check_same_weights
 from cafe_cache.extract.cache import FeatureCache, Fingerprint
 from cafe_cache.extract.extractor import canonical_model, has_text_tower, load_extractor, own_preprocess, split_model
 from cafe_cache.extract.preprocess import IMAGENET_MEAN, IMAGENET_STD, load_uint8, normalize
 from cafe_cache.extract.weights import ClipSpec
-from cafe_cache.train.evaluate import check_same_weights
 from cli.main import app
 
 from .conftest import TINY_CLIP, make_cache, write_folder_dataset

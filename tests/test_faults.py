@@ -25,8 +25,8 @@ from cafe_cache.datasets import build_reader
 from cafe_cache.datasets.base import DatasetError, open_rgb
 from cafe_cache.errors import CafeError
 from cafe_cache.extract.cache import FeatureCache
-from cafe_cache.train.checkpoint import load_model
-from cafe_cache.train.config import TrainConfig
+from cafe_cache.run.checkpoint import load_model
+from cafe_cache.run.config import TrainConfig
 from cafe_cache.train.loop import train
 from cli.main import main
 

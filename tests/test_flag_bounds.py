@@ -13,7 +13,7 @@ from cafe_cache.bounds import BOUNDS, max_workers
 from cafe_cache.errors import CafeError
 from cafe_cache.extract.job import ExtractJob
 from cafe_cache.extract.weights import ClipSpec
-from cafe_cache.train.config import TrainConfig
+from cafe_cache.run.config import TrainConfig
 
 from .conftest import TINY_CLIP, write_folder_dataset
 from .test_faults import cafe_error

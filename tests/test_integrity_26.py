@@ -24,10 +24,10 @@ from cafe_cache.errors import CafeError
 from cafe_cache.extract.cache import FeatureCache
 from cafe_cache.extract.integrity import ATTRS_DIGEST, ERRORS_DIGEST, ROWS_DIGEST
 from cafe_cache.files import write_text
-from cafe_cache.runs import RUN_LOCK
+from cafe_cache.run.checkpoint import load_model, load_resume
+from cafe_cache.run.config import TrainConfig
+from cafe_cache.run.folder import RUN_LOCK
 from cafe_cache.train import loop
-from cafe_cache.train.checkpoint import load_model, load_resume
-from cafe_cache.train.config import TrainConfig
 from cafe_cache.train.loop import train
 from cli.main import main
 

@@ -17,8 +17,8 @@ from cafe_cache.distributed import Ranks
 from cafe_cache.errors import CafeError
 from cafe_cache.extract.cache import FeatureCache
 from cafe_cache.history import EpochLog, history_to_json
-from cafe_cache.train.config import TrainConfig
-from cafe_cache.train.data import PairedSamples
+from cafe_cache.run.config import TrainConfig
+from cafe_cache.run.data import PairedSamples
 from cafe_cache.train.loop import train
 from cafe_cache.train.sources import BalancedSampler, UnionSamples, load_sources, make_sampler
 

@@ -18,7 +18,7 @@ from PIL import Image
 from cafe_cache.errors import CafeError
 from cafe_cache.extract.cache import CacheWriter, FeatureCache, Fingerprint, SplitData
 from cafe_cache.extract.clip import ClipSpec, WeightsInfo, load_clip, official_activation
-from cafe_cache.train.data import NOISE_P, NOISE_VARIANCE, Augment, PairedSamples, _normalize
+from cafe_cache.run.data import NOISE_P, NOISE_VARIANCE, Augment, PairedSamples, _normalize
 
 from .conftest import TINY_CLIP, write_hf_cache
 

@@ -33,8 +33,8 @@ from cafe_cache.predict.faces import align_face, get_detector
 from cafe_cache.predict.infer import NO_FACE, Predictor, predict_inputs
 from cafe_cache.predict.media import iter_inputs
 from cafe_cache.predict.onnx_export import OnnxPredictor
-from cafe_cache.train.checkpoint import load_model
-from cafe_cache.train.data import to_tensor
+from cafe_cache.run.checkpoint import load_model
+from cafe_cache.run.data import to_tensor
 from cli.main import app
 
 from .conftest import TINY_CLIP, train_tiny_run

@@ -170,7 +170,7 @@ def test_extract_splits_and_limit_are_deterministic_recorded_and_not_taken_for_f
 
 
 def test_training_on_a_limited_cache_says_so(tmp_path):
-    from cafe_cache.train.config import TrainConfig
+    from cafe_cache.run.config import TrainConfig
     from cafe_cache.train.loop import train
 
     root = write_folder_dataset(tmp_path / "toyset", {"train": 3, "test": 2})

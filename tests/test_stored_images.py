@@ -16,8 +16,8 @@ from cafe_cache.datasets import build_reader, open_rgb
 from cafe_cache.errors import CafeError
 from cafe_cache.extract.cache import FeatureCache, cache_path
 from cafe_cache.extract.preprocess import IMAGENET_MEAN, IMAGENET_STD
-from cafe_cache.train.config import TrainConfig
-from cafe_cache.train.data import Augment, PairedSamples, reader_for, to_tensor
+from cafe_cache.run.config import TrainConfig
+from cafe_cache.run.data import Augment, PairedSamples, reader_for, to_tensor
 from cafe_cache.train.loop import train
 
 from .conftest import TINY_CLIP, make_cache, write_folder_dataset

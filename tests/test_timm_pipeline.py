@@ -91,7 +91,7 @@ def test_predict_on_a_cached_image_equals_the_cached_features_path(trained):
 
     from cafe_cache.extract.cache import FeatureCache
     from cafe_cache.predict.infer import Predictor, face_tensor
-    from cafe_cache.train.checkpoint import load_model
+    from cafe_cache.run.checkpoint import load_model
 
     predictor = Predictor.from_run(base / "run", device="cpu")
     data = FeatureCache(base / "cache" / "toyset.h5").load("test")

@@ -18,10 +18,10 @@ from cafe_cache.history import EpochLog, read_history
 from cafe_cache.metrics import confusion_matrix, metrics, summary
 from cafe_cache.model.losses import total_loss
 from cafe_cache.results import Summary
+from cafe_cache.run.checkpoint import load_model, load_resume
+from cafe_cache.run.config import TrainConfig
+from cafe_cache.run.data import Augment, PairedSamples, reader_for
 from cafe_cache.train import loop
-from cafe_cache.train.checkpoint import load_model, load_resume
-from cafe_cache.train.config import TrainConfig
-from cafe_cache.train.data import Augment, PairedSamples, reader_for
 from cafe_cache.train.loop import train
 
 from .conftest import make_cache, target_metrics
@@ -76,7 +76,7 @@ def test_checkpoint_round_trip_and_config(trained, caches):
     # the best checkpoint reproduces the best epoch's source test accuracy
     cache = FeatureCache(caches / "synth-line.h5")
     ds = PairedSamples(cache.load("test"), reader_for(cache), cache.fingerprint.views, 32)
-    from cafe_cache.train.predictions import predict_split
+    from cafe_cache.run.predictions import predict_split
     pred = predict_split(best, ds, workers=0)
     assert 100 * (pred.y_true == pred.y_pred).mean() == pytest.approx(best_epoch.source_test_acc)
 
@@ -198,14 +198,14 @@ def test_eval_refuses_caches_made_with_other_clip_weights(caches, tmp_path, trai
         f.attrs["fingerprint"] = json.dumps(fp, sort_keys=True)
         from cafe_cache.extract.integrity import ATTRS_DIGEST, attrs_digest
         f.attrs[ATTRS_DIGEST] = attrs_digest(f.attrs)  # a whole cache made with other weights, not a damaged one
-    from cafe_cache.train.evaluate import evaluate_run
+    from cafe_cache.evaluate.targets import evaluate_run
     with pytest.raises(CafeError, match="synth-color.h5 was made with CLIP cafe-tiny RANDOM WEIGHTS \\(seed 9\\)"):
         evaluate_run(run, "best", cache_dir=other, workers=0)
 
 
 def test_bgr_targets_swap_channels_for_clip_and_mask_branch(trained, caches):
     """The official notebooks' colour bug, on request: CLIP runs online on the BGR image."""
-    from cafe_cache.train.evaluate import evaluate_caches, target_caches
+    from cafe_cache.evaluate.targets import evaluate_caches, target_caches
     model, _ = load_model(trained[0])
     cs = target_caches(caches, ["synth-color"])
     rgb = evaluate_caches(model, cs, image_size=32, workers=0)

@@ -52,11 +52,11 @@ import h5py
 import numpy as np
 from filelock import FileLock, Timeout
 
-from .. import __version__
 from ..datasets.base import Reader, Sample
 from ..errors import CafeError
 from ..files import write_bytes
 from ..options import check_cache_name
+from ..version import __version__
 from .integrity import (
     ATTRS_DIGEST,
     DAMAGE,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import shutil
 import signal
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
@@ -246,12 +247,24 @@ def _sharded(ex: Extraction, ranks: Ranks, say: Callable[[str], None], bars: Bar
     return report
 
 
-def _bars(bars: Bars | None, suffix: str) -> AbstractContextManager[tuple[OnPlan | None, OnBatch | None]]:
-    return bars(suffix) if bars else nullcontext((None, None))
+@contextmanager
+def _bars(bars: Bars | None, suffix: str) -> Iterator[tuple[OnPlan | None, OnBatch]]:
+    """The bars' callbacks; after each batch written, a SIGTERM that arrived meanwhile stops the extraction."""
+    with bars(suffix) if bars else nullcontext((None, None)) as (on_plan, on_batch):
+        def after_batch(split: str, n: int) -> None:
+            if _SIGTERM.is_set():
+                raise Stopped()
+            if on_batch:
+                on_batch(split, n)
+
+        yield on_plan, after_batch
 
 
 class Stopped(Exception):
     """SIGTERM arrived during extraction."""
+
+
+_SIGTERM = threading.Event()  # set by the SIGTERM handler; the next batch boundary stops
 
 
 @contextmanager
@@ -260,9 +273,10 @@ def _stop_on_signals(path: Path, stopped: Callable[[str], None]) -> Iterator[Non
     was kept and how to go on (the cache keeps every batch written; rerunning resumes)."""
     from .cache import rows_kept
 
-    def stop(signum, frame):
-        raise Stopped()
+    def stop(signum, frame):  # no raise here: raised inside a weakref callback or __del__ it would be lost
+        _SIGTERM.set()
 
+    _SIGTERM.clear()
     try:
         previous = signal.signal(signal.SIGTERM, stop)
     except ValueError:  # not the main thread: leave signals alone

@@ -21,7 +21,7 @@ from ..datasets.base import ImageReadError, open_rgb
 from ..errors import CafeError
 from ..extract.cache import FeatureCache
 from ..extract.integrity import checked_read
-from ..runs import RunFolder
+from ..run.folder import RunFolder
 from .infer import face_tensor
 
 SYNTH_DOMAINS = ("line", "color", "lowres")

@@ -37,11 +37,11 @@ from ..extract.online import clip_for
 from ..extract.preprocess import IMAGENET_MEAN, IMAGENET_STD, load_uint8, normalize
 from ..files import write_atomic, write_text
 from ..model.cafe import CAFEModel
-from ..train.checkpoint import load_model
+from ..run.checkpoint import load_model
 from .media import InputItem, iter_video_frames, read_image
 
 if TYPE_CHECKING:
-    from ..runs import RunConfig
+    from ..run.folder import RunConfig
     from .recognizer import Recognizer
 
 CROP_SIZE = 100  # RAF-DB's aligned faces are 100x100; detected faces are cut the same way

@@ -9,7 +9,7 @@ from ..extract.extractor import display_name
 from ..metrics import means
 from ..paper import CAFE_CROSS_DOMAIN, DATASET_NAMES
 from ..results import EvalResult
-from ..runs import RunConfig
+from ..run.folder import RunConfig
 
 CITATION = "\n".join([
     "@inproceedings{zhang2024generalizable,",

@@ -31,10 +31,10 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .. import __version__
 from ..classes import CLASSES
 from ..errors import CafeError
 from ..files import check_writable, write_error
+from ..version import __version__
 from .infer import FacePredictor, Predictor, Preprocess
 
 INPUTS = ("clip_image", "mask_image")

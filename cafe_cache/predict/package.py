@@ -21,14 +21,15 @@ from typing import Any
 
 from safetensors.torch import save_file
 
-from .. import __version__
 from ..classes import CLASSES
 from ..errors import CafeError
 from ..extract.cache import Fingerprint
 from ..model.cafe import CAFEModel, ModelConfig
 from ..results import EvalResult, read_eval_result_if_any
-from ..runs import RunConfig, RunFolder
-from ..train.checkpoint import load_model, load_weights, sha256, write_json
+from ..run.checkpoint import load_model, load_weights, sha256, write_json
+from ..run.folder import RunConfig, RunFolder
+from ..run.official import PaperSettings
+from ..version import __version__
 from .infer import Preprocess, random_warning
 from .model_card import model_card
 
@@ -102,9 +103,7 @@ def _eval_results(folder: RunFolder, which: str) -> EvalResult | None:
 
 def deviations(config: RunConfig, which: str) -> list[str]:
     """Every way the run differs from the paper's official setting (the phrases of ``cafe reproduce``'s titles)."""
-    from ..reproduce import Settings
-
-    settings = Settings(which=which, backbone_init=config.backbone_init.source or "imagenet",
+    settings = PaperSettings(which=which, backbone_init=config.backbone_init.source or "imagenet",
                         mask_precision=config.mask_precision or "fp32",
                         clip_input=config.clip_input or "cached-views", random_clip=config.clip.random_weights)
     extra = [] if config.variant == "cafe" else [f"variant {config.variant} (an ablation), not CAFE"]

@@ -24,12 +24,12 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .. import __version__
 from ..classes import CLASSES
 from ..device import pick_device
 from ..errors import CafeError, missing_extra
 from ..extract.cache import Fingerprint
-from ..runs import RunConfig, RunFolder, read_config_json
+from ..run.folder import RunConfig, RunFolder, read_config_json
+from ..version import __version__
 from .faces import FaceDetector, align_face, get_detector
 from .hub import HF_PREFIX, resolve_hf
 from .infer import CROP_SIZE, FacePredictor, Predictor, Preprocess, clamp_box

@@ -3,7 +3,7 @@
 Read top to bottom as torchvision's references: :func:`train` = :func:`setup` (data, model, optimiser,
 resume) then, per epoch, :func:`train_one_epoch` and :func:`end_epoch` (source test accuracy,
 checkpoints, log line); :func:`plan_run` decides whether a ``cafe train`` starts a run or resumes one.
-The paper's hyper-parameters are :class:`~cafe_cache.train.config.TrainConfig`'s defaults. Both ``last``
+The paper's hyper-parameters are :class:`~cafe_cache.run.config.TrainConfig`'s defaults. Both ``last``
 (the final epoch, whose evaluation gives the paper's numbers) and ``best`` (best accuracy on the
 source's own test set: test-set selection, kept as an extra, as the official code also saves it) are
 written.
@@ -28,7 +28,6 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from .. import __version__
 from ..device import autocast, default_workers, resolve_train_precision
 from ..distributed import SINGLE, Ranks, data_parallel, rank_device, unwrap
 from ..errors import CafeError
@@ -39,11 +38,12 @@ from ..history import EpochLog, history_to_json
 from ..model.backbones import LoadReport
 from ..model.cafe import CAFEModel, ModelConfig
 from ..model.losses import channel_drop_mask, total_loss
-from ..runs import BackboneInit, ClipInfo, RunConfig, RunFolder
-from .checkpoint import load_resume, restore_weights, save_resume, save_weights, weights_state, write_json
-from .config import TrainConfig, resumed
-from .data import PairedSamples
-from .predictions import predict_split
+from ..run.checkpoint import load_resume, restore_weights, save_resume, save_weights, weights_state, write_json
+from ..run.config import TrainConfig, resumed
+from ..run.data import PairedSamples
+from ..run.folder import BackboneInit, ClipInfo, RunConfig, RunFolder
+from ..run.predictions import predict_split
+from ..version import __version__
 from .sources import SourceData, load_sources, make_sampler
 
 
@@ -299,7 +299,7 @@ def source_test_accuracy(model: CAFEModel, test_set, cfg: TrainConfig, workers: 
 
 def write_config(run: Path, cfg: TrainConfig, model: CAFEModel, data: SourceData, init: LoadReport,
                  ranks: Ranks, precision: str) -> None:
-    """``config.json`` (:class:`~cafe_cache.runs.RunConfig`): everything needed to rebuild, resume and
+    """``config.json`` (:class:`~cafe_cache.run.folder.RunConfig`): everything needed to rebuild, resume and
     describe the run."""
     cache = data.cache
     n_train, n_test = len(data.train_set), sum(len(t) for t in data.test_sets.values())

@@ -34,8 +34,8 @@ from ..errors import CafeError
 from ..extract.cache import FeatureCache, cache_path
 from ..extract.extractor import FeatureExtractor
 from ..extract.online import clip_for
-from .config import TrainConfig
-from .data import PairedSamples, limit_split, reader_for
+from ..run.config import TrainConfig
+from ..run.data import PairedSamples, limit_split, reader_for
 
 SOURCE_SEED_STEP = 7919  # source k > 0 seeds its per-sample draws with seed + k * this (source 0: the seed itself)
 

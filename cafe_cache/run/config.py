@@ -5,7 +5,7 @@ Adam 2e-4, weight decay 1e-4, ExponentialLR 0.9 per epoch, batch 32, 60 epochs, 
 loss = CE + 1.5 l_sep + 5 l_div.
 
 :func:`resumed` is the config a resumed run goes on with. No torch here: the command line reads its
-defaults from these dataclasses at start-up, and :mod:`cafe_cache.runs` types ``config.json`` with them.
+defaults from these dataclasses at start-up, and :mod:`cafe_cache.run.folder` types ``config.json`` with them.
 """
 
 from __future__ import annotations

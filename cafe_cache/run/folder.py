@@ -26,10 +26,10 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from .errors import CafeError
-from .files import check_writable
-from .options import DEFAULT_WHICH
-from .train.config import TrainConfig, source_names
+from ..errors import CafeError
+from ..files import check_writable
+from ..options import DEFAULT_WHICH
+from .config import TrainConfig, source_names
 
 CONFIG = "config.json"
 RESUME = "resume.pt"

@@ -1,4 +1,4 @@
-"""The checkpoints of a run folder (:mod:`cafe_cache.runs` names its files): weights as safetensors,
+"""The checkpoints of a run folder (:mod:`cafe_cache.run.folder` names its files): weights as safetensors,
 the resume state as a torch file, everything else as JSON.
 
 Every checkpoint's sha256 is recorded in ``checksums.json`` when it is written and checked when it is
@@ -30,7 +30,7 @@ from ..errors import CafeError
 from ..files import write_bytes, write_text
 from ..history import history_from_json, history_to_json
 from ..model.cafe import CAFEModel, ModelConfig
-from ..runs import CHECKSUMS, RESUME, RunConfig, RunFolder
+from .folder import CHECKSUMS, RESUME, RunConfig, RunFolder
 
 RESUME_KEYS = ("optimizer", "scheduler", "history", "best")
 

@@ -25,10 +25,10 @@ from ..model.cafe import CAFEModel
 from ..options import EVAL_BATCH_SIZE, check_cache_name
 from ..progress import named_bars
 from ..results import EvalResult, TargetMetrics
-from ..runs import RunConfig, RunFolder
-from .checkpoint import load_model, write_json
-from .data import PairedSamples, reader_for
-from .predictions import predict_split
+from ..run.checkpoint import load_model, write_json
+from ..run.data import PairedSamples, reader_for
+from ..run.folder import RunConfig, RunFolder
+from ..run.predictions import predict_split
 
 
 def target_caches(cache_dir: str | Path, targets: list[str] | None) -> dict[str, FeatureCache]:

@@ -14,18 +14,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..device import resolve_train_precision
-from ..distributed import from_env, process_group, rank_device, restarted
-from ..errors import CafeError
-from ..extract.cache import FeatureCache, cache_path
-from ..history import EpochLog
-from ..metrics import plural
-from ..options import DEFAULT_WHICH, WHICH
-from ..progress import device_hint, epoch_bars
-from ..report import make_run_figures
-from ..runs import RunFolder, RunLock
-from .evaluate import RunEvaluation, check_same_weights, evaluate_run, target_caches
-from .loop import plan_run, train
+from .device import resolve_train_precision
+from .distributed import from_env, process_group, rank_device, restarted
+from .errors import CafeError
+from .evaluate.targets import RunEvaluation, check_same_weights, evaluate_run, target_caches
+from .extract.cache import FeatureCache, cache_path
+from .history import EpochLog
+from .metrics import plural
+from .options import DEFAULT_WHICH, WHICH
+from .progress import device_hint, epoch_bars
+from .report import make_run_figures
+from .run.folder import RunFolder, RunLock
+from .train.loop import plan_run, train
 
 
 @dataclass
