@@ -47,8 +47,9 @@ import psutil
 import torch
 
 from cafe_cache.device import default_workers, pick_device
-from cafe_cache.extract.cache import FeatureCache, cache_path
 from cafe_cache.extract.clip import ClipSpec, LoadedClip, load_clip
+from cafe_cache.extract.paths import cache_path
+from cafe_cache.extract.reader import FeatureCache
 from cafe_cache.history import read_history
 from cafe_cache.run.folder import RunFolder
 

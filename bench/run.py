@@ -55,9 +55,9 @@ import open_clip
 import torch
 
 from cafe_cache.device import default_workers, pick_device, resolve_precision
-from cafe_cache.extract.cache import cache_path
 from cafe_cache.extract.clip import ClipSpec, LoadedClip, load_clip
 from cafe_cache.extract.loop import batch_features
+from cafe_cache.extract.paths import cache_path
 from cafe_cache.extract.preprocess import mean_std
 from cafe_cache.model.cafe import CAFEModel, ModelConfig
 

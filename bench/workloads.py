@@ -18,11 +18,14 @@ from torch.utils.data import DataLoader
 from cafe_cache.datasets import build_reader
 from cafe_cache.device import autocast
 from cafe_cache.evaluate.targets import evaluate_caches
-from cafe_cache.extract.cache import CacheWriter, FeatureCache, Fingerprint, cache_path
 from cafe_cache.extract.clip import LoadedClip
+from cafe_cache.extract.fingerprint import Fingerprint
 from cafe_cache.extract.loop import ExtractReport, ImageSource, batch_features, collate_images, extract
 from cafe_cache.extract.online import online_features
+from cafe_cache.extract.paths import cache_path
 from cafe_cache.extract.preprocess import mean_std
+from cafe_cache.extract.reader import FeatureCache
+from cafe_cache.extract.writer import CacheWriter
 from cafe_cache.model.cafe import CAFEModel
 from cafe_cache.model.losses import total_loss
 from cafe_cache.run.config import TrainConfig

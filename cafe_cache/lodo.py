@@ -17,11 +17,11 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from rich.markup import escape
-
 from . import paper
 from .errors import CafeError
-from .extract.cache import FeatureCache, find_caches
+from .extract.paths import find_caches
+from .extract.reader import FeatureCache
+from .messages import warning
 from .options import DEFAULT_WHICH
 from .reproduce import MSCELEB_HINT, Experiment, ReproduceJob, Say, Settings, plan, run_step, usable_datasets
 from .results import EvalResult, read_eval_result_if_any
@@ -71,7 +71,7 @@ def train_step(run: Path, source: str, flags: list[str], targets: str, job: Repr
     """``cafe train`` into ``run`` unless its evaluation exists; an interrupted run resumes."""
     folder = RunFolder(run)
     if folder.results_json(DEFAULT_WHICH).is_file():
-        say(f"done already: {escape(str(run))}")
+        say(f"done already: {run}")
         return
     common = ["--cache-dir", str(job.cache_dir), "--targets", targets, "--out", str(run), "--eval-which", "last,best"]
     cmd = ["train", "--resume", *common] if folder.resume.is_file() else \
@@ -87,7 +87,7 @@ def reproduce_lodo(job: ReproduceJob, say: Say) -> list[Path]:
     say("protocol: leave one domain out (train on all configured datasets but one, test on that one)")
     say("settings:\n" + "\n".join(f"  {line}" for line in settings.summary()))
     if not settings.paper_init:
-        say(f"[yellow]not the paper's backbone init[/]: {MSCELEB_HINT}")
+        say(warning("not the paper's backbone init", f": {MSCELEB_HINT}"))
     usable = usable_datasets(job, say)
     runs = plan_lodo(usable, job.runs)
     for d in usable:
@@ -104,7 +104,7 @@ def reproduce_lodo(job: ReproduceJob, say: Say) -> list[Path]:
         return []
     markdown, *others = write_lodo(runs, singles, job.results, job.which)
     for path in others:
-        say(f"written {escape(str(path))}")
+        say(f"written {path}")
     return [markdown]
 
 

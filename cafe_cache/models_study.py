@@ -18,11 +18,10 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from rich.markup import escape
-
 from . import paper
 from .errors import CafeError
 from .extract.extractor import canonical_model, split_model
+from .messages import heading, warning
 from .metrics import means
 from .reproduce import (
     MSCELEB_HINT,
@@ -88,7 +87,7 @@ def check_models(models: list[str], job: ReproduceJob) -> list[str]:
 def train_step(e: Experiment, cache_dir: Path, targets: str, job: ReproduceJob, say: Say) -> None:
     """Train (or resume) one run and evaluate it on ``targets``; a finished run is skipped."""
     if e.results():
-        say(f"done already: {escape(str(e.run))}")
+        say(f"done already: {e.run}")
         return
     common = ["--cache-dir", str(cache_dir), "--targets", targets, "--out", str(e.run), "--eval-which", "last,best"]
     resume = RunFolder(e.run).resume.is_file()
@@ -102,18 +101,18 @@ def reproduce_models(job: ReproduceJob, models: list[str], say: Say) -> list[Pat
     each model's Table 1 and the models table; returns the paths written (none with ``--dry-run``)."""
     check_models(models, job)
     if set(job.tables) - {"1"} or job.sweep:
-        say("[yellow]--models makes Table 1 only[/] (one per model); the ablations (Tables 2, 4, 5, the sweep) are "
-            "made by `cafe reproduce` without --models.")
+        say(warning("--models makes Table 1 only", " (one per model); the ablations (Tables 2, 4, 5, the sweep) are "
+                    "made by `cafe reproduce` without --models."))
     settings = Settings.from_args(job.which, list(job.extract_args), job.train_words)
     say("settings:\n" + "\n".join(f"  {line}" for line in settings.summary()))
     if not settings.paper_init:
-        say(f"[yellow]not the paper's backbone init[/]: {MSCELEB_HINT}")
+        say(warning("not the paper's backbone init", f": {MSCELEB_HINT}"))
     usable = usable_datasets(job, say)
     targets = ",".join(usable)
     plans = model_plans(job, models, usable)
     for i, p in enumerate(plans, 1):
-        say(f"[bold]plan {i}/{len(plans)}: model {escape(p.model)}[/] — caches in {escape(str(p.cache_dir))}, "
-            f"{len(p.experiments)} runs, Table 1 in {escape(str(p.results))}")
+        say(heading(f"plan {i}/{len(plans)}: model {p.model}", f" — caches in {p.cache_dir}, "
+                    f"{len(p.experiments)} runs, Table 1 in {p.results}"))
         for d in usable:
             run_step(["extract", "--dataset", d, "--cache-dir", str(p.cache_dir), "--model", p.model,
                       *job.extract_args], job, say, job.nproc_per_node)

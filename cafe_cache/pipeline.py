@@ -1,7 +1,7 @@
 """``cafe train`` as one library call: plan the run (new or resumed), train, evaluate, plot.
 
 :func:`train_and_evaluate` takes what the command line was given (:class:`TrainRequest`) and where
-to show things (a log for rich-markup lines, a plain writer, the progress display, a printer of each
+to show things (a log and a plain writer of text lines, the progress display, a printer of each
 evaluation); the command line only parses and prints. Under torchrun every process calls it; rank 0
 alone evaluates and plots.
 """
@@ -18,8 +18,10 @@ from .device import resolve_train_precision
 from .distributed import from_env, process_group, rank_device, restarted
 from .errors import CafeError
 from .evaluate.targets import RunEvaluation, check_same_weights, evaluate_run, target_caches
-from .extract.cache import FeatureCache, cache_path
+from .extract.paths import cache_path
+from .extract.reader import FeatureCache
 from .history import EpochLog
+from .messages import done, warning
 from .metrics import plural
 from .options import DEFAULT_WHICH, WHICH
 from .progress import device_hint, epoch_bars
@@ -54,7 +56,7 @@ def train_and_evaluate(request: TrainRequest, *, log: Callable[[str], None] = pr
                        plain: Callable[[str], None] = print, bars: Callable[[], Any] | None = None,
                        show: Callable[[RunEvaluation], None] | None = None) -> list[EpochLog]:
     """Train as ``request`` says, then (rank 0) evaluate each of ``--eval-which`` and write the figures;
-    returns the per-epoch history. ``log`` takes rich markup, ``plain`` text shown as is, ``bars()`` makes
+    returns the per-epoch history. ``log`` takes lines (:mod:`.messages`), ``plain`` progress lines, ``bars()`` makes
     a progress display, ``show`` prints an evaluation's table."""
     which = eval_choices(request.eval_which)
     ranks = from_env()
@@ -64,7 +66,7 @@ def train_and_evaluate(request: TrainRequest, *, log: Callable[[str], None] = pr
         source = FeatureCache(cache_path(cfg.cache_dir, cfg.sources[0]))  # the sources share one fingerprint
         check_same_weights(source.fingerprint, target_caches(Path(cfg.cache_dir), request.targets))
     say = ranks.main_only(log)
-    say(f"training on [bold]{cfg.source}[/] -> {out}  (CLIP input: {cfg.clip_input}, variant {cfg.variant})")
+    say(f"training on {cfg.source} -> {out}  (CLIP input: {cfg.clip_input}, variant {cfg.variant})")
     dev = rank_device(cfg.device, ranks)
     hint = device_hint(dev, resolve_train_precision(cfg.precision, dev))
     say(f"mask branch {cfg.backbone} at {cfg.image_size}px on {hint}")
@@ -86,9 +88,9 @@ def _evaluate_and_plot(request: TrainRequest, which: tuple[str, ...], cfg, out: 
                        show: Callable[[RunEvaluation], None] | None) -> None:
     best = max(history, key=lambda h: h.source_test_acc)
     what = "source test accuracy" if len(cfg.sources) == 1 else f"mean test accuracy of the {len(cfg.sources)} sources"
-    log(f"[green]trained[/]: final epoch {history[-1].epoch} {what} "
-        f"{history[-1].source_test_acc:.2f}% (best {best.source_test_acc:.2f}% at epoch {best.epoch}, "
-        f"test-set selection); weights in {out}/last.safetensors and best.safetensors")
+    log(done("trained", f": final epoch {history[-1].epoch} {what} "
+             f"{history[-1].source_test_acc:.2f}% (best {best.source_test_acc:.2f}% at epoch {best.epoch}, "
+             f"test-set selection); weights in {out}/last.safetensors and best.safetensors"))
     if request.evaluate:
         for w in which:
             evaluation = evaluate_run(out, w, cache_dir=Path(cfg.cache_dir), targets=request.targets,
@@ -97,5 +99,5 @@ def _evaluate_and_plot(request: TrainRequest, which: tuple[str, ...], cfg, out: 
             if evaluation and show:
                 show(evaluation)
     if request.plots:
-        written = make_run_figures(out, which=which[0], device=dev, log=lambda m: log(f"[yellow]{m}[/]"))
+        written = make_run_figures(out, which=which[0], device=dev, log=lambda m: log(warning(m)))
         log(f"{plural(len(written), 'figure')} in {RunFolder(out).figures}")

@@ -25,7 +25,8 @@ from torch.utils.data import default_collate
 
 from .classes import CLASSES
 from .errors import CafeError
-from .extract.cache import FeatureCache, cache_path
+from .extract.paths import cache_path
+from .extract.reader import FeatureCache
 from .figures import (
     DPI,
     plot_class_masks,

@@ -20,14 +20,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from rich.markup import escape
-
 from . import paper
 from .datasets import default_root, root_env_var
 from .errors import CafeError
-from .extract.cache import FeatureCache, cache_path
+from .extract.paths import cache_path
+from .extract.reader import FeatureCache
 from .extract.subset import describe
 from .files import write_text
+from .messages import command, stop, warning
 from .metrics import means
 from .options import DEFAULT_MODEL, DEFAULT_PRETRAINED, DEFAULT_WHICH, PROTOCOLS, TABLES, TRAIN_PRECISIONS, VIEWS, WHICH
 from .results import EvalResult, accuracies, read_eval_result_if_any, read_zero_shot_tables
@@ -313,7 +313,7 @@ def write_tables(experiments: list[Experiment], results_dir: Path, which: str = 
 
 # --------------------------------------------------------------------------- cafe reproduce as one call
 
-Say = Callable[[str], None]  # prints one line of rich markup
+Say = Callable[[str], None]  # prints one line of text (cafe_cache.messages)
 
 
 @dataclass(frozen=True)
@@ -360,7 +360,7 @@ def run_step(cmd: list[str], job: ReproduceJob, say: Say, nproc: int = 1) -> Non
     """``cafe CMD`` as one process, or as ``nproc`` processes on this node under torchrun; printed first
     as one copy-pasteable line, and only printed with ``--dry-run``."""
     launcher = ["torchrun", "--standalone", f"--nproc-per-node={nproc}", "-m", "cli"] if nproc > 1 else ["cafe"]
-    say(f"[bold cyan]$ {escape(shlex.join(launcher + cmd))}[/]")
+    say(command(f"$ {shlex.join(launcher + cmd)}"))
     if job.dry_run:
         return
     python = ([sys.executable, "-m", "torch.distributed.run", *launcher[1:]] if nproc > 1
@@ -380,7 +380,7 @@ def usable_datasets(job: ReproduceJob, say: Say) -> list[str]:
             raise CafeError(f"--datasets: unknown {unknown}; choose from {', '.join(paper.DATASETS)}.")
         usable = [d for d in usable if d in job.datasets]
     for m in missing:
-        say(f"[yellow]skipping[/] {escape(m)}")  # the message names the [datasets] table
+        say(warning("skipping", f" {m}"))
     if not usable:
         raise CafeError("no dataset to run: configure at least one root (README, 'Dataset roots').")
     return usable
@@ -391,20 +391,20 @@ def check_existing_caches(job: ReproduceJob, usable: list[str], say: Say) -> Non
     `cafe extract` would refuse (another --limit/--splits, or random weights where real ones are asked for
     or the reverse) stops the run now, before any step, or is said as such by a dry run."""
     args = list(job.extract_args)
-    say(f"CLIP weights: {escape(requested_clip(args))}")
+    say(f"CLIP weights: {requested_clip(args)}")
     want, random = requested_subset(args), "--random-weights" in args
     for d in usable:
         path = cache_path(job.cache_dir, d)
         try:
             cache = FeatureCache(path) if path.is_file() else None
         except CafeError as e:
-            say(f"[yellow]{escape(str(e))}[/]")
+            say(warning(str(e)))
             continue
         if cache is None:
-            say(f"{d}: no cache yet; it will be extracted into {escape(str(path))}")
+            say(f"{d}: no cache yet; it will be extracted into {path}")
             continue
         state = "complete (extraction skipped)" if cache.complete else "unfinished (the extraction resumes it)"
-        say(f"{d}: {escape(str(path))} {state}, CLIP {escape(cache.fingerprint.weights_label)}, "
+        say(f"{d}: {path} {state}, CLIP {cache.fingerprint.weights_label}, "
             f"{describe(cache.subset)}")
         problem = None
         if cache.subset != want:
@@ -416,7 +416,7 @@ def check_existing_caches(job: ReproduceJob, usable: list[str], say: Say) -> Non
                        "--extract-args, add --force to them to replace it, or use another --cache-dir.")
             if not job.dry_run:
                 raise CafeError(message)
-            say(f"[red]would stop[/]: {escape(message)}")
+            say(stop("would stop", f": {message}"))
 
 
 def reproduce(job: ReproduceJob, say: Say) -> list[Path]:
@@ -426,7 +426,7 @@ def reproduce(job: ReproduceJob, say: Say) -> list[Path]:
     settings = Settings.from_args(job.which, list(job.extract_args), job.train_words)
     say("settings:\n" + "\n".join(f"  {line}" for line in settings.summary()))
     if not settings.paper_init:
-        say(f"[yellow]not the paper's backbone init[/]: {MSCELEB_HINT}")
+        say(warning("not the paper's backbone init", f": {MSCELEB_HINT}"))
     usable = usable_datasets(job, say)
     if bad := [t for t in job.tables if t not in TABLES]:
         raise CafeError(f"--tables: unknown {bad}; choose from {', '.join(TABLES)}.")
@@ -438,7 +438,7 @@ def reproduce(job: ReproduceJob, say: Say) -> list[Path]:
     targets = ",".join(usable)
     for e in {e.run: e for e in experiments}.values():  # stage two, once per run folder
         if e.results():
-            say(f"done already: {escape(str(e.run))}")
+            say(f"done already: {e.run}")
             continue
         common = ["--cache-dir", str(job.cache_dir), "--targets", targets, "--out", str(e.run),
                   "--eval-which", "last,best"]
@@ -455,5 +455,5 @@ def reproduce(job: ReproduceJob, say: Say) -> list[Path]:
 
     table1 = [e.run for e in experiments if e.table == "1" and e.results()]
     if table1:
-        say(f"written {escape(str(plot_runs_cross_domain(table1, job.results / 'cross-domain.png', job.which)))}")
+        say(f"written {plot_runs_cross_domain(table1, job.results / 'cross-domain.png', job.which)}")
     return write_tables(experiments, job.results, job.which)

@@ -36,8 +36,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from .errors import CafeError
-from .extract.cache import FeatureCache, Fingerprint
+from .extract.fingerprint import Fingerprint
 from .extract.online import clip_for
+from .extract.reader import FeatureCache
 from .files import write_text
 from .metrics import markdown_table, metrics, summary
 from .paper import ZERO_SHOT

@@ -29,14 +29,10 @@ def info(path: Path = typer.Argument(..., help="A cache file (cache/NAME.h5), or
 
     On a cache a running `cafe extract` is writing, the rows written so far (read from the writer's
     progress file; the HDF5 file itself is left alone)."""
-    from cafe_cache.extract.cache import (  # not for --help
-        FeatureCache,
-        cache_file,
-        shard_files,
-        shards_dir,
-        writing_progress,
-    )
     from cafe_cache.extract.extractor import display_name
+    from cafe_cache.extract.lock import writing_progress  # not for --help
+    from cafe_cache.extract.paths import cache_file, shard_files, shards_dir
+    from cafe_cache.extract.reader import FeatureCache
     from cafe_cache.extract.subset import describe
 
     path = cache_file(path, cache_dir)
@@ -94,7 +90,8 @@ def _show_running(path: Path, running: dict[str, tuple[int, int]]) -> None:
 @app.command("list")
 def list_caches(cache_dir: Path = typer.Argument(Path("cache"), help="Folder of caches.")) -> None:
     """One line per cache in a folder."""
-    from cafe_cache.extract.cache import FeatureCache, find_caches
+    from cafe_cache.extract.paths import find_caches
+    from cafe_cache.extract.reader import FeatureCache
 
     table = Table("cache", "dataset", "extractor and weights", "splits", "state")
     for p in find_caches(cache_dir):

@@ -18,11 +18,16 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
+from rich.text import Text
 
 from cafe_cache.bounds import check as check_bound
 from cafe_cache.files import printable
+from cafe_cache.messages import Tone
 from cafe_cache.progress import PlainProgress
 
+# how the CLI colours the library's toned lines (cafe_cache.messages); the library itself prints no markup
+STYLES = {Tone.WARNING: "yellow", Tone.ALERT: "bold yellow", Tone.DONE: "green", Tone.HEADING: "bold",
+          Tone.COMMAND: "bold cyan", Tone.STOP: "red"}
 LOG_WIDTH = 10_000  # redirected output: no hard wrap (paths, commands and Markdown tables come out whole)
 
 
@@ -57,9 +62,24 @@ def bounded(low: int | None = None):
     return callback
 
 
+def styled(line: str) -> Text:
+    """A line of the library as Rich text: its characters as they are (never read as markup), the part its
+    tone covers (:class:`cafe_cache.messages.Message`) in that tone's style."""
+    text = Text(printable(line))
+    style = STYLES.get(getattr(line, "tone", None))
+    if style:
+        text.stylize(style, 0, line.span)
+    return text
+
+
+def say(line: str, soft_wrap: bool = False) -> None:
+    """A line the library said, on the console (see :func:`styled`); ``soft_wrap``: never wrapped by Rich."""
+    console.print(styled(line), soft_wrap=soft_wrap)
+
+
 def say_plain(text: str) -> None:
-    """One line on the console, printed as is (no markup, no highlighting)."""
-    console.print(text, markup=False, highlight=False, soft_wrap=True)
+    """One line on the console, printed as is (no markup, no highlighting, no wrapping)."""
+    say(text, soft_wrap=True)
 
 
 def progress(unit: str = "img") -> Progress | PlainProgress:

@@ -12,7 +12,7 @@ from rich.table import Table
 from cafe_cache.options import EVAL_BATCH_SIZE, split_list
 from cafe_cache.run.config import TrainConfig
 
-from .common import bounded, console, out, progress
+from .common import bounded, console, out, progress, say
 
 BGR_HELP = ("Targets evaluated with colour channels in BGR order, reproducing the official notebooks' bug "
             "(they did so for affectnet,sfew,mma). CLIP then runs online on the BGR images.")
@@ -64,7 +64,7 @@ def evaluate(
 
     evaluation = evaluate_run(checkpoint, which, cache_dir=cache_dir, targets=split_list(targets),
                               bgr_targets=tuple(split_list(bgr_targets) or ()), clip_weights=clip_weights,
-                              batch_size=batch_size, workers=workers, device=device, log=console.print, bars=progress)
+                              batch_size=batch_size, workers=workers, device=device, log=say, bars=progress)
     if evaluation:
         show_evaluation(evaluation)
     if json_out:

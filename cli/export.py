@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 
 from cafe_cache.errors import CafeError
 
@@ -40,7 +41,7 @@ def export(
     report = model.export_onnx(out_file, opset=opset, quantize=quantize)
     meta = report.metadata
     if meta["warning"]:
-        console.print(f"[bold yellow]warning:[/] {meta['warning']}")
+        console.print(f"[bold yellow]warning:[/] {escape(meta['warning'])}")
     sizes = ", ".join(f"{name} (batch, 3, {meta['inputs'][name]}, {meta['inputs'][name]})" for name in INPUTS)
     pre = meta["preprocessing"]
     out.print(f"wrote {report.path} (opset {report.opset})\n"

@@ -21,7 +21,7 @@ from cafe_cache.options import EXTRACT_PRECISIONS as PRECISIONS
 from cafe_cache.options import VIEWS, field_default, split_list
 from cafe_cache.progress import split_bars
 
-from .common import bounded, console, progress, say_plain
+from .common import bounded, progress, say, say_plain
 from .native_flags import CKPLUS_FOLD, CKPLUS_NEUTRAL, CKPLUS_PEAK, KDEF_VIEWS
 
 
@@ -112,7 +112,7 @@ def extract(
         views=view_list, preprocess=preprocess, dtype=dtype, precision=precision, batch_size=batch_size,
         device=device, workers=workers, store_images=store_images, cache_dir=cache_dir, force=force)
     _check_weight_flags(ctx, random_weights, weights, model)
-    extract_dataset(job, say=console.print, stopped=lambda text: console.print(text, soft_wrap=True), bars=_bars)
+    extract_dataset(job, say=say, stopped=say_plain, bars=_bars)
 
 
 def _check_weight_flags(ctx: typer.Context, random_weights: bool, weights: Path | None, model: str) -> None:

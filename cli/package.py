@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 
 from cafe_cache.options import WHICH
 
@@ -28,7 +29,7 @@ def package(
         raise CafeError(f"--which {which}: choose {' or '.join(WHICH)}.")
     report = package_run(run, out_dir, which, repo)
     if report.warning:
-        console.print(f"[bold yellow]warning:[/] {report.warning}")
+        console.print(f"[bold yellow]warning:[/] {escape(report.warning)}")
     evaluated = ", ".join(report.evaluated) or (f"none (run `cafe eval --checkpoint {run} --which {report.which}` "
                                                 "first to put them in the card)")
     out.print(f"wrote {report.folder}: model.safetensors ({report.which} weights, sha256 {report.weights_sha256}), "

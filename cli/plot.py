@@ -6,9 +6,10 @@ from pathlib import Path
 
 import typer
 
+from cafe_cache.messages import warning
 from cafe_cache.options import DEFAULT_WHICH, GRADCAM_IMAGES
 
-from .common import bounded, console
+from .common import bounded, console, say
 
 
 def plot(
@@ -29,6 +30,6 @@ def plot(
         console.print(f"{run}: {plural(len(written), 'figure')} in {RunFolder(run).figures}")
 
     matrix = make_figures(path, which=which, cache_dir=cache_dir, n_gradcam=gradcam, device=device,
-                          log=lambda m: console.print(f"[yellow]{m}[/]"), on_run=done)
+                          log=lambda m: say(warning(m)), on_run=done)
     if matrix is not None:
         console.print(f"cross-domain matrix of {len(find_runs(path))} runs: {matrix}")

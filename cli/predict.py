@@ -128,7 +128,7 @@ def predict(
     face_detector = None if no_detect else recognizer.detector
     for warning in (recognizer.warning, face_detector and face_detector.fallback_reason):
         if warning:
-            console.print(f"[bold yellow]warning:[/] {warning}")
+            console.print(f"[bold yellow]warning:[/] {escape(warning)}")
     console.print(f"model: {recognizer.description}; faces: "
                   + ("inputs used as face crops" if face_detector is None else f"{face_detector.name} detector"))
     items = list(iter_inputs(inputs))

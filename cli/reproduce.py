@@ -10,7 +10,7 @@ import typer
 
 from cafe_cache.options import DEFAULT_WHICH, TABLES, TRAIN_PRECISIONS, split_list
 
-from .common import bounded, console
+from .common import bounded, console, say_plain
 
 
 def reproduce(
@@ -58,7 +58,7 @@ def reproduce(
                        nproc_per_node=nproc_per_node, dry_run=dry_run, protocol=protocol)
 
     def say(line: str) -> None:
-        console.print(line, soft_wrap=True)  # commands on one line
+        say_plain(line)  # commands on one line
 
     if models is not None:
         from cafe_cache.models_study import reproduce_models

@@ -10,7 +10,7 @@ import typer
 from cafe_cache.options import BALANCE_MODES, DEFAULT_WHICH, TRAIN_PRECISIONS, VARIANTS, split_list
 from cafe_cache.run.config import LIMIT_LOW, Augment, TrainConfig
 
-from .common import bounded, console, progress, say_plain
+from .common import bounded, progress, say, say_plain
 from .evaluate import show_evaluation
 
 D = TrainConfig  # the option defaults are TrainConfig's (the paper's hyper-parameters, one place)
@@ -92,4 +92,4 @@ def train(
 
     request = TrainRequest(training_options(ctx.params), given_options(ctx), out=out, resume=resume,
                            targets=split_list(targets), evaluate=evaluate, eval_which=eval_which, plots=plots)
-    train_and_evaluate(request, log=console.print, plain=say_plain, bars=progress, show=show_evaluation)
+    train_and_evaluate(request, log=say, plain=say_plain, bars=progress, show=show_evaluation)

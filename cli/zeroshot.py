@@ -14,7 +14,7 @@ import typer
 
 from cafe_cache.options import split_list
 
-from .common import console
+from .common import console, say
 from .evaluate import print_results
 
 
@@ -38,7 +38,7 @@ def zeroshot(
         console.print(f"[yellow]no cached datasets in {cache_dir}; nothing to evaluate[/]")
         return
     tables = zs.zero_shot_tables(caches, text_dir=cache_dir / "text", expclip=expclip, clip_weights=clip_weights,
-                                 device=pick_device(device), log=console.print)
+                                 device=pick_device(device), log=say)
     for t in tables:
         print_results(t.targets, None, t.title)
     zs.write_results(out, tables, expclip)

@@ -18,9 +18,11 @@ from PIL import Image  # noqa: E402
 
 from cafe_cache.classes import CLASSES  # noqa: E402
 from cafe_cache.datasets import build_reader  # noqa: E402
-from cafe_cache.extract.cache import WEIGHTS_KEYS, CacheWriter, Fingerprint  # noqa: E402
 from cafe_cache.extract.clip import ClipSpec, load_clip  # noqa: E402
+from cafe_cache.extract.fingerprint import Fingerprint  # noqa: E402
 from cafe_cache.extract.loop import ExtractReport, extract  # noqa: E402
+from cafe_cache.extract.weights import RandomInit  # noqa: E402
+from cafe_cache.extract.writer import CacheWriter  # noqa: E402
 from cafe_cache.results import EvalResult, Summary, TargetMetrics  # noqa: E402
 
 torch.set_num_threads(1)
@@ -61,10 +63,12 @@ def write_folder_dataset(root: Path, per_class: dict[str, int], size: int = 24, 
 
 def fingerprint(clip, **kw) -> Fingerprint:
     """What the tests' caches record: ``official`` preprocessing, views clean and hflip, float32 features
-    computed in fp32; ``kw`` replaces any field by its JSON name (``seed=1``, ``activation="quickgelu"``)."""
+    computed in fp32; ``kw`` replaces any other field (``seed=1``: the random weights' seed, ``activation="gelu"``)."""
     base = dict(preprocess="official", views=("clean", "hflip"), dtype="float32", precision="fp32")
     fp = Fingerprint.for_clip(clip, **{k: kw.pop(k, v) for k, v in base.items()})
-    weights = {name: kw.pop(key) for name, key in WEIGHTS_KEYS.items() if key in kw}
+    weights = {"activation": kw.pop("activation")} if "activation" in kw else {}
+    if "seed" in kw:
+        weights["source"] = RandomInit(kw.pop("seed"))
     return replace(fp, weights_info=replace(fp.weights_info, **weights), **kw)
 
 

@@ -22,7 +22,8 @@ from typer.testing import CliRunner
 
 from cafe_cache.distributed import SINGLE, GlobalBatchNorm, Ranks, from_env, global_batchnorm, rank_device
 from cafe_cache.errors import CafeError
-from cafe_cache.extract.cache import FeatureCache, shards_dir
+from cafe_cache.extract.paths import shards_dir
+from cafe_cache.extract.reader import FeatureCache
 from cafe_cache.extract.shards import cut
 from cafe_cache.model.cafe import CAFEModel, ModelConfig
 from cafe_cache.train.loop import rank_batch

@@ -14,9 +14,11 @@ import torch
 from typer.testing import CliRunner
 
 from cafe_cache.errors import CafeError
-from cafe_cache.extract.cache import FeatureCache, cache_path
 from cafe_cache.extract.clip import ClipSpec, load_clip
+from cafe_cache.extract.paths import cache_path
 from cafe_cache.extract.preprocess import IMAGENET_MEAN, IMAGENET_STD, load_uint8, normalize
+from cafe_cache.extract.reader import FeatureCache
+from cafe_cache.extract.weights import WeightsFile
 from cli.main import app
 
 from .conftest import TINY_CLIP, make_cache
@@ -147,7 +149,8 @@ def test_local_weights_file_is_loaded_and_hashed(tmp_path):
     loaded = load_clip(ClipSpec(model=TINY_CLIP, weights=str(f)))
     x = torch.randn(2, 3, 32, 32)
     assert torch.equal(loaded.encode(x), src.encode(x))
-    assert not loaded.info.random_weights and loaded.info.source == "file:tiny.pt" and len(loaded.info.sha256) == 64
+    assert not loaded.info.random_weights and len(loaded.info.sha256) == 64
+    assert loaded.info.source == WeightsFile("tiny.pt", loaded.info.sha256)
 
 
 @pytest.mark.parametrize("spec, message", [

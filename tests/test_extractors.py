@@ -23,10 +23,12 @@ from typer.testing import CliRunner
 
 from cafe_cache.errors import CafeError
 from cafe_cache.evaluate.targets import check_same_weights
-from cafe_cache.extract.cache import FeatureCache, Fingerprint
 from cafe_cache.extract.extractor import canonical_model, has_text_tower, load_extractor, own_preprocess, split_model
+from cafe_cache.extract.fingerprint import Fingerprint
+from cafe_cache.extract.integrity import ATTRS_DIGEST, attrs_digest
 from cafe_cache.extract.preprocess import IMAGENET_MEAN, IMAGENET_STD, load_uint8, normalize
-from cafe_cache.extract.weights import ClipSpec
+from cafe_cache.extract.reader import FeatureCache
+from cafe_cache.extract.weights import ClipSpec, Pretrained, WeightsFile
 from cli.main import app
 
 from .conftest import TINY_CLIP, make_cache, write_folder_dataset
@@ -78,7 +80,8 @@ def test_open_clip_prefix_is_the_same_extractor_and_fingerprint():
 
 
 def test_open_clip_cache_written_before_the_seam_still_loads_and_resumes(folder_dataset, tmp_path):
-    """A cache whose fingerprint is the JSON cafe wrote before this change (no transform key)."""
+    """A cache whose fingerprint is the JSON cafe wrote before this change (no transform key) and before the
+    weights' source was tagged ("weights": "random" beside seed and random_weights)."""
     path = tmp_path / "old.h5"
     make_cache(folder_dataset, path)
     old = {"activation": "gelu", "dtype": "float32", "image_size": 32, "model": TINY_CLIP, "precision": "fp32",
@@ -86,12 +89,13 @@ def test_open_clip_cache_written_before_the_seam_still_loads_and_resumes(folder_
            "weights": "random", "weights_sha256": None}
     with h5py.File(path, "r+") as f:
         f.attrs["fingerprint"] = json.dumps(old, sort_keys=True)
+        f.attrs[ATTRS_DIGEST] = attrs_digest(f.attrs)  # as that cafe stamped it
     cache = FeatureCache(path)
     assert cache.load("train").features.shape == (21, 2, 32)
     now = Fingerprint.for_extractor(load_extractor(ClipSpec(model=TINY_CLIP, random_weights=True)),
                                     preprocess="official", views=("clean", "hflip"), dtype="float32", precision="fp32")
     assert cache.fingerprint == now and cache.fingerprint.differences(now) == []
-    assert now.to_json() == json.dumps(old, sort_keys=True)  # open_clip fingerprints are written as before
+    assert json.loads(now.to_json())["weights"] == {"kind": "random", "seed": 0}  # today's form: the source tagged
     report = make_cache(folder_dataset, path)  # the same extraction today continues the old cache
     assert report.images == 0
 
@@ -165,7 +169,7 @@ def test_offline_hf_cache_load_of_dinov2_equals_timms_own_file_load(folder_datas
     weights = timm.create_model(DINO_S, pretrained=False).state_dict()  # the hub checkpoint's layout, at 518 px
     file = write_timm_hf_cache(tmp_path / "hub", monkeypatch, DINO_S, weights)
     loaded = load_extractor(ClipSpec(model="timm:" + DINO_S), "cpu", "official")
-    assert loaded.info.source == "pretrained:timm/" + DINO_S and not loaded.info.random_weights
+    assert loaded.info.source == Pretrained("timm/" + DINO_S) and not loaded.info.random_weights
     cache = tmp_path / "dino.h5"
     make_cache(folder_dataset, cache, loaded, dtype="float16", views=("clean",))
     got = FeatureCache(cache).load("test")
@@ -232,7 +236,7 @@ def test_timm_weights_file_is_loaded_hashed_and_rebuilt_online(tmp_path):
     file = tmp_path / "test_vit.pth"
     torch.save(state, file)
     loaded = load_extractor(ClipSpec(model=TEST_VIT, weights=str(file)), "cpu", "official")
-    assert loaded.info.source == "file:test_vit.pth" and len(loaded.info.sha256) == 64
+    assert loaded.info.source == WeightsFile("test_vit.pth", loaded.info.sha256) and len(loaded.info.sha256) == 64
     direct = timm.create_model("test_vit.r160_in1k", pretrained=True, pretrained_cfg_overlay=dict(file=str(file)),
                                num_classes=0, img_size=224).eval()
     x = torch.randn(2, 3, 224, 224)

@@ -24,7 +24,7 @@ from cafe_cache import synth
 from cafe_cache.datasets import build_reader
 from cafe_cache.datasets.base import DatasetError, open_rgb
 from cafe_cache.errors import CafeError
-from cafe_cache.extract.cache import FeatureCache
+from cafe_cache.extract.reader import FeatureCache
 from cafe_cache.run.checkpoint import load_model
 from cafe_cache.run.config import TrainConfig
 from cafe_cache.train.loop import train

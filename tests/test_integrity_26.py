@@ -21,8 +21,8 @@ from filelock import FileLock
 from safetensors.torch import load_file
 
 from cafe_cache.errors import CafeError
-from cafe_cache.extract.cache import FeatureCache
 from cafe_cache.extract.integrity import ATTRS_DIGEST, ERRORS_DIGEST, ROWS_DIGEST
+from cafe_cache.extract.reader import FeatureCache
 from cafe_cache.files import write_text
 from cafe_cache.run.checkpoint import load_model, load_resume
 from cafe_cache.run.config import TrainConfig
@@ -472,11 +472,11 @@ def test_eval_into_a_blocked_results_folder_is_one_line(env, run_copy, monkeypat
 
 
 def test_a_file_system_error_no_check_caught_is_still_one_line(env, monkeypatch, capsys):
-    from cafe_cache.extract import cache
+    from cafe_cache.extract import reader
 
     def full(self, path):
         raise OSError(errno.ENOSPC, "No space left on device", "/somewhere/cache.h5")
 
-    monkeypatch.setattr(cache.FeatureCache, "__init__", full)
+    monkeypatch.setattr(reader.FeatureCache, "__init__", full)
     code, _, err = cafe(monkeypatch, capsys, "cache", "info", str(env["cache"]))
     assert "/somewhere/cache.h5: No space left on device (ENOSPC)" in one_line_error(code, err)

@@ -15,7 +15,7 @@ from torch.utils.data import DistributedSampler
 from cafe_cache import synth
 from cafe_cache.distributed import Ranks
 from cafe_cache.errors import CafeError
-from cafe_cache.extract.cache import FeatureCache
+from cafe_cache.extract.reader import FeatureCache
 from cafe_cache.history import EpochLog, history_to_json
 from cafe_cache.run.config import TrainConfig
 from cafe_cache.run.data import PairedSamples

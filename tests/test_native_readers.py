@@ -175,7 +175,7 @@ def test_expw_crops_go_into_a_cache(tmp_path):
     root = write_expw(tmp_path / "ExpW", EXPW_LINES)
     report = make_cache(root, tmp_path / "expw.h5", dataset="expw")
     assert report.errors == []  # every box crops to a readable face
-    from cafe_cache.extract.cache import FeatureCache
+    from cafe_cache.extract.reader import FeatureCache
 
     data = FeatureCache(tmp_path / "expw.h5").load("test")
     assert len(data.labels) == 8 and data.paths[-1] == "image/origin/b.jpg#1:5,10,35,25"
@@ -207,7 +207,7 @@ def test_cli_counts_ckplus_with_its_flags(tmp_path):
 def test_cli_extract_passes_the_kdef_views_to_the_reader(tmp_path):
     from typer.testing import CliRunner
 
-    from cafe_cache.extract.cache import FeatureCache
+    from cafe_cache.extract.reader import FeatureCache
     from cli.main import app
     root = write_kdef(tmp_path / "KDEF_and_AKDEF")
     r = CliRunner().invoke(app, ["extract", "--dataset", "kdef", "--root", str(root), "--kdef-views", "HL,HR",

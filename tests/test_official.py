@@ -16,8 +16,11 @@ import torch
 from PIL import Image
 
 from cafe_cache.errors import CafeError
-from cafe_cache.extract.cache import CacheWriter, FeatureCache, Fingerprint, SplitData
-from cafe_cache.extract.clip import ClipSpec, WeightsInfo, load_clip, official_activation
+from cafe_cache.extract.clip import ClipSpec, load_clip, official_activation
+from cafe_cache.extract.fingerprint import Fingerprint
+from cafe_cache.extract.reader import FeatureCache, SplitData
+from cafe_cache.extract.weights import Pretrained, RandomInit, WeightsInfo
+from cafe_cache.extract.writer import CacheWriter
 from cafe_cache.run.data import NOISE_P, NOISE_VARIANCE, Augment, PairedSamples, _normalize
 
 from .conftest import TINY_CLIP, write_hf_cache
@@ -68,7 +71,7 @@ def test_pretrained_openai_from_an_offline_hf_cache_is_quickgelu(vit_b_32, tmp_p
     _, state, _, images = vit_b_32
     write_hf_cache(tmp_path, monkeypatch, "ViT-B-32", "openai", state, "safetensors")
     clip = load_clip(ClipSpec(pretrained="openai"))
-    assert activations(clip.model) == {"QuickGELU"} and clip.info.source == "pretrained:openai"
+    assert activations(clip.model) == {"QuickGELU"} and clip.info.source == Pretrained("openai")
     assert torch.allclose(clip.encode(images), official_features(state, images), atol=1e-5)
 
 
@@ -84,7 +87,7 @@ def test_activation_follows_the_pretrained_tag():
 
 
 def _fingerprint(model: str = TINY_CLIP, activation: str = "gelu") -> Fingerprint:
-    return Fingerprint(WeightsInfo(model, "random", None, True, 0, activation), preprocess="official",
+    return Fingerprint(WeightsInfo(model, RandomInit(0), activation), preprocess="official",
                        views=("clean",), image_size=32, dtype="float32", precision="fp32")
 
 

@@ -19,7 +19,10 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 from cafe_cache.datasets import build_reader
-from cafe_cache.extract.cache import CacheWriter, FeatureCache, cache_path, progress_file, writing_progress
+from cafe_cache.extract.lock import writing_progress
+from cafe_cache.extract.paths import cache_path, progress_file
+from cafe_cache.extract.reader import FeatureCache
+from cafe_cache.extract.writer import CacheWriter
 from cafe_cache.predict.infer import clamp_box, random_warning
 from cafe_cache.progress import PlainProgress, SpeedHint, status_line
 from cli.main import app

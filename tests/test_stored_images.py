@@ -14,8 +14,9 @@ from torchvision.transforms import v2
 
 from cafe_cache.datasets import build_reader, open_rgb
 from cafe_cache.errors import CafeError
-from cafe_cache.extract.cache import FeatureCache, cache_path
+from cafe_cache.extract.paths import cache_path
 from cafe_cache.extract.preprocess import IMAGENET_MEAN, IMAGENET_STD
+from cafe_cache.extract.reader import FeatureCache
 from cafe_cache.run.config import TrainConfig
 from cafe_cache.run.data import Augment, PairedSamples, reader_for, to_tensor
 from cafe_cache.train.loop import train

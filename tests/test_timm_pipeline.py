@@ -56,7 +56,7 @@ def test_extract_and_train_follow_the_feature_width(trained):
     results = json.loads((base / "run" / "eval-last" / "results.json").read_text())
     assert results["random_weights"] and results["targets"]["toyset"]["n"] == 7
     assert results["title"].startswith("RANDOM CLIP WEIGHTS, not a real result") and model in results["title"]
-    from cafe_cache.extract.cache import FeatureCache
+    from cafe_cache.extract.reader import FeatureCache
 
     cache = FeatureCache(base / "cache" / "toyset.h5")
     assert cache.load("train").features.shape == (7, 2, width)
@@ -89,7 +89,7 @@ def test_predict_on_a_cached_image_equals_the_cached_features_path(trained):
     import torch
     from PIL import Image
 
-    from cafe_cache.extract.cache import FeatureCache
+    from cafe_cache.extract.reader import FeatureCache
     from cafe_cache.predict.infer import Predictor, face_tensor
     from cafe_cache.run.checkpoint import load_model
 

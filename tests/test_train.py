@@ -12,8 +12,8 @@ from safetensors.torch import load_file
 
 from cafe_cache import synth
 from cafe_cache.errors import CafeError
-from cafe_cache.extract.cache import FeatureCache
 from cafe_cache.extract.online import clip_for, online_features
+from cafe_cache.extract.reader import FeatureCache
 from cafe_cache.history import EpochLog, read_history
 from cafe_cache.metrics import confusion_matrix, metrics, summary
 from cafe_cache.model.losses import total_loss
@@ -194,7 +194,7 @@ def test_eval_refuses_caches_made_with_other_clip_weights(caches, tmp_path, trai
     import h5py
     with h5py.File(other / "synth-color.h5", "r+") as f:
         fp = json.loads(f.attrs["fingerprint"])
-        fp["seed"] = 9
+        fp["weights"]["seed"] = 9
         f.attrs["fingerprint"] = json.dumps(fp, sort_keys=True)
         from cafe_cache.extract.integrity import ATTRS_DIGEST, attrs_digest
         f.attrs[ATTRS_DIGEST] = attrs_digest(f.attrs)  # a whole cache made with other weights, not a damaged one

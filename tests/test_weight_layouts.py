@@ -19,7 +19,7 @@ from PIL import Image
 from torch import nn
 from typer.testing import CliRunner
 
-from cafe_cache.extract.cache import FeatureCache
+from cafe_cache.extract.reader import FeatureCache
 from cli.main import app
 
 from .conftest import write_hf_cache

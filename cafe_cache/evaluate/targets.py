@@ -16,10 +16,13 @@ import numpy as np
 from ..bounds import check_all
 from ..device import default_workers, pick_device
 from ..errors import CafeError
-from ..extract.cache import FeatureCache, Fingerprint, find_caches
 from ..extract.extractor import display_name
+from ..extract.fingerprint import Fingerprint
 from ..extract.online import clip_for
+from ..extract.paths import find_caches
+from ..extract.reader import FeatureCache
 from ..files import write_atomic, write_text
+from ..messages import warning
 from ..metrics import markdown_table, metrics, summary
 from ..model.cafe import CAFEModel
 from ..options import EVAL_BATCH_SIZE, check_cache_name
@@ -125,7 +128,7 @@ def evaluate_run(run: str | Path, which: str | None = None, *, cache_dir: Path, 
     trained_on = Fingerprint.from_json(config.clip.fingerprint)
     caches = target_caches(cache_dir, targets)
     if not caches:
-        log(f"[yellow]no cached datasets in {cache_dir}; nothing to evaluate[/]")
+        log(warning(f"no cached datasets in {cache_dir}; nothing to evaluate"))
         return None
     check_same_weights(trained_on, caches)
     check_bgr_targets(bgr_targets, caches)

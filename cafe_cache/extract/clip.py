@@ -25,7 +25,13 @@ from ..errors import CafeError
 from ..options import DEFAULT_PRETRAINED
 from .extractor import canonical_model
 from .hub import first_line, forced_offline, hub_file, quiet_hub, url_reachable_or_fail
-from .weights import ClipSpec, WeightsInfo  # defined apart from open_clip (light imports)
+from .weights import (  # defined apart from open_clip (light imports)
+    ClipSpec,
+    Pretrained,
+    RandomInit,
+    WeightsFile,
+    WeightsInfo,
+)
 
 CONFIG_DIR = Path(__file__).parent / "model_configs"  # cafe's own configs (e.g. the tiny test model)
 open_clip.add_model_config(CONFIG_DIR)
@@ -174,7 +180,7 @@ def load_clip(spec: ClipSpec, device: str | torch.device = "cpu") -> LoadedClip:
         with torch.random.fork_rng(devices=[]):  # seeded, without disturbing the caller's RNG
             torch.manual_seed(spec.seed)
             model = _create(spec.model, act)
-        info = WeightsInfo(spec.model, "random", None, True, spec.seed, act)
+        info = WeightsInfo(spec.model, RandomInit(spec.seed), act)
     elif spec.weights:
         path = Path(spec.weights).expanduser()
         if not path.is_file():
@@ -185,10 +191,10 @@ def load_clip(spec: ClipSpec, device: str | torch.device = "cpu") -> LoadedClip:
         except Exception as e:  # open_clip raises RuntimeError/KeyError/pickle errors for a wrong file
             raise CafeError(f"{path}: not a checkpoint of {spec.model} ({first_line(e)}). "
                             "Check --model matches the file.") from e
-        info = WeightsInfo(spec.model, f"file:{path.name}", sha256_file(path), False, None, act)
+        info = WeightsInfo(spec.model, WeightsFile(path.name, sha256_file(path)), act)
     elif spec.pretrained:
         model = _pretrained(spec.model, spec.pretrained, act)
-        info = WeightsInfo(spec.model, f"pretrained:{spec.pretrained}", None, False, None, act)
+        info = WeightsInfo(spec.model, Pretrained(spec.pretrained), act)
     else:
         raise CafeError("no CLIP weights given. " + _how_to_get_weights(spec.model))
 

@@ -3,7 +3,8 @@
 torchrun (or to finish the shards of an earlier torchrun launch), sharded (:mod:`.shards`).
 
 What the command shows goes through callbacks: ``say`` for rank 0's lines, ``stopped`` for the line
-every rank prints when SIGTERM or Ctrl-C stops it, and ``bars`` for the progress bars. This module
+every rank prints when SIGTERM or Ctrl-C stops it (plain text, the lines that deserve a colour
+toned: :mod:`cafe_cache.messages`), and ``bars`` for the progress bars. This module
 imports nothing heavy at the top, so the CLI reads its option defaults from :class:`ExtractJob`.
 """
 
@@ -21,6 +22,7 @@ from typing import TYPE_CHECKING
 from ..bounds import check_all
 from ..datasets.options import NativeFlags
 from ..errors import CafeError
+from ..messages import alert, done, warning
 from ..options import EXTRACT_PRECISIONS, PREPROCESS, VIEWS, check_cache_name, check_views, split_list
 from .weights import ClipSpec
 
@@ -30,7 +32,7 @@ if TYPE_CHECKING:
     from .loop import Extraction, ExtractReport
 
 DTYPES = ("float16", "float32")
-RANDOM_BANNER = "[bold yellow]RANDOM WEIGHTS[/]: features are meaningless except for testing the pipeline."
+RANDOM_BANNER = alert("RANDOM WEIGHTS", ": features are meaningless except for testing the pipeline.")
 
 OnPlan = Callable[[dict[str, int]], None]  # rows to do per split, before the work starts
 OnBatch = Callable[[str, int], None]  # (split, images) after every batch written
@@ -131,7 +133,7 @@ def _read(job: ExtractJob, say: Callable[[str], None]
     from .subset import describe, select
 
     reader = job.reader()
-    say(f"reading [bold]{job.dataset}[/] labels from {reader.root}")
+    say(f"reading {job.dataset} labels from {reader.root}")
     result = reader.read()
     splits = {s: result.split(s) for s in result.splits()}
     if not splits:
@@ -145,9 +147,10 @@ def _read(job: ExtractJob, say: Callable[[str], None]
 def _prepare(job: ExtractJob, ranks: Ranks, reader: Reader, result: ReadResult, splits: dict[str, list[Sample]],
              subset: dict, device, precision: str, workers: int) -> Extraction:
     """The extractor loaded (a download happens once per node) and everything the extraction needs in one place."""
-    from .cache import Fingerprint, cache_path
     from .extractor import load_extractor
+    from .fingerprint import Fingerprint
     from .loop import Extraction
+    from .paths import cache_path
 
     with ranks.local_main_first():
         clip = load_extractor(job.clip, device, job.preprocess)
@@ -161,8 +164,8 @@ def _prepare(job: ExtractJob, ranks: Ranks, reader: Reader, result: ReadResult, 
 def _say_plan(job: ExtractJob, ex: Extraction, ranks: Ranks, say: Callable[[str], None]) -> None:
     """Which extractor on which device, what is stored where."""
     from ..progress import device_hint
-    from .cache import shards_dir
     from .extractor import display_name
+    from .paths import shards_dir
 
     say(f"{display_name(ex.clip.info.model, ex.clip.info.label)} on {device_hint(ex.device, ex.precision)}, "
         f"{job.preprocess} preprocessing at {ex.clip.image_size}px, views {', '.join(job.views)} -> {ex.path}")
@@ -173,8 +176,8 @@ def _say_plan(job: ExtractJob, ex: Extraction, ranks: Ranks, say: Callable[[str]
         need = n * 3 * job.store_images ** 2
         say(f"storing images at {job.store_images}x{job.store_images} px: {need / 2 ** 30:.2f} GiB")
         if short := _room_short(ex.path, need):
-            say(f"[yellow]--store-images {job.store_images} {short}[/]: the extraction stops with one line when the "
-                "disk is full, keeping the rows written (rerun to continue after freeing space).")
+            say(warning(f"--store-images {job.store_images} {short}", ": the extraction stops with one line when the "
+                        "disk is full, keeping the rows written (rerun to continue after freeing space)."))
     if job.clip.random_weights:
         say(RANDOM_BANNER)
 
@@ -194,13 +197,13 @@ def _say_done(job: ExtractJob, ex: Extraction, report: ExtractReport, result: Re
     """How many images at what rate, what the reader skipped and which images could not be read."""
     rate = f"{report.rate:,.1f} img/s" + (f" on {report.ranks} ranks" if report.ranks > 1 else "")
     views = len(job.views)
-    say(f"[green]done[/]: {report.images:,} images in {report.seconds:.1f} s ({rate}, {views} "
-        f"view{'s' if views != 1 else ''} each) -> {ex.path}")
+    say(done("done", f": {report.images:,} images in {report.seconds:.1f} s ({rate}, {views} "
+                     f"view{'s' if views != 1 else ''} each) -> {ex.path}"))
     if result.skipped:
         say(f"{len(result.skipped):,} label entries skipped by the reader (see `cafe cache info {ex.path}`)")
     if report.errors:
-        say(f"[yellow]{len(report.errors):,} images could not be read[/] and are recorded in the cache; first: "
-            f"{report.errors[0][1]}: {report.errors[0][2]}")
+        say(warning(f"{len(report.errors):,} images could not be read", " and are recorded in the cache; first: "
+                    f"{report.errors[0][1]}: {report.errors[0][2]}"))
     if job.clip.random_weights:
         say(RANDOM_BANNER)
 
@@ -208,7 +211,7 @@ def _say_done(job: ExtractJob, ex: Extraction, report: ExtractReport, result: Re
 def _run(job: ExtractJob, ex: Extraction, ranks: Ranks, say: Callable[[str], None],
          bars: Bars | None) -> ExtractReport | None:
     """Sharded under torchrun or when an earlier torchrun launch left shards to finish; else one process."""
-    from .cache import shards_dir
+    from .paths import shards_dir
 
     if ranks.distributed or (shards_dir(ex.path).exists() and not job.force):
         return _sharded(ex, ranks, say, bars)
@@ -217,7 +220,7 @@ def _run(job: ExtractJob, ex: Extraction, ranks: Ranks, say: Callable[[str], Non
 
 def _single(ex: Extraction, say: Callable[[str], None], bars: Bars | None) -> ExtractReport | None:
     """One process writes the cache directly."""
-    from .cache import shards_dir
+    from .paths import shards_dir
 
     if ex.force:  # shards of an earlier torchrun launch belong to the cache being replaced
         shutil.rmtree(shards_dir(ex.path), ignore_errors=True)
@@ -271,7 +274,7 @@ _SIGTERM = threading.Event()  # set by the SIGTERM handler; the next batch bound
 def _stop_on_signals(path: Path, stopped: Callable[[str], None]) -> Iterator[None]:
     """SIGTERM stops the extraction between batches' writes like Ctrl-C does, and one line says what
     was kept and how to go on (the cache keeps every batch written; rerunning resumes)."""
-    from .cache import rows_kept
+    from .lock import rows_kept
 
     def stop(signum, frame):  # no raise here: raised inside a weakref callback or __del__ it would be lost
         _SIGTERM.set()
@@ -285,8 +288,8 @@ def _stop_on_signals(path: Path, stopped: Callable[[str], None]) -> Iterator[Non
         yield
     except (Stopped, KeyboardInterrupt) as e:
         why = "SIGTERM" if isinstance(e, Stopped) else "Ctrl-C"
-        stopped(f"[yellow]stopped by {why}[/]: {rows_kept(path)} kept in {path}; rerun the same "
-                "`cafe extract` command to resume from there.")
+        stopped(warning(f"stopped by {why}", f": {rows_kept(path)} kept in {path}; rerun the same "
+                        "`cafe extract` command to resume from there."))
         raise SystemExit(130 if why == "Ctrl-C" else 143) from None
     finally:
         if previous is not None:

@@ -15,9 +15,10 @@ from torch.utils.data import DataLoader, Dataset
 
 from ..datasets.base import ImageReadError, Reader, Sample
 from ..device import autocast
-from .cache import CacheWriter, Fingerprint
 from .extractor import FeatureExtractor
+from .fingerprint import Fingerprint
 from .preprocess import load_uint8, make_view, mean_std, normalize, resize_uint8
+from .writer import CacheWriter
 
 
 class ImageSource(Dataset):

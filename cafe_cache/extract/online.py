@@ -8,22 +8,22 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import CafeError
-from .cache import Fingerprint
 from .extractor import FeatureExtractor, display_name, load_extractor
-from .weights import ClipSpec
+from .fingerprint import Fingerprint
+from .weights import ClipSpec, Pretrained, RandomInit
 
 
 def spec_of(fingerprint: Fingerprint, weights_file: str | None) -> ClipSpec:
     """The extractor spec that rebuilds a cache's model and weights (a file's weights need ``weights_file``)."""
-    if fingerprint.random_weights:
-        return ClipSpec(model=fingerprint.model, random_weights=True, seed=fingerprint.seed,
+    source = fingerprint.source
+    if isinstance(source, RandomInit):
+        return ClipSpec(model=fingerprint.model, random_weights=True, seed=source.seed,
                         activation=fingerprint.activation)
-    if fingerprint.weights.startswith("pretrained:"):
-        return ClipSpec(model=fingerprint.model, pretrained=fingerprint.weights.split(":", 1)[1],
-                        activation=fingerprint.activation)
+    if isinstance(source, Pretrained):
+        return ClipSpec(model=fingerprint.model, pretrained=source.tag, activation=fingerprint.activation)
     if not weights_file:
         raise CafeError(f"the cache was made from the {display_name(fingerprint.model)} weights file "
-                        f"{fingerprint.weights[5:]}; pass it again with --clip-weights FILE to run it online.")
+                        f"{source.name}; pass it again with --clip-weights FILE to run it online.")
     return ClipSpec(model=fingerprint.model, weights=weights_file, activation=fingerprint.activation)
 
 

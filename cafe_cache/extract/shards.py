@@ -31,8 +31,9 @@ from ..datasets.base import Sample
 from ..distributed import Ranks
 from ..errors import CafeError
 from ..files import write_text
-from .cache import CacheWriter, shards_dir
 from .loop import Extraction, ExtractReport
+from .paths import shards_dir
+from .writer import CacheWriter
 
 COPY_ROWS = 4096  # rows per copy when joining shards into the cache
 

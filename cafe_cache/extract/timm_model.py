@@ -27,7 +27,7 @@ from ..errors import CafeError
 from .clip import sha256_file
 from .extractor import canonical_model, split_model
 from .hub import first_line, hub_file
-from .weights import ClipSpec, WeightsInfo
+from .weights import ClipSpec, Pretrained, RandomInit, WeightsFile, WeightsInfo
 
 OFFICIAL_SIZE = 224  # CAFE's input side (the official code's Resize((224, 224)))
 ACTIVATION = "native"  # timm models are built as their config says; nothing to choose
@@ -114,18 +114,18 @@ def load(spec: ClipSpec, device: str | torch.device = "cpu", preprocess: str = "
         with torch.random.fork_rng(devices=[]):  # seeded, without disturbing the caller's RNG
             torch.manual_seed(spec.seed)
             model = _create(name, preprocess, None)
-        info = WeightsInfo(model_id, "random", None, True, spec.seed, ACTIVATION)
+        info = WeightsInfo(model_id, RandomInit(spec.seed), ACTIVATION)
     elif spec.weights:
         path = Path(spec.weights).expanduser()
         if not path.is_file():
             raise CafeError(f"weights file not found: {path}. " + _how(name))
         model = _load_file(name, preprocess, path)
-        info = WeightsInfo(model_id, f"file:{path.name}", sha256_file(path), False, None, ACTIVATION)
+        info = WeightsInfo(model_id, WeightsFile(path.name, sha256_file(path)), ACTIVATION)
     elif spec.pretrained:
         repo = _hub_repo(name)
         path = hub_file(repo, _hub_files(name), f"the timm:{name} weights", _how(name))
         model = _load_file(name, preprocess, path)
-        info = WeightsInfo(model_id, f"pretrained:{repo}", None, False, None, ACTIVATION)
+        info = WeightsInfo(model_id, Pretrained(repo), ACTIVATION)
     else:
         raise CafeError(f"no weights given for timm:{name}. " + _how(name))
     return _loaded(model, info, device, preprocess)

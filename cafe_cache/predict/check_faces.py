@@ -19,8 +19,8 @@ from PIL import Image
 
 from ..datasets.base import ImageReadError, open_rgb
 from ..errors import CafeError
-from ..extract.cache import FeatureCache
 from ..extract.integrity import checked_read
+from ..extract.reader import FeatureCache
 from ..run.folder import RunFolder
 from .infer import face_tensor
 

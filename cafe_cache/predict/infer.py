@@ -31,8 +31,8 @@ from torch import Tensor, nn
 from ..classes import CLASSES
 from ..device import pick_device
 from ..errors import CafeError, MissingExtra
-from ..extract.cache import Fingerprint
 from ..extract.extractor import display_name
+from ..extract.fingerprint import Fingerprint
 from ..extract.online import clip_for
 from ..extract.preprocess import IMAGENET_MEAN, IMAGENET_STD, load_uint8, normalize
 from ..files import write_atomic, write_text

@@ -23,7 +23,7 @@ from safetensors.torch import save_file
 
 from ..classes import CLASSES
 from ..errors import CafeError
-from ..extract.cache import Fingerprint
+from ..extract.fingerprint import Fingerprint
 from ..model.cafe import CAFEModel, ModelConfig
 from ..results import EvalResult, read_eval_result_if_any
 from ..run.checkpoint import load_model, load_weights, sha256, write_json

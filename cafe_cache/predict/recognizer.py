@@ -27,7 +27,7 @@ from PIL import Image
 from ..classes import CLASSES
 from ..device import pick_device
 from ..errors import CafeError, missing_extra
-from ..extract.cache import Fingerprint
+from ..extract.fingerprint import Fingerprint
 from ..run.folder import RunConfig, RunFolder, read_config_json
 from ..version import __version__
 from .faces import FaceDetector, align_face, get_detector

@@ -27,8 +27,8 @@ from torchvision.transforms import v2
 from ..datasets import Reader, build_reader
 from ..datasets.base import ImageReadError
 from ..errors import CafeError
-from ..extract.cache import FeatureCache, SplitData
 from ..extract.preprocess import IMAGENET_MEAN, IMAGENET_STD
+from ..extract.reader import FeatureCache, SplitData
 from .config import Augment
 
 NOISE_VARIANCE = 30.0  # on 0-255 pixels, as the official code

@@ -31,9 +31,10 @@ from torch.utils.data import DataLoader, Dataset
 from ..device import autocast, default_workers, resolve_train_precision
 from ..distributed import SINGLE, Ranks, data_parallel, rank_device, unwrap
 from ..errors import CafeError
-from ..extract.cache import FeatureCache, Fingerprint
 from ..extract.extractor import FeatureExtractor
+from ..extract.fingerprint import Fingerprint
 from ..extract.online import online_features
+from ..extract.reader import FeatureCache
 from ..history import EpochLog, history_to_json
 from ..model.backbones import LoadReport
 from ..model.cafe import CAFEModel, ModelConfig
@@ -60,28 +61,33 @@ def rank_batch(batch_size: int, ranks: Ranks) -> int:
     return batch_size // ranks.world
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Session:
-    """What the epochs of one training share: made by :func:`setup`, advanced by :func:`train_one_epoch`
-    and :func:`end_epoch`."""
+    """What the epochs of one training share: made by :func:`setup` (by keyword: where this rank computes,
+    the data, the loss weights, the model and its optimiser), advanced by :func:`train_one_epoch` and
+    :func:`end_epoch`."""
 
     cfg: TrainConfig
     run: Path
+    # where this rank computes
     ranks: Ranks
     device: torch.device
     precision: str  # of the mask branch, resolved on this device
     layout: torch.memory_format  # channels_last under bf16 (convs prefer NHWC)
     workers: int
     batch_size: int  # this rank's share of the global batch
+    # the data
     train_set: Dataset  # PairedSamples, or UnionSamples of several sources
     test_sets: dict[str, PairedSamples]  # each source's own test split
     clip: FeatureExtractor | None  # with --online-clip: CLIP runs on every augmented batch
     clip_dim: int
+    # the loss weights (0 without a mask) and what they train
     w_sep: float
     w_div: float
     model: torch.nn.Module  # DDP-wrapped under several ranks
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LRScheduler
+    # the epochs done
     history: list[EpochLog] = field(default_factory=list)
     best: float = -1.0
 
@@ -123,8 +129,7 @@ def setup(cfg: TrainConfig, run: Path, *, resume: bool, log: Callable[[str], Non
     workers = default_workers(device, ranks.local_world) if cfg.workers is None else cfg.workers
     batch_size = rank_batch(cfg.batch_size, ranks)
     data = load_sources(cfg, device, log)
-    train_set, test_sets, clip = data.train_set, data.test_sets, data.clip
-    clip_dim = next(iter(test_sets.values())).data.features.shape[-1]
+    clip_dim = next(iter(data.test_sets.values())).data.features.shape[-1]
 
     use_mask = cfg.variant in ("cafe", "no_sigmoid")
     w_sep, w_div = (cfg.w_sep, cfg.w_div) if use_mask else (0.0, 0.0)
@@ -140,15 +145,12 @@ def setup(cfg: TrainConfig, run: Path, *, resume: bool, log: Callable[[str], Non
     model = data_parallel(model, ranks, device)  # one rank: the model itself
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=cfg.gamma)
-    session = Session(cfg, run, ranks, device, precision, layout, workers, batch_size, train_set, test_sets, clip,
-                      clip_dim, w_sep, w_div, model, optimizer, scheduler)
+    session = Session(cfg=cfg, run=run, ranks=ranks, device=device, precision=precision, layout=layout,
+                      workers=workers, batch_size=batch_size, train_set=data.train_set, test_sets=data.test_sets,
+                      clip=data.clip, clip_dim=clip_dim, w_sep=w_sep, w_div=w_div, model=model, optimizer=optimizer,
+                      scheduler=scheduler)
     if state:
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        session.history, session.best = state["history"], state["best"]
-        done = len(session.history)
-        log(f"resuming after epoch {done} of {cfg.epochs} (best source test accuracy {session.best:.2f})"
-            if done < cfg.epochs else f"all {done} epochs are done already; nothing to train")
+        restore_progress(session, state, log)
     elif resume:
         log("nothing to resume in this run folder; starting from epoch 1")
     if ranks.distributed:
@@ -156,6 +158,16 @@ def setup(cfg: TrainConfig, run: Path, *, resume: bool, log: Callable[[str], Non
     if ranks.is_main:
         write_config(run, cfg, unwrap(model), data, init, ranks, precision)
     return session
+
+
+def restore_progress(s: Session, state: dict[str, Any], log: Callable[[str], None]) -> None:
+    """The optimiser, the schedule, the history and the best accuracy after the last finished epoch."""
+    s.optimizer.load_state_dict(state["optimizer"])
+    s.scheduler.load_state_dict(state["scheduler"])
+    s.history, s.best = state["history"], state["best"]
+    done = len(s.history)
+    log(f"resuming after epoch {done} of {s.cfg.epochs} (best source test accuracy {s.best:.2f})"
+        if done < s.cfg.epochs else f"all {done} epochs are done already; nothing to train")
 
 
 def check_resumable(run: Path, cfg: TrainConfig, cache: FeatureCache, state: dict[str, Any]) -> None:

@@ -31,9 +31,11 @@ from torch.utils.data import Dataset, DistributedSampler, Sampler
 
 from ..distributed import Ranks
 from ..errors import CafeError
-from ..extract.cache import FeatureCache, cache_path
 from ..extract.extractor import FeatureExtractor
 from ..extract.online import clip_for
+from ..extract.paths import cache_path
+from ..extract.reader import FeatureCache
+from ..messages import alert, warning
 from ..run.config import TrainConfig
 from ..run.data import PairedSamples, limit_split, reader_for
 
@@ -145,10 +147,10 @@ def open_caches(cfg: TrainConfig) -> dict[str, FeatureCache]:
         cache.require_complete()
         caches[name] = cache
     first_name, first = next(iter(caches.items()))
-    theirs = first.fingerprint.to_dict()
+    theirs = first.fingerprint.compared()
     for name, cache in caches.items():
-        mine = cache.fingerprint.to_dict()
-        diff = [f"{k} {mine[k]!r} vs {theirs[k]!r}" for k in theirs if mine.get(k) != theirs[k]]
+        mine = cache.fingerprint.compared()
+        diff = [f"{k} {mine[k]!r} vs {theirs[k]!r}" for k in theirs if mine[k] != theirs[k]]
         if diff:
             raise CafeError(f"--source {cfg.source}: the caches of {name} and {first_name} were extracted differently "
                             f"({'; '.join(diff)}: {cache.path} vs {first.path}); sources must share one extractor "
@@ -168,7 +170,7 @@ def load_sources(cfg: TrainConfig, device: torch.device, log: Callable[[str], No
         loaded = {split: cache.load(split) for split in ("train", "test")}
         for split, data in loaded.items():
             if note := data.left_out(f"{name} {split}", cache.path):
-                log(f"[yellow]{note}[/]")
+                log(warning(note))
         train_data = limit_split(loaded["train"], cfg.limit, cfg.seed)
         test_data = limit_split(loaded["test"], cfg.limit and max(1, cfg.limit // 4), cfg.seed)
         trains.append(PairedSamples(train_data, reader, views, cfg.image_size, cfg.augment,
@@ -185,10 +187,10 @@ def load_sources(cfg: TrainConfig, device: torch.device, log: Callable[[str], No
 def warn_cache(name: str, cache: FeatureCache, log: Callable[[str], None]) -> None:
     """Say when a source's features come from random CLIP weights or a partial extraction."""
     if cache.random_weights:
-        log(f"[bold yellow]RANDOM WEIGHTS[/]: the CLIP features of {name} come from "
-            f"{cache.fingerprint.weights_label}; this run tests the pipeline, its results mean nothing.")
+        log(alert("RANDOM WEIGHTS", f": the CLIP features of {name} come from "
+                  f"{cache.fingerprint.weights_label}; this run tests the pipeline, its results mean nothing."))
     if cache.subset:
         from ..extract.subset import describe
 
-        log(f"[yellow]{cache.path} is a partial extraction ({describe(cache.subset)})[/]: "
-            "results are not those of the whole dataset.")
+        log(warning(f"{cache.path} is a partial extraction ({describe(cache.subset)})",
+                    ": results are not those of the whole dataset."))

@@ -29,7 +29,7 @@ def dying(fn):
 
 if from_env().rank == rank and not restarted():
     if what == "extract":
-        from cafe_cache.extract.cache import CacheWriter
+        from cafe_cache.extract.writer import CacheWriter
         CacheWriter.write = dying(CacheWriter.write)
     else:
         import cafe_cache.train.loop as loop
