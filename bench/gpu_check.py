@@ -156,7 +156,8 @@ def extract_check(s: Sizes, clip: LoadedClip, raf: Path, work: Path) -> dict[str
 
 def step_rate(s: Sizes, clip: LoadedClip, precision: str) -> float:
     """Images/s of cached stage-two steps on tensors already on the device (no loading)."""
-    from cafe_cache.model.cafe import CAFEModel, ModelConfig
+    from cafe_cache.model.cafe import CAFEModel
+    from cafe_cache.model.config import ModelConfig
 
     device = next(clip.model.parameters()).device
     layout = torch.channels_last if precision != "fp32" else torch.contiguous_format

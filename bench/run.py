@@ -59,7 +59,8 @@ from cafe_cache.extract.clip import ClipSpec, LoadedClip, load_clip
 from cafe_cache.extract.loop import batch_features
 from cafe_cache.extract.paths import cache_path
 from cafe_cache.extract.preprocess import mean_std
-from cafe_cache.model.cafe import CAFEModel, ModelConfig
+from cafe_cache.model.cafe import CAFEModel
+from cafe_cache.model.config import ModelConfig
 
 from . import images
 from .export import export_speed

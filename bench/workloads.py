@@ -135,7 +135,7 @@ def train_step(model: CAFEModel, images: torch.Tensor, feats: torch.Tensor, labe
         feats = online_features(clip, images)
     with autocast(precision, device):
         out = model(images, feats)
-        loss = total_loss(out.logits.float(), labels, out.masked.float())["total"]
+        loss = total_loss(out.logits.float(), labels, out.masked.float()).total
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()

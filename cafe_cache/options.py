@@ -17,7 +17,6 @@ PREPROCESS = ("official", "clip", "model")  # cafe_cache.extract.preprocess ("cl
 VIEWS = ("clean", "hflip")
 EXTRACT_PRECISIONS = ("auto", "fp32", "fp16", "bf16")  # cafe_cache.device
 TRAIN_PRECISIONS = ("auto", "fp32", "bf16")  # cafe_cache.train.loop
-VARIANTS = ("cafe", "no_sigmoid", "no_mask", "clip_finetune")  # cafe_cache.model.cafe
 DETECTOR_NAMES = ("auto", "mtcnn", "lbp")  # cafe_cache.predict.faces
 GRADCAM_IMAGES = 8  # Grad-CAM examples per target (cafe_cache.report)
 TABLES = ("1", "2", "4", "5")

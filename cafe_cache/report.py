@@ -37,6 +37,7 @@ from .figures import (
 )
 from .gradcam import grad_cam
 from .history import read_history
+from .model.backbones import gradcam_layer
 from .model.cafe import CAFEModel
 from .options import DEFAULT_WHICH, GRADCAM_IMAGES
 from .paper import CAFE_CROSS_DOMAIN
@@ -94,11 +95,8 @@ def plot_runs_cross_domain(runs: list[Path], path: Path, which: str = DEFAULT_WH
 
 
 def cam_layer(model: CAFEModel) -> tuple[str, nn.Module]:
-    """(name, module) of the mask branch's last convolutional stage: layer4 for ResNets."""
-    backbone = model.backbone
-    if hasattr(backbone, "layer4"):
-        return "layer4", backbone.layer4
-    return "features[-1]", backbone.features[-1]  # the MobileNets
+    """(name, module) of the mask branch's Grad-CAM layer, as the backbone registry names it (layer4 for ResNets)."""
+    return gradcam_layer(model.config.backbone, model.backbone)
 
 
 def spread_over_classes(labels: np.ndarray, n: int) -> list[int]:
@@ -152,7 +150,7 @@ def make_run_figures(run: Path, *, which: str = DEFAULT_WHICH, cache_dir: Path |
     run = Path(run)
     config = RunFolder(run).read_config()
     random = clip_is_random(config)
-    train_cfg = config.training
+    train_cfg = config.train
     written = [plot_training_curves(
         read_history(RunFolder(run).metrics), RunFolder(run).figures / "training-curves.png",
         title=f"Training on {train_cfg.source} ({train_cfg.variant}, {train_cfg.backbone})",
@@ -192,7 +190,7 @@ def _gradcam_figures(run: Path, which: str, targets: list[str], cache_dir: Path 
                      device: str | torch.device, log: Log, dpi: int) -> list[Path]:
     """One Grad-CAM grid per target whose cache and images can be read."""
     model, config = load_model(run, which)
-    train_cfg = config.training
+    train_cfg = config.train
     cache_dir = cache_dir or Path(train_cfg.cache_dir)
     layer = cam_layer(model)[0]
     grid = -(-train_cfg.image_size // BACKBONE_STRIDE)

@@ -94,9 +94,9 @@ class Settings(PaperSettings):
                    mask_precision=pick([c.mask_precision for c in configs], "fp32"),
                    clip_input=pick([c.clip_input for c in configs], "online"),
                    random_clip=any(c.clip.random_weights for c in configs),
-                   epochs=pick([t.get("epochs") for t in trains], TrainConfig.epochs),
-                   image_size=pick([t.get("image_size") for t in trains], TrainConfig.image_size),
-                   train_limit=pick([t.get("limit") for t in trains], None),
+                   epochs=pick([t.epochs for t in trains], TrainConfig.epochs),
+                   image_size=pick([t.image_size for t in trains], TrainConfig.image_size),
+                   train_limit=pick([t.limit for t in trains], None),
                    partial_caches=partial_caches(experiments, which),
                    views=pick([_cache_views(c) for c in configs], VIEWS))
 

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import typer
 
-from cafe_cache.options import BALANCE_MODES, DEFAULT_WHICH, TRAIN_PRECISIONS, VARIANTS, split_list
+from cafe_cache.model.variants import VARIANTS
+from cafe_cache.options import BALANCE_MODES, DEFAULT_WHICH, TRAIN_PRECISIONS, split_list
 from cafe_cache.run.config import LIMIT_LOW, Augment, TrainConfig
 
 from .common import bounded, progress, say, say_plain

@@ -147,6 +147,20 @@ def write_hf_snapshot(cache: Path, repo: str, folder: Path, revision: str = "1" 
     return snapshot
 
 
+def write_run_config(run: Path, train: dict | None = None, **entries) -> Path:
+    """``run/config.json`` in the shape `cafe train` writes, without training: a ResNet-18 CAFE model and
+    the training options ``train`` (the source: rafdb unless given), with the other ``entries`` as given."""
+    import json
+
+    from cafe_cache.model.config import ModelConfig
+    from cafe_cache.run.config import TrainConfig
+
+    run.mkdir(parents=True, exist_ok=True)
+    config = {"model": ModelConfig().to_dict(), "train": TrainConfig(**{"source": "rafdb", **(train or {})}).to_dict()}
+    (run / "config.json").write_text(json.dumps(config | entries))
+    return run / "config.json"
+
+
 def train_tiny_run(base: Path) -> Path:
     """A one-epoch run of the tiny CLIP on a generated class-folder dataset (``base/run``), for the tests
     that need a trained model (predict, export, the Python API)."""

@@ -252,7 +252,7 @@ def test_package_layout_config_and_card(package, run_dir):
 
 def test_model_card_puts_the_papers_numbers_beside_ours(run_dir):
     config = RunConfig.from_json(json.loads((run_dir / "config.json").read_text()))
-    config = RunConfig.from_json({**config.to_json(), "train": {**config.train, "source": "rafdb"}})
+    config = replace(config, train=replace(config.train, source="rafdb"))
     data = {"random_weights": {"clip": False, "backbone": False}, "warning": None, "deviations": [],
             "clip": {"model": "ViT-B-32", "weights": "pretrained:openai", "weights_sha256": None,
                      "activation": "quickgelu", "random_weights": False},

@@ -25,7 +25,8 @@ from cafe_cache.errors import CafeError
 from cafe_cache.extract.paths import shards_dir
 from cafe_cache.extract.reader import FeatureCache
 from cafe_cache.extract.shards import cut
-from cafe_cache.model.cafe import CAFEModel, ModelConfig
+from cafe_cache.model.cafe import CAFEModel
+from cafe_cache.model.config import ModelConfig
 from cafe_cache.train.loop import rank_batch
 from cli.main import app
 

@@ -320,7 +320,8 @@ def test_6_invalid_config_json(env, run_copy, monkeypatch, capsys):
 def test_6_weights_of_another_width(env, run_copy, monkeypatch, capsys):
     from safetensors.torch import save_file
 
-    from cafe_cache.model.cafe import CAFEModel, ModelConfig
+    from cafe_cache.model.cafe import CAFEModel
+    from cafe_cache.model.config import ModelConfig
     (run_copy / "checksums.json").unlink(missing_ok=True)
     other = CAFEModel(ModelConfig("resnet18", clip_dim=64, variant="cafe"))
     save_file({k: v.contiguous() for k, v in other.state_dict().items()}, str(run_copy / "best.safetensors"))

@@ -16,7 +16,7 @@ from cafe_cache.errors import CafeError
 from cafe_cache.lodo import plan_lodo, write_lodo
 from cafe_cache.reproduce import Experiment
 
-from .conftest import write_eval_results
+from .conftest import write_eval_results, write_run_config
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -71,9 +71,8 @@ def test_two_datasets_are_table_one_not_lodo(tmp_path):
 
 def fake_run(run: Path, acc: dict[str, float], random: bool = False) -> None:
     write_eval_results(run, acc, random=random)
-    (run / "config.json").write_text(json.dumps({"backbone_init": {"source": "imagenet"}, "mask_precision": "fp32",
-                                                 "train": {"clip_input": "cached-views"},
-                                                 "clip": {"random_weights": random}}))
+    write_run_config(run, {"online_clip": False}, backbone_init={"source": "imagenet"}, mask_precision="fp32",
+                     clip={"random_weights": random})
 
 
 def test_table_puts_the_best_single_source_beside_each_held_out_set(tmp_path):

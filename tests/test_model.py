@@ -12,7 +12,8 @@ from safetensors.torch import save_file
 from cafe_cache.errors import CafeError
 from cafe_cache.model import losses
 from cafe_cache.model.backbones import build_backbone, load_backbone_weights, reduce_width
-from cafe_cache.model.cafe import CAFEModel, ModelConfig, ModelOutput
+from cafe_cache.model.cafe import CAFEModel, ModelOutput
+from cafe_cache.model.config import ModelConfig
 
 
 def images(batch: int = 4) -> torch.Tensor:
@@ -108,7 +109,7 @@ def test_config_round_trip_and_validation():
     with pytest.raises(CafeError, match="variant"):
         ModelConfig(variant="cafe++")
     with pytest.raises(CafeError, match="resnet18"):
-        ModelConfig(backbone="vgg16")
+        CAFEModel(ModelConfig(backbone="vgg16"))  # the backbone registry checks the name as the model is built
     with pytest.raises(CafeError, match="unknown fields"):
         ModelConfig.from_dict({**config.to_dict(), "dropout": 0.5})
 
@@ -122,7 +123,7 @@ def test_training_step_updates_backbone_and_fc_not_clip():
     fc_before = model.fc.weight.detach().clone()
     out = model(images(), clip)
     parts = losses.total_loss(out.logits, torch.tensor([0, 1, 2, 6]), out.masked)
-    parts["total"].backward()
+    parts.total.backward()
     assert model.backbone.conv1.weight.grad.abs().sum() > 0
     assert model.fc.weight.grad.abs().sum() > 0
     torch.optim.Adam(model.parameters(), lr=1e-2).step()

@@ -16,7 +16,7 @@ from cafe_cache.metrics import means
 from cafe_cache.models_study import check_models, model_plans, model_slug, write_models_table
 from cafe_cache.reproduce import ReproduceJob
 
-from .conftest import configure_raf_and_mma, write_eval_results
+from .conftest import configure_raf_and_mma, write_eval_results, write_run_config
 
 REPO = Path(__file__).resolve().parents[1]
 TIMM = "timm:test_vit.r160_in1k"  # timm's tiny ViT: a real timm extractor, fast
@@ -67,9 +67,8 @@ def test_models_need_table_1_only_and_set_the_model_themselves(tmp_path):
 def write_run(run: Path, acc: dict[str, float], label: str, random: bool) -> None:
     for which in ("last", "best"):
         write_eval_results(run, acc, which=which, random=random)
-    (run / "config.json").write_text(json.dumps({
-        "backbone_init": {"source": "/w/resnet18_msceleb.pth"}, "mask_precision": "fp32",
-        "train": {"clip_input": "online"}, "clip": {"random_weights": random, "label": label}}))
+    write_run_config(run, {"online_clip": True}, backbone_init={"source": "/w/resnet18_msceleb.pth"},
+                     mask_precision="fp32", clip={"random_weights": random, "label": label})
 
 
 def test_models_table_has_both_means_per_source_and_the_paper_reference(tmp_path):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -12,7 +11,7 @@ import pytest
 
 from cafe_cache.reproduce import available_datasets, plan
 
-from .conftest import configure_raf_and_mma, write_eval_results
+from .conftest import configure_raf_and_mma, write_eval_results, write_run_config
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -96,9 +95,8 @@ def test_table_titles_name_every_setting_that_is_not_the_official_one(tmp_path):
     run = tmp_path / "table1" / "rafdb"
     for which, acc in (("last", 70.0), ("best", 72.0)):
         write_eval_results(run, {"rafdb": acc, "mma": acc - 20}, which=which)
-    config = {"backbone_init": {"source": "imagenet"}, "mask_precision": "bf16",
-              "train": {"clip_input": "cached-views"}, "clip": {"random_weights": False}}
-    (run / "config.json").write_text(json.dumps(config))
+    config = {"backbone_init": {"source": "imagenet"}, "mask_precision": "bf16", "clip": {"random_weights": False}}
+    write_run_config(run, {"online_clip": False}, **config)
     exps = [Experiment("1", "CAFE", "rafdb", run)]
     t1 = write_tables(exps, tmp_path / "results")[0].read_text()
     title = t1.splitlines()[0]
@@ -106,8 +104,7 @@ def test_table_titles_name_every_setting_that_is_not_the_official_one(tmp_path):
     assert "cached CLIP views, not per-step CLIP" in title and "bf16 mask branch, not fp32" in title
     assert "resnet18_msceleb.pth" in t1  # how to supply the paper's init
     assert "| CAFE | RAF-DB | 70.00 |" in t1 and "test-set selection" in t1 and "| 52.00 |" in t1  # best: extra column
-    config.update(backbone_init={"source": "/w/resnet18_msceleb.pth"}, mask_precision="fp32",
-                  train={"clip_input": "online"})
-    (run / "config.json").write_text(json.dumps(config))
+    config.update(backbone_init={"source": "/w/resnet18_msceleb.pth"}, mask_precision="fp32")
+    write_run_config(run, {"online_clip": True}, **config)
     title = write_tables(exps, tmp_path / "results")[0].read_text().splitlines()[0]
     assert title == "## Table 1: cross-domain accuracy (%), final epoch"  # the official run: nothing to name

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from cafe_cache.reproduce import Experiment, Settings, write_tables
 
-from .conftest import make_cache, set_cache_attrs, write_eval_results, write_folder_dataset
+from .conftest import make_cache, set_cache_attrs, write_eval_results, write_folder_dataset, write_run_config
 from .test_reproduce import REPO, two_datasets  # noqa: F401 (a fixture)
 
 
@@ -24,11 +24,10 @@ def limited_run(tmp_path: Path, limit: int | None) -> Experiment:
         set_cache_attrs(cache_dir / "rafdb.h5", subset=json.dumps({"limit": limit}))
     run = tmp_path / "runs" / "table1" / "rafdb"
     write_eval_results(run, {"rafdb": 70.0})
-    config = {"backbone_init": {"source": "/w/resnet18_msceleb.pth"}, "mask_precision": "fp32",
-              "train": {"clip_input": "online", "epochs": 1, "image_size": 32, "limit": 70},
-              "clip": {"random_weights": False, "fingerprint": json.dumps({"views": ["clean"]})},
-              "source_cache": str(cache_dir / "rafdb.h5")}
-    (run / "config.json").write_text(json.dumps(config))
+    write_run_config(run, {"online_clip": True, "epochs": 1, "image_size": 32, "limit": 70},
+                     backbone_init={"source": "/w/resnet18_msceleb.pth"}, mask_precision="fp32",
+                     clip={"random_weights": False, "fingerprint": json.dumps({"views": ["clean"]})},
+                     source_cache=str(cache_dir / "rafdb.h5"))
     return Experiment("1", "CAFE", "rafdb", run)
 
 

@@ -22,6 +22,8 @@ from cafe_cache.results import (
     read_zero_shot_tables,
 )
 
+from .conftest import write_run_config
+
 # What `cafe eval` wrote before issue 26 (no bgr_targets, no unreadable/left_out per target), verbatim in form.
 OLD_RESULTS = {
     "title": "rafdb -> targets (last weights, CLIP ViT-B-32 pretrained:openai)", "source": "rafdb", "which": "last",
@@ -84,7 +86,7 @@ def test_a_mistyped_field_is_one_line_for_every_reader(tmp_path, damage, named):
     TypeError from formatting a string as a number further on."""
     run = tmp_path / "run"
     (run / "eval-last").mkdir(parents=True)
-    (run / "config.json").write_text(json.dumps({"train": {"source": "rafdb"}, "clip": {"random_weights": False}}))
+    write_run_config(run, {"source": "rafdb"}, clip={"random_weights": False})
     data = json.loads(json.dumps(OLD_RESULTS))
     damage(data)
     (run / "eval-last" / "results.json").write_text(json.dumps(data))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,7 @@ from cafe_cache.extract.online import clip_for, online_features
 from cafe_cache.extract.reader import FeatureCache
 from cafe_cache.history import EpochLog, read_history
 from cafe_cache.metrics import confusion_matrix, metrics, summary
+from cafe_cache.model.config import ModelConfig
 from cafe_cache.model.losses import total_loss
 from cafe_cache.results import Summary
 from cafe_cache.run.checkpoint import load_model, load_resume
@@ -68,9 +70,11 @@ def test_checkpoint_round_trip_and_config(trained, caches):
     model, cfg = load_model(run, "last")
     state = load_file(str(run / "last.safetensors"))
     assert all(torch.equal(v, model.state_dict()[k]) for k, v in state.items())
-    assert cfg.model == {"backbone": "resnet18", "clip_dim": 32, "num_classes": 7, "variant": "cafe"}
+    assert cfg.model == ModelConfig("resnet18", clip_dim=32, num_classes=7, variant="cafe")
     assert cfg.clip.random_weights and "RANDOM WEIGHTS" in cfg.clip.label
-    assert cfg.backbone_init.random_init and cfg.train["clip_input"] == "cached-views"
+    assert cfg.backbone_init.random_init and cfg.clip_input == "cached-views" and cfg.train == config(caches)
+    written = json.loads((run / "config.json").read_text())  # the shape config.json always had
+    assert written["model"] == cfg.model.to_dict() and written["train"] == config(caches).to_dict()
     best, _ = load_model(run / "best.safetensors")
     best_epoch = max(history, key=lambda h: h.source_test_acc)
     # the best checkpoint reproduces the best epoch's source test accuracy
@@ -107,7 +111,7 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(caches, tmp_pa
         calls["n"] += 1
         parts = total_loss(*args, **kw)
         if calls["n"] > 5:  # epoch 1 has 5 steps of 14 of 70 images
-            parts["total"] = parts["total"] * float("nan")
+            parts = replace(parts, total=parts.total * float("nan"))
         return parts
 
     monkeypatch.setattr(loop, "total_loss", poisoned)
@@ -126,12 +130,12 @@ def test_online_clip_and_cache_give_the_same_loss_on_the_same_batch(caches):
                               for x in zip(*[ds[i] for i in range(8)]))
     online = online_features(clip, images)
     torch.testing.assert_close(online, cached, rtol=1e-4, atol=1e-5)
-    from cafe_cache.model.cafe import CAFEModel, ModelConfig
+    from cafe_cache.model.cafe import CAFEModel
     torch.manual_seed(0)
     model = CAFEModel(ModelConfig(clip_dim=32)).eval()
     drop = torch.ones(32)
-    a = total_loss(model(images, cached).logits, labels, model(images, cached).masked, drop)["total"]
-    b = total_loss(model(images, online).logits, labels, model(images, online).masked, drop)["total"]
+    a = total_loss(model(images, cached).logits, labels, model(images, cached).masked, drop).total
+    b = total_loss(model(images, online).logits, labels, model(images, online).masked, drop).total
     assert a.item() == pytest.approx(b.item(), rel=1e-5)
 
 

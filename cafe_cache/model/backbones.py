@@ -25,16 +25,17 @@ class BackboneSpec:
     head: str  # attribute holding the classifier, replaced by nn.Identity
     width: int  # W, width of the pooled feature once the head is gone
     imagenet: tvm.WeightsEnum  # torchvision ImageNet weights for source "imagenet"
+    gradcam_layer: str  # the last convolutional stage (a submodule path): Grad-CAM's layer (CAFE Fig. 4)
 
 
 BACKBONES: dict[str, BackboneSpec] = {
     # layer4 -> ReLU -> global average pool: values >= 0, so sigmoid(M) lies in [0.5, 1).
-    "resnet18": BackboneSpec(tvm.resnet18, "fc", 512, tvm.ResNet18_Weights.IMAGENET1K_V1),
-    "resnet50": BackboneSpec(tvm.resnet50, "fc", 2048, tvm.ResNet50_Weights.IMAGENET1K_V1),
+    "resnet18": BackboneSpec(tvm.resnet18, "fc", 512, tvm.ResNet18_Weights.IMAGENET1K_V1, "layer4"),
+    "resnet50": BackboneSpec(tvm.resnet50, "fc", 2048, tvm.ResNet50_Weights.IMAGENET1K_V1, "layer4"),
     "mobilenet_v3_small": BackboneSpec(tvm.mobilenet_v3_small, "classifier", 576,
-                                       tvm.MobileNet_V3_Small_Weights.IMAGENET1K_V1),
+                                       tvm.MobileNet_V3_Small_Weights.IMAGENET1K_V1, "features.12"),
     "mobilenet_v2": BackboneSpec(tvm.mobilenet_v2, "classifier", 1280,
-                                 tvm.MobileNet_V2_Weights.IMAGENET1K_V1),
+                                 tvm.MobileNet_V2_Weights.IMAGENET1K_V1, "features.18"),
 }
 
 
@@ -50,6 +51,12 @@ def build_backbone(name: str) -> nn.Module:
     net = spec.factory(weights=None)
     setattr(net, spec.head, nn.Identity())
     return net
+
+
+def gradcam_layer(name: str, backbone: nn.Module) -> tuple[str, nn.Module]:
+    """(path, module) of the Grad-CAM layer the registry names for the backbone ``name`` built as ``backbone``."""
+    path = backbone_spec(name).gradcam_layer
+    return path, backbone.get_submodule(path)
 
 
 def reduce_width(features: Tensor, dim: int) -> Tensor:

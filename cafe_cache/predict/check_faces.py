@@ -62,7 +62,7 @@ def run_faces(checkpoint: str | Path, n: int) -> tuple[list[Image.Image], str]:
         cache = FeatureCache(config.source_cache or "")
     except (CafeError, OSError):
         return [], ""
-    root = Path(config.train.get("root") or cache.root)
+    root = Path(config.train.root or cache.root)
     crops: list[Image.Image] = []
     for split in sorted(cache.splits, key=lambda s: s != "test"):
         paths = readable_paths(cache, split)

@@ -48,7 +48,7 @@ def _what_it_is(data: dict[str, Any], config: RunConfig) -> list[str]:
         "## What it is", "",
         "CAFE (Zhang et al., ECCV 2024, *Generalizable Facial Expression Recognition*): a frozen image tower "
         f"({display_name(clip['model'])}, weights {weights}{sha}, {clip['activation']}) gives general face features; a "
-        f"{config.model.get('backbone', 'resnet18')} mask branch (variant `{config.variant}`) learns a sigmoid mask "
+        f"{config.model.backbone} mask branch (variant `{config.variant}`) learns a sigmoid mask "
         "that selects the expression channels; an FC gives the 7 basic expressions: " + ", ".join(CLASSES) + ".", "",
         f"`model.safetensors` holds the mask branch and FC (sha256 `{data['weights']['sha256']}`, the `"
         f"{data['weights']['which']}` weights of the run). CLIP is not in it: `cafe_cache.load` rebuilds it from "
@@ -96,13 +96,13 @@ def _results(results: EvalResult | None, source: str, which: str) -> list[str]:
 def _training(data: dict[str, Any], config: RunConfig) -> list[str]:
     t = config.train
     lines = ["## Training", "",
-             f"- source: {t.get('source')} ({(config.samples or {}).get('train', '?')} training images), "
-             f"epochs {t.get('epochs')}, batch {t.get('batch_size')}, Adam lr {t.get('lr')}, weight decay "
-             f"{t.get('weight_decay')}, ExponentialLR {t.get('gamma')}, seed {t.get('seed')}, mask input "
-             f"{t.get('image_size')} px",
-             f"- losses: CE + {t.get('w_sep')} separation + {t.get('w_div')} channel-diverse",
+             f"- source: {t.source} ({(config.samples or {}).get('train', '?')} training images), "
+             f"epochs {t.epochs}, batch {t.batch_size}, Adam lr {t.lr}, weight decay "
+             f"{t.weight_decay}, ExponentialLR {t.gamma}, seed {t.seed}, mask input "
+             f"{t.image_size} px",
+             f"- losses: CE + {t.w_sep} separation + {t.w_div} channel-diverse",
              f"- backbone init: {config.backbone_init.source or '?'}; mask branch precision: "
-             f"{config.mask_precision or '?'}; CLIP input: {config.clip_input or '?'}",
+             f"{config.mask_precision or '?'}; CLIP input: {config.clip_input}",
              f"- cafe {config.cafe_version or '?'}", "",
              "## Deviations from the paper's official setting", ""]
     lines += [f"- {d}" for d in data["deviations"]] or ["- none"]

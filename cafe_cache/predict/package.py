@@ -24,7 +24,8 @@ from safetensors.torch import save_file
 from ..classes import CLASSES
 from ..errors import CafeError
 from ..extract.fingerprint import Fingerprint
-from ..model.cafe import CAFEModel, ModelConfig
+from ..model.cafe import CAFEModel
+from ..model.variants import CAFE
 from ..results import EvalResult, read_eval_result_if_any
 from ..run.checkpoint import load_model, load_weights, sha256, write_json
 from ..run.folder import RunConfig, RunFolder
@@ -106,7 +107,7 @@ def deviations(config: RunConfig, which: str) -> list[str]:
     settings = PaperSettings(which=which, backbone_init=config.backbone_init.source or "imagenet",
                         mask_precision=config.mask_precision or "fp32",
                         clip_input=config.clip_input or "cached-views", random_clip=config.clip.random_weights)
-    extra = [] if config.variant == "cafe" else [f"variant {config.variant} (an ablation), not CAFE"]
+    extra = [] if config.variant == CAFE.name else [f"variant {config.variant} (an ablation), not CAFE"]
     return settings.deviations() + extra
 
 
@@ -138,8 +139,8 @@ def read_package(folder: Path) -> tuple[CAFEModel, RunConfig]:
         data = json.loads(config_path.read_text())
         expected, run = data["weights"]["sha256"], data["run"]
         config = RunConfig.from_json(run)
-        model = CAFEModel(ModelConfig.from_dict(config.model))
-    except (OSError, ValueError, UnicodeDecodeError, KeyError, TypeError) as e:
+        model = CAFEModel(config.model)
+    except (OSError, ValueError, UnicodeDecodeError, KeyError, TypeError, CafeError) as e:
         raise CafeError(f"{config_path} is not the config.json `cafe package` writes ({type(e).__name__}: {e}); "
                         "download or write the package again.") from None
     if data.get("classes") != list(CLASSES):

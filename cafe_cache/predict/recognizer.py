@@ -28,7 +28,7 @@ from ..classes import CLASSES
 from ..device import pick_device
 from ..errors import CafeError, missing_extra
 from ..extract.fingerprint import Fingerprint
-from ..run.folder import RunConfig, RunFolder, read_config_json
+from ..run.folder import RunConfig, RunFolder
 from ..version import __version__
 from .faces import FaceDetector, align_face, get_detector
 from .hub import HF_PREFIX, resolve_hf
@@ -89,7 +89,7 @@ class ModelInfo:
     @classmethod
     def of_run(cls, config: RunConfig, source: str, model: str, clip_image_size: int) -> ModelInfo:
         fp = Fingerprint.from_json(config.clip.fingerprint) if config.clip.fingerprint else None
-        return cls(source, "pytorch", model, config.variant, config.train.get("source"),
+        return cls(source, "pytorch", model, config.variant, config.source,
                    fp and fp.model, fp and fp.weights, fp and fp.weights_sha256, fp and fp.activation,
                    config.clip.random_weights, config.backbone_init.source, config.backbone_init.random_init,
                    clip_image_size, config.image_size, config.cafe_version)
@@ -246,12 +246,8 @@ def _open(source: str, hub_folder: Path | None, which: str | None, clip_weights:
             raise (missing_extra(e) or e) from None
         return onnx, _onnx_info(onnx, source)
     predictor = Predictor.from_run(path, which=which, clip_weights=clip_weights, device=device, batch_size=batch_size)
-    config = RunConfig.from_json(_run_config(path))
+    config = RunFolder.of_checkpoint(path)[0].read_config()
     return predictor, ModelInfo.of_run(config, source, predictor.name, predictor.clip_size)
-
-
-def _run_config(path: Path) -> dict[str, Any]:
-    return read_config_json(RunFolder.of_checkpoint(path)[0])
 
 
 def _package(folder: Path, source: str, clip_weights: str | None, device: str,

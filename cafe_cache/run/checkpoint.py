@@ -29,7 +29,7 @@ from safetensors.torch import load_file, save
 from ..errors import CafeError
 from ..files import write_bytes, write_text
 from ..history import history_from_json, history_to_json
-from ..model.cafe import CAFEModel, ModelConfig
+from ..model.cafe import CAFEModel
 from .folder import CHECKSUMS, RESUME, RunConfig, RunFolder
 
 RESUME_KEYS = ("optimizer", "scheduler", "history", "best")
@@ -164,10 +164,7 @@ def load_model(checkpoint: str | Path, which: str | None = None) -> tuple[CAFEMo
     """The model of a run folder (the final epoch, ``last``, unless told) and the run's config."""
     folder, default = RunFolder.of_checkpoint(checkpoint)
     which = which or default
-    config = folder.read_config(need=("model",))
-    try:
-        model = CAFEModel(ModelConfig.from_dict(config.model))
-    except (KeyError, TypeError, ValueError) as e:
-        raise CafeError(f"{folder.config}: its 'model' entry does not describe a CAFE model ({e}).") from None
+    config = folder.read_config()
+    model = CAFEModel(config.model)
     load_weights(folder.path, which, model)
     return model.eval(), config

@@ -17,6 +17,7 @@ from typing import Any
 
 from ..bounds import check_all
 from ..errors import CafeError
+from ..model.variants import CAFE, get_variant
 from ..options import BALANCE_MODES, W_DIV, W_SEP
 
 # on resume these may change (they do not change what is trained); --epochs extends or shortens the run
@@ -44,7 +45,7 @@ class TrainConfig:
     root: str | None = None  # where the source images are now, if they moved since extraction
     backbone: str = "resnet18"
     backbone_weights: str = "imagenet"  # a file (MS-Celeb ResNet-18 as the paper), "imagenet", or "none"
-    variant: str = "cafe"
+    variant: str = CAFE.name  # the paper's method; its ablations are the other cafe_cache.model.variants
     w_sep: float = W_SEP  # eq. (9) weights, the paper's (cafe_cache.options)
     w_div: float = W_DIV
     epochs: int = 60
@@ -66,6 +67,7 @@ class TrainConfig:
     def __post_init__(self) -> None:
         check_hyperparameters(self)
         check_sources(self)
+        get_variant(self.variant)  # an unknown --variant is refused before any data is read
         self.source = ",".join(self.sources)  # "rafdb, ferplus" -> "rafdb,ferplus": one spelling in config.json
 
     @property

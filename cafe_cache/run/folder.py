@@ -11,11 +11,11 @@
     RUN/figures/              the figures of ``cafe plot``
     RUN/run.lock              held by the one ``cafe train`` writing the run (removed when it ends)
 
-:class:`RunConfig` is the typed view of ``config.json``; it reads the run folders of every cafe
-version (entries written later, such as ``mask_precision``, are None in older ones). Its ``model``
-and ``train`` entries stay the dicts ``ModelConfig.to_dict`` / ``TrainConfig.to_dict`` wrote, so
-that a partial or older entry still reads; :attr:`RunConfig.training` is the ``TrainConfig`` and
-``ModelConfig.from_dict`` rebuilds the model's. No torch here.
+:class:`RunConfig` is the typed view of ``config.json``: its ``model`` is the run's
+:class:`~cafe_cache.model.config.ModelConfig`, its ``train`` the :class:`~cafe_cache.run.config.TrainConfig`.
+It reads the run folders of every cafe version: the file keeps the shape it always had (``model`` and
+``train`` as ``ModelConfig.to_dict`` / ``TrainConfig.to_dict`` write them), options added later take
+their defaults, and entries written later, such as ``mask_precision``, are None in older ones. No torch here.
 """
 
 from __future__ import annotations
@@ -28,10 +28,12 @@ from typing import Any
 
 from ..errors import CafeError
 from ..files import check_writable
+from ..model.config import ModelConfig
 from ..options import DEFAULT_WHICH
-from .config import TrainConfig, source_names
+from .config import TrainConfig
 
 CONFIG = "config.json"
+SECTIONS = ("model", "train")  # the entries of config.json every cafe version writes
 RESUME = "resume.pt"
 METRICS = "metrics.json"
 CHECKSUMS = "checksums.json"
@@ -104,9 +106,14 @@ class RunFolder:
         """Whether a run finished at least one epoch here (its resume state exists)."""
         return self.resume.exists()
 
-    def read_config(self, need: tuple[str, ...] = ()) -> RunConfig:
-        """``config.json``; ``need``: entries that must be there (each a JSON object)."""
-        return RunConfig.from_json(read_config_json(self, need))
+    def read_config(self) -> RunConfig:
+        """``config.json``, typed (a damaged one is refused in one line naming the file)."""
+        data = read_config_json(self, need=SECTIONS)
+        try:
+            return RunConfig.from_json(data)
+        except (TypeError, ValueError) as e:  # a CafeError of the entries' own checks passes through
+            raise CafeError(f"{self.config}: its 'model' or 'train' entry is not the one `cafe train` writes "
+                            f"({e}); it is damaged or not from cafe.") from None
 
 
 class RunLock:
@@ -193,8 +200,8 @@ class BackboneInit:
 class RunConfig:
     """The typed view of ``config.json``: everything needed to rebuild, resume and describe the run."""
 
-    model: dict[str, Any] = field(default_factory=dict)  # ModelConfig.to_dict()
-    train: dict[str, Any] = field(default_factory=dict)  # TrainConfig.to_dict() (with clip_input)
+    model: ModelConfig
+    train: TrainConfig
     clip: ClipInfo = field(default_factory=ClipInfo)
     backbone_init: BackboneInit = field(default_factory=BackboneInit)
     mask_precision: str | None = None  # --precision resolved on the training device (auto: bf16 on CUDA)
@@ -206,31 +213,26 @@ class RunConfig:
     cafe_version: str | None = None
 
     @property
-    def training(self) -> TrainConfig:
-        """The run's ``TrainConfig`` (checked as when it was made)."""
-        return TrainConfig.from_dict(self.train)
-
-    @property
     def source(self) -> str:
-        return self.train["source"]
+        return self.train.source
 
     @property
     def sources(self) -> tuple[str, ...]:
         """Every source the run trained on (``source`` joins them with commas)."""
-        return source_names(self.source)
+        return self.train.sources
 
     @property
     def variant(self) -> str:
-        return self.model["variant"]
+        return self.model.variant
 
     @property
     def image_size(self) -> int:
-        return self.train["image_size"]
+        return self.train.image_size
 
     @property
-    def clip_input(self) -> str | None:
-        """``online`` or ``cached-views``; None in run folders from before it was recorded."""
-        return self.train.get("clip_input")
+    def clip_input(self) -> str:
+        """``online`` or ``cached-views`` (from ``online_clip``, also in run folders from before it was recorded)."""
+        return self.train.clip_input
 
     @property
     def random(self) -> bool:
@@ -239,15 +241,21 @@ class RunConfig:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> RunConfig:
-        """From the ``config.json`` of any cafe version (missing entries: their defaults)."""
-        known = {k: data[k] for k in ("model", "train", "mask_precision", "source_cache", "source_caches",
-                                      "samples_per_source", "samples", "ranks", "cafe_version") if k in data}
-        return cls(**known, clip=_section(ClipInfo, data.get("clip")),
+        """From the ``config.json`` of any cafe version (missing entries: their defaults; ``model`` and
+        ``train`` must be there, as every version writes them)."""
+        lacking = [k for k in SECTIONS if not (isinstance(data, dict) and isinstance(data.get(k), dict))]
+        if lacking:
+            raise CafeError(f"the run's config lacks the {' and '.join(repr(k) for k in lacking)} `cafe train` "
+                            "writes; it is damaged or not from cafe.")
+        known = {k: data[k] for k in ("mask_precision", "source_cache", "source_caches", "samples_per_source",
+                                      "samples", "ranks", "cafe_version") if k in data}
+        return cls(ModelConfig.from_dict(data["model"]), TrainConfig.from_dict(data["train"]), **known,
+                   clip=_section(ClipInfo, data.get("clip")),
                    backbone_init=_section(BackboneInit, data.get("backbone_init")))
 
     def to_json(self) -> dict[str, Any]:
-        """The JSON ``cafe train`` writes (``write_json`` sorts the keys)."""
-        return asdict(self)
+        """The JSON ``cafe train`` writes (``write_json`` sorts the keys): the shape of every cafe version."""
+        return asdict(self) | {"model": self.model.to_dict(), "train": self.train.to_dict()}
 
 
 def _section(cls, data: Any):

@@ -37,8 +37,9 @@ from ..extract.online import online_features
 from ..extract.reader import FeatureCache
 from ..history import EpochLog, history_to_json
 from ..model.backbones import LoadReport
-from ..model.cafe import CAFEModel, ModelConfig
-from ..model.losses import channel_drop_mask, total_loss
+from ..model.cafe import CAFEModel
+from ..model.config import ModelConfig
+from ..model.losses import WeightedTerm, channel_drop_mask, total_loss, weighted_terms
 from ..run.checkpoint import load_resume, restore_weights, save_resume, save_weights, weights_state, write_json
 from ..run.config import TrainConfig, resumed
 from ..run.data import PairedSamples
@@ -81,9 +82,7 @@ class Session:
     test_sets: dict[str, PairedSamples]  # each source's own test split
     clip: FeatureExtractor | None  # with --online-clip: CLIP runs on every augmented batch
     clip_dim: int
-    # the loss weights (0 without a mask) and what they train
-    w_sep: float
-    w_div: float
+    terms: tuple[WeightedTerm, ...]  # the loss terms of eq. (9) that count for this variant, with their weights
     model: torch.nn.Module  # DDP-wrapped under several ranks
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LRScheduler
@@ -96,7 +95,8 @@ class Session:
 class EpochSums:
     """The running totals of one epoch, over all ranks."""
 
-    sums: dict[str, float]
+    loss: float  # the total loss summed over the images
+    terms: dict[str, float]  # each loss term (LossTerm.name) summed over the images
     correct: int
     seen: int
     lr: float  # the learning rate the epoch trained with
@@ -131,10 +131,9 @@ def setup(cfg: TrainConfig, run: Path, *, resume: bool, log: Callable[[str], Non
     data = load_sources(cfg, device, log)
     clip_dim = next(iter(data.test_sets.values())).data.features.shape[-1]
 
-    use_mask = cfg.variant in ("cafe", "no_sigmoid")
-    w_sep, w_div = (cfg.w_sep, cfg.w_div) if use_mask else (0.0, 0.0)
     torch.manual_seed(cfg.seed)
     model = CAFEModel(ModelConfig(cfg.backbone, clip_dim=clip_dim, variant=cfg.variant))
+    terms = weighted_terms(cfg, has_mask=model.config.has_mask)  # no mask: CE alone
     init = model.load_backbone(cfg.backbone_weights)
     log(init.summary())
     state = load_resume(run) if resume else None
@@ -147,7 +146,7 @@ def setup(cfg: TrainConfig, run: Path, *, resume: bool, log: Callable[[str], Non
     scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=cfg.gamma)
     session = Session(cfg=cfg, run=run, ranks=ranks, device=device, precision=precision, layout=layout,
                       workers=workers, batch_size=batch_size, train_set=data.train_set, test_sets=data.test_sets,
-                      clip=data.clip, clip_dim=clip_dim, w_sep=w_sep, w_div=w_div, model=model, optimizer=optimizer,
+                      clip=data.clip, clip_dim=clip_dim, terms=terms, model=model, optimizer=optimizer,
                       scheduler=scheduler)
     if state:
         restore_progress(session, state, log)
@@ -198,36 +197,37 @@ def train_one_epoch(s: Session, epoch: int, *, on_epoch: Callable[[int, int], No
     if on_epoch:
         on_epoch(epoch, len(sampler) * s.ranks.world)
     s.model.train()
-    sums = {"loss": 0.0, "ce": 0.0, "sep": 0.0, "div": 0.0}
+    total, sums = 0.0, {t.term.name: 0.0 for t in s.terms}
     correct = seen = 0
+    draw_drops = any(t.term.uses_drop_mask for t in s.terms)
     for step, (images, feats, labels) in enumerate(loader):
         images = images.to(s.device, non_blocking=True, memory_format=s.layout)
         labels = labels.to(s.device, non_blocking=True)
         feats = online_features(s.clip, images) if s.clip else feats.to(s.device, non_blocking=True)
-        drop = channel_drop_mask(s.clip_dim, generator=drops, device=s.device) if s.w_sep else None
+        drop = channel_drop_mask(s.clip_dim, generator=drops, device=s.device) if draw_drops else None
         with autocast(s.precision, s.device):
             out = s.model(images, feats)
-            losses = total_loss(out.logits.float(), labels, out.masked, drop, w_sep=s.w_sep, w_div=s.w_div)
-        # one host sync per step: the loss parts and the correct count, summed over ranks, come back together
+            losses = total_loss(out.logits.float(), labels, out.masked, drop, terms=s.terms)
+        # one host sync per step: the losses and the correct count, summed over ranks, come back together
         hits = (out.logits.argmax(1) == labels).sum()
-        *parts, n_correct = s.ranks.sum(torch.stack([*(v.detach().float() for v in losses.values()),
-                                                     hits.float()])).tolist()
-        parts = [p / s.ranks.world for p in parts]  # each rank's loss is its batch's mean: average them
-        if not math.isfinite(parts[0]):
-            raise _non_finite(s, parts[0], epoch, step)
+        synced = s.ranks.sum(torch.cat([losses.detached(), hits.float()[None]])).tolist()
+        values = losses.read([v / s.ranks.world for v in synced[:-1]])  # each rank's loss is its batch's mean
+        if not math.isfinite(values.total):
+            raise _non_finite(s, values.total, epoch, step)
         s.optimizer.zero_grad(set_to_none=True)
-        losses["total"].backward()
+        losses.total.backward()
         s.optimizer.step()
         n = len(labels) * s.ranks.world
-        for k, v in zip(losses, parts):
-            sums["loss" if k == "total" else k] += v * n
-        correct += int(n_correct)
+        total += values.total * n
+        for name, v in values.terms.items():
+            sums[name] += v * n
+        correct += int(synced[-1])
         seen += n
         if on_step:
             on_step(epoch, n)
     lr = s.optimizer.param_groups[0]["lr"]
     s.scheduler.step()  # ExponentialLR, once per epoch
-    return EpochSums(sums, correct, seen, lr, time.perf_counter() - t0)
+    return EpochSums(total, sums, correct, seen, lr, time.perf_counter() - t0)
 
 
 def _non_finite(s: Session, loss: float, epoch: int, step: int) -> NonFiniteLoss:
@@ -243,8 +243,8 @@ def end_epoch(s: Session, epoch: int, e: EpochSums, log: Callable[[str], None]) 
                                                                s.device, s.clip)
                                     for name, test_set in s.test_sets.items()})
     test_acc = sum(accs.values()) / len(accs)
-    entry = EpochLog(epoch + 1, e.sums["loss"] / e.seen, e.sums["ce"] / e.seen,
-                     e.sums["sep"] / e.seen if s.w_sep else None, e.sums["div"] / e.seen if s.w_div else None,
+    terms = {name: v / e.seen for name, v in e.terms.items()}  # the terms off for this run are None below
+    entry = EpochLog(epoch + 1, e.loss / e.seen, terms["ce"], terms.get("sep"), terms.get("div"),
                      100.0 * e.correct / e.seen, test_acc, e.lr, e.seconds, e.seen / e.seconds, accs)
     s.history.append(entry)
 
@@ -262,11 +262,9 @@ def end_epoch(s: Session, epoch: int, e: EpochSums, log: Callable[[str], None]) 
                             "optimizer": s.optimizer.state_dict(), "scheduler": s.scheduler.state_dict(),
                             "history": s.history, "best": s.best}, kept)
         write_json(RunFolder(s.run).metrics, history_to_json(s.history), kept)
-    log(f"epoch {epoch + 1}/{s.cfg.epochs}  loss {entry.loss:.4f} (ce {entry.ce:.4f}"
-        + (f", sep {entry.sep:.4f}" if entry.sep is not None else "")
-        + (f", div {entry.div:.4f}" if entry.div is not None else "")
-        + f")  train {entry.train_acc:.1f}%  {test_line(accs)}  lr {e.lr:.2e}  "
-        f"{entry.images_per_s:.1f} img/s")
+    parts = ", ".join(f"{name} {v:.4f}" for name, v in terms.items())
+    log(f"epoch {epoch + 1}/{s.cfg.epochs}  loss {entry.loss:.4f} ({parts})  train {entry.train_acc:.1f}%  "
+        f"{test_line(accs)}  lr {e.lr:.2e}  {entry.images_per_s:.1f} img/s")
     return entry
 
 
@@ -283,8 +281,7 @@ def plan_run(options: dict[str, Any], given: dict[str, Any], *, out: Path | None
     if resume:
         if out is None:
             raise CafeError("--resume needs --out RUN, the run folder to continue.")
-        saved = RunFolder(out).read_config(need=("train",)).train
-        return resumed(TrainConfig.from_dict(saved), out, given), out, True
+        return resumed(RunFolder(out).read_config().train, out, given), out, True
     if options.get("source") is None:
         raise CafeError("--source NAME is required (a cache in --cache-dir; see `cafe cache list`).")
     cfg = TrainConfig.from_dict(options)
@@ -317,7 +314,7 @@ def write_config(run: Path, cfg: TrainConfig, model: CAFEModel, data: SourceData
     n_train, n_test = len(data.train_set), sum(len(t) for t in data.test_sets.values())
     several = len(data.caches) > 1
     config = RunConfig(
-        cafe_version=__version__, model=model.config.to_dict(), train=cfg.to_dict(), mask_precision=precision,
+        model=model.config, train=cfg, cafe_version=__version__, mask_precision=precision,
         clip=ClipInfo(cache.fingerprint.to_json(), cache.fingerprint.weights_label, cache.random_weights),
         backbone_init=BackboneInit(init.source, len(init.loaded), [] if init.source == "none" else init.missing,
                                    cfg.backbone_weights == "none"),
