@@ -74,7 +74,7 @@ def test_a_registered_variant_builds_and_trains_with_no_other_change(own_registr
     clip = torch.randn(2, 32)
     assert torch.allclose(model(torch.rand(2, 3, 32, 32), clip).logits, model.fc(clip))  # the backbone unused
     history = train(one_epoch(cache_dir, variant="clip_probe"), tmp_path / "run", log=lambda s: None)
-    assert history[0]["sep"] is None and history[0]["div"] is None and history[0]["loss"] == history[0]["ce"]
+    assert history[0].sep is None and history[0].div is None and history[0].loss == history[0].ce
     rebuilt, config = load_model(tmp_path / "run")
     assert config.variant == "clip_probe" and rebuilt.fc.in_features == 32
 
