@@ -50,6 +50,7 @@ from cafe_cache.device import default_workers, pick_device
 from cafe_cache.extract.clip import ClipSpec, LoadedClip, load_clip
 from cafe_cache.extract.paths import cache_path
 from cafe_cache.extract.reader import FeatureCache
+from cafe_cache.history import read_history
 from cafe_cache.run.folder import RunFolder
 
 from . import images
@@ -296,12 +297,12 @@ def torchrun_check(s: Sizes, device: torch.device, work: Path, cpu_torchrun: boo
     torchrun(nproc, "train", "--source", "raf", "--cache-dir", str(work / "ddp-sharded"), "--out",
              str(work / "ddp-run"), "--backbone-weights", "none", "--epochs", "1", "--image-size", str(s.image_size),
              "--batch-size", str(batch), "--device", dev)
-    [epoch] = json.loads(RunFolder(work / "ddp-run").metrics.read_text())
+    [epoch] = read_history(RunFolder(work / "ddp-run").metrics)
     return {"nproc_per_node": nproc, "device": dev, "backend": "nccl (tensors) + gloo (objects)" if nccl else "gloo",
             "visible_gpus": gpus, "images": 7 * (s.ddp_per_class + 1),
             "extract_seconds_with_launch": extract_s, "sharded_vs_single_max_abs_diff": diff,
             "sharded_equals_single": diff == 0.0,
-            "train_epoch_seconds_with_launch": time.perf_counter() - t0, "train_images_per_s": epoch["images_per_s"],
+            "train_epoch_seconds_with_launch": time.perf_counter() - t0, "train_images_per_s": epoch.images_per_s,
             "nccl": nccl_part(device, gpus, nproc)}
 
 

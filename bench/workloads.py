@@ -120,7 +120,7 @@ def sample_pass(cache_dir: Path, source: str, image_size: int) -> float:
 def train_epoch(cfg: TrainConfig, run: Path) -> float:
     """Images/s of one ``cafe train`` epoch (``train`` times the epoch without its evaluation)."""
     history = train(cfg, run, log=lambda *_: None)
-    return history[-1]["images_per_s"]
+    return history[-1].images_per_s
 
 
 def train_step(model: CAFEModel, images: torch.Tensor, feats: torch.Tensor, labels: torch.Tensor, *,
@@ -135,7 +135,7 @@ def train_step(model: CAFEModel, images: torch.Tensor, feats: torch.Tensor, labe
         feats = online_features(clip, images)
     with autocast(precision, device):
         out = model(images, feats)
-        loss = total_loss(out["logits"].float(), labels, out["masked"].float()).total
+        loss = total_loss(out.logits.float(), labels, out.masked.float()).total
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
@@ -148,4 +148,4 @@ def evaluate_target(model: CAFEModel, cache: Path, *, image_size: int, workers: 
     t0 = time.perf_counter()
     result = evaluate_caches(model, {cache.stem: FeatureCache(cache)}, image_size=image_size, workers=workers,
                              device=device)
-    return result[cache.stem]["n"] / (time.perf_counter() - t0)
+    return result.targets[cache.stem].n / (time.perf_counter() - t0)

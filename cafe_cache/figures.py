@@ -15,7 +15,6 @@ import math
 import textwrap
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -26,6 +25,7 @@ from matplotlib.patches import Rectangle
 
 from .classes import CLASSES
 from .files import write_atomic
+from .history import EpochLog
 from .metrics import means
 from .paper import DATASET_NAMES, DATASETS
 
@@ -249,13 +249,20 @@ def plot_cross_domain(acc: Mapping[str, Mapping[str, float]], path: str | Path,
 # --------------------------------------------------------------------------- training curves
 
 
-def _series(history: Sequence[Mapping[str, float]], key: str) -> tuple[list[float], list[float]]:
-    """(epochs, values) for the epochs that recorded ``key``; epoch defaults to 1-based index."""
+def _value(entry: EpochLog, key: str) -> float | None:
+    """The epoch's ``key``: a field of :class:`EpochLog`, or ``test:<source>`` for one source's test accuracy."""
+    if key.startswith("test:"):
+        return entry.source_test_accs.get(key.removeprefix("test:"))
+    return getattr(entry, key)
+
+
+def _series(history: Sequence[EpochLog], key: str) -> tuple[list[float], list[float]]:
+    """(epochs, values) for the epochs that recorded ``key`` (not None, finite)."""
     xs, ys = [], []
-    for i, entry in enumerate(history):
-        value = entry.get(key)
+    for entry in history:
+        value = _value(entry, key)
         if value is not None and math.isfinite(float(value)):
-            xs.append(float(entry.get("epoch", i + 1)))
+            xs.append(float(entry.epoch))
             ys.append(float(value))
     return xs, ys
 
@@ -265,21 +272,19 @@ _LOSS_KEYS = (("loss", "total"), ("ce", "CE (FC)"), ("sep", "separation"),
 _ACC_KEYS = (("train_acc", "train"), ("source_test_acc", "source test"))
 
 
-def _per_source(history: Sequence[Mapping[str, Any]]) -> tuple[list[str], list[Mapping[str, Any]]]:
-    """(the sources of a multi-source run, the history with each one's test accuracy as ``test:<name>`` for
-    :func:`_series`); no sources and the history as it is for one source."""
-    names = list(dict.fromkeys(n for h in history for n in (h.get("source_test_accs") or {})))
-    if len(names) < 2:
-        return [], list(history)
-    return names, [{**h, **{f"test:{n}": v for n, v in (h.get("source_test_accs") or {}).items()}} for h in history]
+def _per_source(history: Sequence[EpochLog]) -> list[str]:
+    """The sources of a multi-source run, whose test accuracies :func:`_series` gives as ``test:<name>``;
+    none for one source."""
+    names = list(dict.fromkeys(n for h in history for n in h.source_test_accs))
+    return names if len(names) >= 2 else []
 
 
-def plot_training_curves(history: Sequence[Mapping[str, float]], path: str | Path, *,
+def plot_training_curves(history: Sequence[EpochLog], path: str | Path, *,
                          title: str = "Training", random_weights: bool = False,
                          dpi: int = DPI) -> Path:
     """Loss parts (left) and accuracy with the learning rate (right) per epoch.
 
-    Any key may be missing from any entry; that series just skips the epoch.  Accuracies
+    A series skips the epochs where it is None or not finite (``sep``/``div`` with their loss off).  Accuracies
     all at or below 1 are taken as fractions and shown in percent.  The loss parts are the
     unweighted terms as logged.
     """
@@ -295,7 +300,7 @@ def plot_training_curves(history: Sequence[Mapping[str, float]], path: str | Pat
     ax_loss.set_xlabel("epoch", fontsize=11)
     ax_loss.set_ylabel("loss", fontsize=11)
 
-    sources, history = _per_source(history)  # several sources: each one's test accuracy beside their mean
+    sources = _per_source(history)  # several sources: each one's test accuracy beside their mean
     for key, label in (*_ACC_KEYS, *((f"test:{s}", f"test {s}") for s in sources)):
         xs, ys = _series(history, key)
         if xs:

@@ -33,6 +33,7 @@ from .reproduce import (
     train_all,
     usable_datasets,
 )
+from .results import EvalResult, read_eval_result_if_any
 from .run.folder import RunFolder
 from .steps import Say, Views
 
@@ -50,13 +51,12 @@ class LodoRun:
     run: Path
     variant: str | None = None  # None: the job's own (CAFE)
 
-    def results(self, which: str = DEFAULT_WHICH) -> dict | None:
-        f = RunFolder(self.run).results_json(which)
-        return json.loads(f.read_text()) if f.is_file() else None
+    def results(self, which: str = DEFAULT_WHICH) -> EvalResult | None:
+        return read_eval_result_if_any(RunFolder(self.run).results_json(which))
 
     def accuracy(self, which: str = DEFAULT_WHICH) -> dict[str, float]:
         res = self.results(which)
-        return {t: m["accuracy"] for t, m in res["targets"].items()} if res else {}
+        return res.accuracies if res else {}
 
     def as_experiment(self) -> Experiment:
         """The same run as :class:`~cafe_cache.reproduce.Experiment` (for :meth:`Settings.from_runs`)."""
@@ -118,8 +118,8 @@ def best_single_source(held_out: str, singles: list[Experiment], which: str) -> 
     scored = []
     for e in singles:
         res = e.results(which)
-        if e.source != held_out and res and held_out in res["targets"]:
-            scored.append((res["targets"][held_out]["accuracy"], e.source))
+        if e.source != held_out and res and held_out in res.targets:
+            scored.append((res.targets[held_out].accuracy, e.source))
     return (max(scored)[1], max(scored)[0]) if scored else None
 
 
@@ -186,7 +186,7 @@ def write_lodo(runs: list[LodoRun], singles: list[Experiment], results_dir: Path
     settings that differ from the official ones and says when weights were random."""
     results_dir.mkdir(parents=True, exist_ok=True)
     settings = Settings.from_runs([r.as_experiment() for r in runs] + singles, which)
-    random = settings.random_clip or any((r.results(which) or {}).get("random_weights") for r in runs)
+    random = settings.random_clip or any(res.random_weights for r in runs if (res := r.results(which)))
     epoch = "final epoch" if which == "last" else "best epoch on the sources' test sets (test-set selection)"
     title = f"Leave-one-domain-out accuracy (%) on the held-out set, {epoch}" + \
         "".join(f" — {d}" for d in settings.deviations())

@@ -7,12 +7,12 @@ The paper's Table 1 "Mean" averages all five test sets INCLUDING the source; we 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
 
 import numpy as np
 
 from .classes import CLASSES, NUM_CLASSES
 from .paper import DATASETS
+from .results import Summary, TargetMetrics, accuracies
 
 
 def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, n: int = NUM_CLASSES) -> np.ndarray:
@@ -20,19 +20,15 @@ def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, n: int = NUM_CLASSE
     return np.bincount(np.asarray(y_true) * n + np.asarray(y_pred), minlength=n * n).reshape(n, n)
 
 
-def metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, Any]:
+def metrics(y_true: np.ndarray, y_pred: np.ndarray) -> TargetMetrics:
     """Accuracy and UAR in percent; classes absent from y_true are left out of the UAR (None)."""
     cm = confusion_matrix(y_true, y_pred)
     support = cm.sum(1)
-    per_class = [100.0 * cm[c, c] / support[c] if support[c] else None for c in range(NUM_CLASSES)]
+    per_class = [float(100.0 * cm[c, c] / support[c]) if support[c] else None for c in range(NUM_CLASSES)]
     present = [a for a in per_class if a is not None]
-    return {
-        "n": int(support.sum()),
-        "accuracy": 100.0 * np.trace(cm) / max(1, support.sum()),
-        "uar": float(np.mean(present)) if present else 0.0,
-        "per_class": dict(zip(CLASSES, per_class)),
-        "confusion": cm.tolist(),
-    }
+    return TargetMetrics(n=int(support.sum()), accuracy=float(100.0 * np.trace(cm) / max(1, support.sum())),
+                         uar=float(np.mean(present)) if present else 0.0, per_class=dict(zip(CLASSES, per_class)),
+                         confusion=cm.tolist())
 
 
 def means(acc: Mapping[str, float], source: str | None,
@@ -61,33 +57,32 @@ def source_set(source: str | None) -> set[str]:
     return {s.strip() for s in (source or "").split(",") if s.strip()}
 
 
-def summary(results: dict[str, dict[str, Any]], source: str | None) -> dict[str, float | None]:
+def summary(results: Mapping[str, TargetMetrics], source: str | None) -> Summary:
     """:func:`means` over the evaluated targets, and the source's own accuracy."""
-    accs = {k: v["accuracy"] for k, v in results.items()}
+    accs = accuracies(dict(results))
     paper_mean, unseen_mean = means(accs, source)
     sources = source_set(source)
     own = [accs[s] for s in sorted(sources) if s in accs]
     if sources and not sources <= set(accs):
         paper_mean = None  # it would be over unseen targets only, not the source-included mean it names
-    return {"paper_mean": paper_mean, "unseen_mean": unseen_mean,
-            "source": (own[0] if len(own) == 1 else sum(own) / len(own)) if own else None}
+    return Summary(paper_mean, unseen_mean, (own[0] if len(own) == 1 else sum(own) / len(own)) if own else None)
 
 
-def markdown_table(results: dict[str, dict[str, Any]], source: str | None, title: str) -> str:
+def markdown_table(results: Mapping[str, TargetMetrics], source: str | None, title: str) -> str:
     """One row per target: accuracy, UAR and per-class accuracy; then the two means."""
     head = "| target | n | accuracy | UAR | " + " | ".join(CLASSES) + " |"
     lines = [f"### {title}", "", head, "|" + "---|" * (4 + len(CLASSES))]
     for name, m in results.items():
-        cells = " | ".join("-" if a is None else f"{a:.1f}" for a in m["per_class"].values())
-        lines.append(f"| {target_label(name, m, source)} | {m['n']} | {m['accuracy']:.2f} | {m['uar']:.2f} | {cells} |")
+        cells = " | ".join("-" if a is None else f"{a:.1f}" for a in m.per_class.values())
+        lines.append(f"| {target_label(name, m, source)} | {m.n} | {m.accuracy:.2f} | {m.uar:.2f} | {cells} |")
     lines += ["", *(f"- {part}" for part in means_line(results, source))]
-    lines += [f"- {m['left_out']}" for m in results.values() if m.get("left_out")]
+    lines += [f"- {m.left_out}" for m in results.values() if m.left_out]
     return "\n".join(lines) + "\n"
 
 
-def target_label(name: str, m: dict[str, Any], source: str | None) -> str:
+def target_label(name: str, m: TargetMetrics, source: str | None) -> str:
     """``sfew``, ``rafdb (source)``, ``sfew [BGR]`` (evaluated with the official notebooks' BGR input)."""
-    return name + (" (source)" if name in source_set(source) else "") + (" [BGR]" if m.get("bgr") else "")
+    return name + (" (source)" if name in source_set(source) else "") + (" [BGR]" if m.bgr else "")
 
 
 def plural(n: int, word: str, words: str | None = None) -> str:
@@ -95,23 +90,19 @@ def plural(n: int, word: str, words: str | None = None) -> str:
     return f"{n:,} {word if n == 1 else (words or word + 's')}"
 
 
-def means_line(results: dict[str, dict[str, Any]], source: str | None) -> list[str]:
+def means_line(results: Mapping[str, TargetMetrics], source: str | None) -> list[str]:
     """The two means, named so nobody mixes them up; one plain mean when nothing was trained on a source."""
     s = summary(results, source)
     unevaluated = source is not None and not source_set(source) <= set(results)
-    if unevaluated and s["unseen_mean"] is not None:  # the one mean there is
-        return [f"mean over {plural(len(results), 'unseen target')} (source not evaluated): {s['unseen_mean']:.2f}"]
-    if s["paper_mean"] is None:
+    if unevaluated and s.unseen_mean is not None:  # the one mean there is
+        return [f"mean over {plural(len(results), 'unseen target')} (source not evaluated): {s.unseen_mean:.2f}"]
+    if s.paper_mean is None:
         return []
     if source is None:
-        return [f"mean over the {plural(len(results), 'test set')}: {s['paper_mean']:.2f}"]
+        return [f"mean over the {plural(len(results), 'test set')}: {s.paper_mean:.2f}"]
     name = "paper Mean" if set(results) == set(DATASETS) else "Mean"  # the paper's label only for its own sets
     sets = f"all {len(results)} test sets" if len(results) > 1 else "1 test set"
-    parts = [f"{name} ({sets}, source included): {s['paper_mean']:.2f}"]
-    if s["unseen_mean"] is not None:
-        parts.append(f"mean over unseen targets only: {s['unseen_mean']:.2f}")
+    parts = [f"{name} ({sets}, source included): {s.paper_mean:.2f}"]
+    if s.unseen_mean is not None:
+        parts.append(f"mean over unseen targets only: {s.unseen_mean:.2f}")
     return parts
-
-
-def jsonable(results: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    return {k: {kk: vv for kk, vv in v.items() if kk != "mean_masks"} for k, v in results.items()}

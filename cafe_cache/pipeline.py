@@ -20,6 +20,7 @@ from .errors import CafeError
 from .evaluate.targets import RunEvaluation, check_same_weights, evaluate_run, target_caches
 from .extract.paths import cache_path
 from .extract.reader import FeatureCache
+from .history import EpochLog
 from .messages import done, warning
 from .metrics import plural
 from .options import DEFAULT_WHICH, WHICH
@@ -53,7 +54,7 @@ def eval_choices(text: str) -> tuple[str, ...]:
 
 def train_and_evaluate(request: TrainRequest, *, log: Callable[[str], None] = print,
                        plain: Callable[[str], None] = print, bars: Callable[[], Any] | None = None,
-                       show: Callable[[RunEvaluation], None] | None = None) -> list[dict[str, Any]]:
+                       show: Callable[[RunEvaluation], None] | None = None) -> list[EpochLog]:
     """Train as ``request`` says, then (rank 0) evaluate each of ``--eval-which`` and write the figures;
     returns the per-epoch history. ``log`` takes lines (:mod:`.messages`), ``plain`` progress lines, ``bars()`` makes
     a progress display, ``show`` prints an evaluation's table."""
@@ -82,13 +83,13 @@ def train_and_evaluate(request: TrainRequest, *, log: Callable[[str], None] = pr
     return history
 
 
-def _evaluate_and_plot(request: TrainRequest, which: tuple[str, ...], cfg, out: Path, history: list[dict[str, Any]],
+def _evaluate_and_plot(request: TrainRequest, which: tuple[str, ...], cfg, out: Path, history: list[EpochLog],
                        dev, log: Callable[[str], None], bars: Callable[[], Any] | None,
                        show: Callable[[RunEvaluation], None] | None) -> None:
-    best = max(history, key=lambda h: h["source_test_acc"])
+    best = max(history, key=lambda h: h.source_test_acc)
     what = "source test accuracy" if len(cfg.sources) == 1 else f"mean test accuracy of the {len(cfg.sources)} sources"
-    log(done("trained", f": final epoch {history[-1]['epoch']} {what} "
-             f"{history[-1]['source_test_acc']:.2f}% (best {best['source_test_acc']:.2f}% at epoch {best['epoch']}, "
+    log(done("trained", f": final epoch {history[-1].epoch} {what} "
+             f"{history[-1].source_test_acc:.2f}% (best {best.source_test_acc:.2f}% at epoch {best.epoch}, "
              f"test-set selection); weights in {out}/last.safetensors and best.safetensors"))
     if request.evaluate:
         for w in which:

@@ -14,10 +14,8 @@ random-weights CLIP carry the figures module's warning.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -38,10 +36,12 @@ from .figures import (
     plot_training_curves,
 )
 from .gradcam import grad_cam
+from .history import read_history
 from .model.backbones import gradcam_layer
 from .model.cafe import CAFEModel
 from .options import DEFAULT_WHICH, GRADCAM_IMAGES
 from .paper import CAFE_CROSS_DOMAIN
+from .results import EvalResult, read_eval_result
 from .run.checkpoint import load_model
 from .run.data import PairedSamples, reader_for
 from .run.folder import FIGURES, RunConfig, RunFolder, find_runs
@@ -57,12 +57,12 @@ def clip_is_random(config: RunConfig) -> bool:
     return bool(config.clip.random_weights)
 
 
-def eval_results(run: Path, which: str = DEFAULT_WHICH) -> dict[str, Any]:
+def eval_results(run: Path, which: str = DEFAULT_WHICH) -> EvalResult:
     """``RUN/eval-<which>/results.json``, as written by ``cafe eval``."""
     f = RunFolder(run).results_json(which)
     if not f.is_file():
         raise CafeError(f"{f} does not exist; run `cafe eval -c {run} --which {which}` first.")
-    return json.loads(f.read_text())
+    return read_eval_result(f)
 
 
 # --------------------------------------------------------------------------- cross-domain
@@ -77,7 +77,7 @@ def cross_domain_matrix(runs: list[Path], which: str = DEFAULT_WHICH) -> dict[st
         if source in matrix:
             raise CafeError(f"{made_by[source]} and {run} were both trained on {source}; "
                             "give one run per source.")
-        matrix[source] = {t: m["accuracy"] for t, m in eval_results(run, which)["targets"].items()}
+        matrix[source] = eval_results(run, which).accuracies
         made_by[source] = run
     return matrix
 
@@ -127,8 +127,8 @@ def gradcam_examples(model: CAFEModel, cache: FeatureCache, *, n: int, image_siz
     images, feats, labels = (t.to(device) for t in default_collate([samples[i] for i in picks]))
     model.eval().to(device)
     with torch.no_grad():
-        pred = model(images, feats)["logits"].argmax(1)
-    cams = grad_cam(model, cam_layer(model)[1], lambda: model(images, feats)["logits"], pred,
+        pred = model(images, feats).logits.argmax(1)
+    cams = grad_cam(model, cam_layer(model)[1], lambda: model(images, feats).logits, pred,
                     (DISPLAY_SIZE, DISPLAY_SIZE))
     shown = [np.asarray(samples.image(i).resize((DISPLAY_SIZE,) * 2, Image.BILINEAR)) for i in picks]
     titles = [f"true {CLASSES[t]} / pred {CLASSES[p]}" for t, p in zip(labels.tolist(), pred.tolist())]
@@ -152,7 +152,7 @@ def make_run_figures(run: Path, *, which: str = DEFAULT_WHICH, cache_dir: Path |
     random = clip_is_random(config)
     train_cfg = config.train
     written = [plot_training_curves(
-        json.loads(RunFolder(run).metrics.read_text()), RunFolder(run).figures / "training-curves.png",
+        read_history(RunFolder(run).metrics), RunFolder(run).figures / "training-curves.png",
         title=f"Training on {train_cfg.source} ({train_cfg.variant}, {train_cfg.backbone})",
         random_weights=random, dpi=dpi)]
     try:
@@ -162,18 +162,18 @@ def make_run_figures(run: Path, *, which: str = DEFAULT_WHICH, cache_dir: Path |
         return written
     written += _eval_figures(run, which, results, random, dpi)
     if n_gradcam:
-        written += _gradcam_figures(run, which, list(results["targets"]), cache_dir, n_gradcam, device, log, dpi)
+        written += _gradcam_figures(run, which, list(results.targets), cache_dir, n_gradcam, device, log, dpi)
     return written
 
 
-def _eval_figures(run: Path, which: str, results: dict[str, Any], random: bool, dpi: int) -> list[Path]:
+def _eval_figures(run: Path, which: str, results: EvalResult, random: bool, dpi: int) -> list[Path]:
     """Confusion matrix and (for the variants with a mask) class-mask heat map per target."""
-    folder, source = RunFolder(run).figures, results["source"]
+    folder, source = RunFolder(run).figures, results.source
     written = []
-    for target, m in results["targets"].items():
+    for target, m in results.targets.items():
         written.append(plot_confusion(
-            np.array(m["confusion"]), folder / f"confusion-{target}.png",
-            f"{source} → {target} ({which} weights): accuracy {m['accuracy']:.1f}%, UAR {m['uar']:.1f}%",
+            np.array(m.confusion), folder / f"confusion-{target}.png",
+            f"{source} → {target} ({which} weights): accuracy {m.accuracy:.1f}%, UAR {m.uar:.1f}%",
             random_weights=random, dpi=dpi))
     masks_file = RunFolder(run).mean_masks(which)
     if masks_file.is_file():

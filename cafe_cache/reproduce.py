@@ -31,6 +31,7 @@ from .files import write_text
 from .messages import stop, warning
 from .metrics import means
 from .options import DEFAULT_WHICH, PROTOCOLS, TABLES, TRAIN_PRECISIONS, VIEWS, WHICH
+from .results import EvalResult, accuracies, read_eval_result_if_any, read_zero_shot_tables
 from .run.config import TrainConfig
 from .run.folder import RunConfig, RunFolder
 from .run.official import PaperSettings
@@ -56,9 +57,8 @@ class Experiment:
         return replace(base, source=self.source, cache_dir=str(cache_dir),
                        **{k: v for k, v in changes.items() if v is not None})
 
-    def results(self, which: str = DEFAULT_WHICH) -> dict | None:
-        f = RunFolder(self.run).results_json(which)
-        return json.loads(f.read_text()) if f.is_file() else None
+    def results(self, which: str = DEFAULT_WHICH) -> EvalResult | None:
+        return read_eval_result_if_any(RunFolder(self.run).results_json(which))
 
     def config(self) -> RunConfig | None:
         folder = RunFolder(self.run)
@@ -131,7 +131,8 @@ def partial_caches(experiments: list[Experiment], which: str) -> tuple[str, ...]
         if config is None or not config.source_cache:
             continue
         folder = Path(config.source_cache).parent
-        for name in [e.source, *(e.results(which) or {}).get("targets", {})]:
+        res = e.results(which)
+        for name in [e.source, *(res.targets if res else ())]:
             subset = _cache_subset(cache_path(folder, name))
             if subset:
                 found[name] = describe(subset)
@@ -224,7 +225,7 @@ def covered(rows: list[tuple[str, str, dict[str, float]]]) -> tuple[str, ...]:
 
 def ours(exp: Experiment, which: str = DEFAULT_WHICH) -> dict[str, float]:
     res = exp.results(which)
-    return {t: m["accuracy"] for t, m in res["targets"].items()} if res else {}
+    return res.accuracies if res else {}
 
 
 def zero_shot_rows(results_dir: Path) -> list[tuple[str, str, dict[str, float]]]:
@@ -232,9 +233,7 @@ def zero_shot_rows(results_dir: Path) -> list[tuple[str, str, dict[str, float]]]
     f = results_dir / "zeroshot" / "results.json"
     if not f.is_file():
         return []
-    tables = json.loads(f.read_text())["tables"]
-    return [(f"zero-shot {t['method']} (no FER training)", "-", {k: m["accuracy"] for k, m in t["targets"].items()})
-            for t in tables]
+    return [(f"zero-shot {t.method} (no FER training)", "-", accuracies(t.targets)) for t in read_zero_shot_tables(f)]
 
 
 def write_tables(experiments: list[Experiment], results_dir: Path, which: str = DEFAULT_WHICH) -> list[Path]:
@@ -246,7 +245,7 @@ def write_tables(experiments: list[Experiment], results_dir: Path, which: str = 
     results_dir.mkdir(parents=True, exist_ok=True)
     settings = Settings.from_runs(experiments, which)
     deviations = settings.deviations()
-    random = settings.random_clip or any((e.results(which) or {}).get("random_weights") for e in experiments)
+    random = settings.random_clip or any(res.random_weights for e in experiments if (res := e.results(which)))
     warn = "**RANDOM WEIGHTS — not a real result.** " if random else ""
     missing = ("Datasets not run are shown as -; the paper's rows are from the published tables, their means "
                "taken over the same datasets as ours.")

@@ -29,6 +29,7 @@ from .extract.job import Bars, ExtractJob
 from .extract.weights import ClipSpec
 from .messages import command, stop
 from .pipeline import TrainRequest
+from .results import ZeroShotTable
 from .run.config import TrainConfig
 
 Say = Callable[[str], None]  # prints one line of text (cafe_cache.messages)
@@ -46,7 +47,7 @@ class Views:
     extract_bars: Bars | None = None
     train_bars: Callable[[], Any] | None = None
     show: Callable[[Any], None] | None = None
-    show_zero_shot: Callable[[list[dict[str, Any]]], None] | None = None
+    show_zero_shot: Callable[[list[ZeroShotTable]], None] | None = None
 
 
 # --------------------------------------------------------------------------- the steps as commands (printed)

@@ -42,6 +42,7 @@ from .extract.reader import FeatureCache
 from .files import write_text
 from .metrics import markdown_table, metrics, summary
 from .paper import ZERO_SHOT
+from .results import TargetMetrics, ZeroShotTable
 
 # Prompt templates: the five of Exp-CLIP's "Expression Ensemble Five" (models/Text.py in
 # github.com/zengqunzhao/Exp-CLIP), written as templates.  The second is the one quoted in
@@ -287,22 +288,21 @@ def _group_by_clip(caches: dict[str, FeatureCache]) -> dict[str, dict[str, Featu
     return groups
 
 
-def _table(method: str, fp: Fingerprint, results: dict[str, dict[str, Any]],
-           datasets: dict[str, str], note: str = "") -> dict[str, Any]:
+def _table(method: str, fp: Fingerprint, results: dict[str, TargetMetrics],
+           datasets: dict[str, str], note: str = "") -> ZeroShotTable:
     """One method on one CLIP's caches, with its title and the published ViT-B/32 numbers."""
     title = f"Zero-shot {method} ({len(PROMPT_TEMPLATES)} prompt templates{note}), CLIP {fp.weights_label}"
     if fp.random_weights:
         title = "RANDOM CLIP WEIGHTS, not a real result: " + title
     published = {} if fp.random_weights else {
         name: ZERO_SHOT[method][ds] for name, ds in datasets.items() if ds in ZERO_SHOT[method]}
-    return {"method": method, "title": title, "clip": fp.weights_label, "random_weights": fp.random_weights,
-            "preprocess": fp.preprocess, "targets": results, "summary": summary(results, None),
-            "published": published}
+    return ZeroShotTable(method, title, fp.weights_label, fp.random_weights, fp.preprocess, results,
+                         summary(results, None), published)
 
 
 def zero_shot_tables(caches: dict[str, FeatureCache], *, text_dir: Path, expclip: Path | None,
                      clip_weights: str | None, device: torch.device,
-                     log: Callable[[str], None] = lambda _: None) -> list[dict[str, Any]]:
+                     log: Callable[[str], None] = lambda _: None) -> list[ZeroShotTable]:
     """Metrics of CLIP (and Exp-CLIP) per target, one table per method and CLIP weights."""
     require_text_towers(caches)
     tables = []
@@ -325,23 +325,24 @@ def zero_shot_tables(caches: dict[str, FeatureCache], *, text_dir: Path, expclip
     return tables
 
 
-def markdown(tables: list[dict[str, Any]]) -> str:
+def markdown(tables: list[ZeroShotTable]) -> str:
     """results.md: one table per method, its CLIP input and the published numbers, then the caveat."""
     parts = []
     for t in tables:
-        text = markdown_table(t["targets"], None, t["title"])
-        text += f"- CLIP input: cached features, --preprocess {t['preprocess']}\n"
-        for name, p in t["published"].items():
-            text += (f"- published ViT-B/32 {t['method']} zero-shot for {name}: UAR {p['uar']:.2f}, "
+        text = markdown_table(t.targets, None, t.title)
+        text += f"- CLIP input: cached features, --preprocess {t.preprocess}\n"
+        for name, p in t.published.items():
+            text += (f"- published ViT-B/32 {t.method} zero-shot for {name}: UAR {p['uar']:.2f}, "
                      f"accuracy (WAR) {p['war']:.2f}\n")
         parts.append(text)
     return "\n".join(parts) + f"\n{APPROXIMATION_NOTE}\n"
 
 
-def write_results(out: Path, tables: list[dict[str, Any]], expclip: Path | None) -> None:
+def write_results(out: Path, tables: list[ZeroShotTable], expclip: Path | None) -> None:
     """``OUT/results.json`` (the prompts, the Exp-CLIP head, every table) and ``OUT/results.md``."""
     out.mkdir(parents=True, exist_ok=True)
     data = {"templates": list(PROMPT_TEMPLATES), "class_words": list(CLASS_PROMPT_NAMES),
-            "expclip": str(expclip) if expclip else None, "note": APPROXIMATION_NOTE, "tables": tables}
+            "expclip": str(expclip) if expclip else None, "note": APPROXIMATION_NOTE,
+            "tables": [t.to_dict() for t in tables]}
     write_text(out / "results.json", json.dumps(data, indent=2, sort_keys=True))
     write_text(out / "results.md", markdown(tables))

@@ -19,22 +19,22 @@ BGR_HELP = ("Targets evaluated with colour channels in BGR order, reproducing th
 
 
 def print_results(results: dict, source: str | None, title: str) -> None:
+    """``results``: target -> :class:`~cafe_cache.results.TargetMetrics`."""
     from cafe_cache.metrics import means_line, target_label
 
     table = Table("target", "n", "accuracy", "UAR", title=title, title_justify="left")
     for name, m in results.items():
-        table.add_row(escape(target_label(name, m, source)),
-                      f"{m['n']:,}", f"{m['accuracy']:.2f}", f"{m['uar']:.2f}")
+        table.add_row(escape(target_label(name, m, source)), f"{m.n:,}", f"{m.accuracy:.2f}", f"{m.uar:.2f}")
     out.print(table)
     out.print("   ".join(means_line(results, source)))
     for m in results.values():
-        if m.get("left_out"):
-            out.print(f"[yellow]{escape(m['left_out'])}[/]", soft_wrap=True)
+        if m.left_out:
+            out.print(f"[yellow]{escape(m.left_out)}[/]", soft_wrap=True)
 
 
 def show_evaluation(evaluation) -> None:
     """The table of a :class:`~cafe_cache.evaluate.targets.RunEvaluation` and the files it wrote."""
-    print_results(evaluation.results, evaluation.source, evaluation.title)
+    print_results(evaluation.result.targets, evaluation.result.source, evaluation.result.title)
     console.print(f"written: {', '.join(str(f) for f in evaluation.files)}", soft_wrap=True)
 
 
@@ -59,8 +59,8 @@ def evaluate(
     json_out: bool = typer.Option(False, "--json", help="Also print the results as JSON on stdout."),
 ) -> None:
     """Evaluate a trained run on cached targets: RUN/eval-<which>/results.{json,md} (--targets A,B: results-A+B)."""
-    from cafe_cache.evaluate.targets import evaluate_run
-    from cafe_cache.metrics import jsonable  # torch: only when running
+    from cafe_cache.evaluate.targets import evaluate_run  # torch: only when running
+    from cafe_cache.results import targets_to_dict
 
     evaluation = evaluate_run(checkpoint, which, cache_dir=cache_dir, targets=split_list(targets),
                               bgr_targets=tuple(split_list(bgr_targets) or ()), clip_weights=clip_weights,
@@ -68,4 +68,4 @@ def evaluate(
     if evaluation:
         show_evaluation(evaluation)
     if json_out:
-        print(json.dumps(jsonable(evaluation.results if evaluation else {}), indent=2))
+        print(json.dumps(targets_to_dict(evaluation.result.targets if evaluation else {}), indent=2))

@@ -90,7 +90,7 @@ def _views():
 
     def zero_shot_tables(tables: list) -> None:
         for t in tables:
-            print_results(t["targets"], None, t["title"])
+            print_results(t.targets, None, t.title)
 
     return Views(say=say_plain, plain=say_plain, extract_bars=extract_cmd.bars, train_bars=progress,
                  show=show_evaluation, show_zero_shot=zero_shot_tables)

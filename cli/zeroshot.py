@@ -40,6 +40,6 @@ def zeroshot(
     tables = zs.zero_shot_tables(caches, text_dir=cache_dir / "text", expclip=expclip, clip_weights=clip_weights,
                                  device=pick_device(device), log=say)
     for t in tables:
-        print_results(t["targets"], None, t["title"])
+        print_results(t.targets, None, t.title)
     zs.write_results(out, tables, expclip)
     console.print(f"written: {out}/results.json, results.md")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import replace
 
@@ -15,17 +16,35 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
+from cafe_cache.classes import CLASSES  # noqa: E402
 from cafe_cache.datasets import build_reader  # noqa: E402
 from cafe_cache.extract.clip import ClipSpec, load_clip  # noqa: E402
 from cafe_cache.extract.fingerprint import Fingerprint  # noqa: E402
 from cafe_cache.extract.loop import ExtractReport, extract  # noqa: E402
 from cafe_cache.extract.weights import RandomInit  # noqa: E402
 from cafe_cache.extract.writer import CacheWriter  # noqa: E402
+from cafe_cache.results import EvalResult, Summary, TargetMetrics  # noqa: E402
 
 torch.set_num_threads(1)
 
 TINY_CLIP = "cafe-tiny"  # cafe_cache/extract/model_configs/cafe-tiny.json: 32-d features, 32 px input
 FOLDER_CLASSES = ("angry", "disgust", "fear", "happy", "neutral", "sad", "surprise")
+
+
+def target_metrics(accuracy: float, n: int = 10, **kw) -> TargetMetrics:
+    """A test set's metrics with the given accuracy (for the tables and means built from them)."""
+    return TargetMetrics(n, accuracy, accuracy, {c: None for c in CLASSES}, [[0] * len(CLASSES)] * len(CLASSES), **kw)
+
+
+def write_eval_results(run: Path, accuracy: dict[str, float], *, which: str = "last", source: str | None = None,
+                       random: bool = False) -> Path:
+    """``RUN/eval-<which>/results.json`` written through the schema, as ``cafe eval`` writes it."""
+    result = EvalResult(f"{source} -> targets", source, which, random, "test",
+                        {t: target_metrics(a) for t, a in accuracy.items()}, Summary())
+    path = run / f"eval-{which}" / "results.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result.to_dict()))
+    return path
 
 
 def write_folder_dataset(root: Path, per_class: dict[str, int], size: int = 24, seed: int = 0) -> Path:

@@ -35,10 +35,11 @@ from cafe_cache.predict.hub import parse_hf
 from cafe_cache.predict.model_card import model_card
 from cafe_cache.predict.onnx_export import PARITY_TOLERANCE
 from cafe_cache.predict.package import WEIGHTS_FILE
+from cafe_cache.results import EvalResult, Summary
 from cafe_cache.run.folder import RunConfig
 from cli.main import app
 
-from .conftest import train_tiny_run, write_hf_snapshot
+from .conftest import target_metrics, train_tiny_run, write_hf_snapshot
 
 REPO = Path(__file__).resolve().parents[1]
 FACE_REGION = (160, 40, 290, 195)  # the astronaut's face (see test_faces.py)
@@ -257,8 +258,9 @@ def test_model_card_puts_the_papers_numbers_beside_ours(run_dir):
                      "activation": "quickgelu", "random_weights": False},
             "weights": {"sha256": "0" * 64, "which": "last"}, "inputs": {"clip_image": 224, "mask_image": 224},
             "preprocessing": {"face_crop": "100x100", "colour_order": "RGB"}}
-    m = {"n": 10, "accuracy": 50.0, "uar": 40.0}
-    card = model_card(data, config, {"title": "t", "targets": {"rafdb": m, "ferplus": m}}, "o/n")
+    m = replace(target_metrics(50.0), uar=40.0)
+    card = model_card(data, config, EvalResult("t", "rafdb", "last", False, "", {"rafdb": m, "ferplus": m}, Summary()),
+                      "o/n")
     assert "| FERPlus | 10 | 50.00 | 40.00 | 73.16 |" in card
     assert "| RAF-DB (source) | 10 | 50.00 | 40.00 | 88.72 |" in card
     assert "RANDOM" not in card and "- none" in card

@@ -226,12 +226,12 @@ def test_global_batchnorm_is_batchnorm_for_one_process():
     model = CAFEModel(ModelConfig("resnet18", clip_dim=32)).train()
     plain = {k: v.clone() for k, v in model.state_dict().items()}
     x, f = torch.randn(4, 3, 32, 32), torch.randn(4, 32)
-    expected = model(x, f)["logits"]
+    expected = model(x, f).logits
     model.load_state_dict(plain)
     converted = global_batchnorm(model)
     assert any(isinstance(m, GlobalBatchNorm) for m in converted.modules())
     assert converted.state_dict().keys() == plain.keys()
-    torch.testing.assert_close(converted(x, f)["logits"], expected)
+    torch.testing.assert_close(converted(x, f).logits, expected)
 
 
 def test_global_batch_splits_evenly_or_says_what_to_pass():

@@ -16,7 +16,7 @@ from cafe_cache.run.config import TrainConfig
 from cafe_cache.train.loop import train
 from cli.main import main
 
-from .conftest import make_cache, write_folder_dataset
+from .conftest import make_cache, target_metrics, write_folder_dataset
 from .test_faults import cafe_error
 
 
@@ -72,7 +72,7 @@ def test_eval_refuses_unknown_bgr_targets_and_a_missing_cache_dir(env, tmp_path,
 
 def test_means_say_what_they_cover():
     def res(*names: str) -> dict:
-        return {n: {"accuracy": 50.0 + i, "bgr": False} for i, n in enumerate(names)}
+        return {n: target_metrics(50.0 + i) for i, n in enumerate(names)}
 
     assert means_line(res("rafdb"), "rafdb") == ["Mean (1 test set, source included): 50.00"]
     both = means_line(res("rafdb", "sfew"), "rafdb")

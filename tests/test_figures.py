@@ -4,6 +4,7 @@ finds the region a constructed net looks at."""
 from __future__ import annotations
 
 import warnings
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,7 @@ from torch import nn
 
 from cafe_cache import figures
 from cafe_cache.gradcam import grad_cam
+from cafe_cache.history import EpochLog
 from cafe_cache.paper import CAFE_CROSS_DOMAIN
 
 DPI = 50  # small images keep the tests quick; the layout is the same at any dpi
@@ -56,11 +58,13 @@ def test_cross_domain(tmp_path, with_paper):
     assert png_size(out) == (round(6.5 * panels * DPI), round((2.6 + 0.6 * 3) * DPI))
 
 
-def test_training_curves_tolerate_missing_keys(tmp_path):
-    history = [{"epoch": e, "loss": 2.0 / e, "ce": 1.0 / e, "sep": 0.5 / e, "div": 0.1,
-                "train_acc": 0.5 + e / 20, "source_test_acc": 0.4 + e / 20,
-                "lr": 2e-4 * 0.9 ** (e - 1)} for e in range(1, 6)]
-    del history[2]["sep"], history[3]["lr"], history[0]["epoch"]
+def test_training_curves_tolerate_missing_values(tmp_path):
+    history = [EpochLog(e, 2.0 / e, 1.0 / e, 0.5 / e, 0.1, 0.5 + e / 20, 0.4 + e / 20, 2e-4 * 0.9 ** (e - 1), 1.0, 9.0)
+               for e in range(1, 6)]
+    history[2] = replace(history[2], sep=None)  # the separation loss off
+    history[3] = replace(history[3], lr=float("nan"))
+    assert figures._series(history, "sep")[0] == [1.0, 2.0, 4.0, 5.0]
+    assert figures._series(history, "lr")[0] == [1.0, 2.0, 3.0, 5.0]
     out = figures.plot_training_curves(history, tmp_path / "curves.png", dpi=DPI)
     assert png_size(out) == (13 * DPI, round(4.8 * DPI))
     empty = figures.plot_training_curves([], tmp_path / "empty.png", dpi=DPI)

@@ -23,7 +23,7 @@ L = "cafe_cache."
 LEVELS: list[dict[str, tuple[str, ...]]] = [
     {"base": ("cafe_cache", L + "version", L + "errors", L + "messages", L + "options", L + "bounds", L + "files",
               L + "classes", L + "paper", L + "signals", L + "progress", L + "device", L + "distributed",
-              L + "metrics")},
+              L + "metrics", L + "results", L + "history")},
     {"datasets": (L + "datasets.*",), "synth": (L + "synth",)},
     {"extract": (L + "extract.*",)},
     {"model": (L + "model.*",)},

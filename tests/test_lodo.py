@@ -13,8 +13,10 @@ from cafe_cache.errors import CafeError
 from cafe_cache.lodo import plan_lodo, write_lodo
 from cafe_cache.reproduce import Experiment
 
-from .conftest import write_run_config
+from .conftest import write_eval_results, write_run_config
 from .test_reproduce import cafe, step_lines
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def configure(tmp_path: Path, monkeypatch, datasets: tuple[str, ...]) -> Path:
@@ -65,9 +67,7 @@ def test_two_datasets_are_table_one_not_lodo(tmp_path):
 
 
 def fake_run(run: Path, acc: dict[str, float], random: bool = False) -> None:
-    (run / "eval-last").mkdir(parents=True)
-    (run / "eval-last" / "results.json").write_text(json.dumps(
-        {"random_weights": random, "targets": {t: {"accuracy": a} for t, a in acc.items()}}))
+    write_eval_results(run, acc, random=random)
     write_run_config(run, {"online_clip": False}, backbone_init={"source": "imagenet"}, mask_precision="fp32",
                      clip={"random_weights": random})
 

@@ -12,7 +12,7 @@ from safetensors.torch import save_file
 from cafe_cache.errors import CafeError
 from cafe_cache.model import losses
 from cafe_cache.model.backbones import build_backbone, load_backbone_weights, reduce_width
-from cafe_cache.model.cafe import CAFEModel
+from cafe_cache.model.cafe import CAFEModel, ModelOutput
 from cafe_cache.model.config import ModelConfig
 
 
@@ -30,9 +30,9 @@ def test_sigmoid_mask_in_half_open_range(resnet18_cafe):
     clip = torch.randn(4, 512)
     with torch.no_grad():
         out = resnet18_cafe(images(), clip)
-    assert out["mask"].shape == (4, 512)
-    assert out["mask"].min() >= 0.5 and out["mask"].max() < 1
-    assert torch.equal(out["masked"], clip * out["mask"])
+    assert out.mask.shape == (4, 512)
+    assert out.mask.min() >= 0.5 and out.mask.max() < 1
+    assert torch.equal(out.masked, clip * out.mask)
 
 
 def test_no_sigmoid_multiplies_by_raw_mask():
@@ -42,8 +42,8 @@ def test_no_sigmoid_multiplies_by_raw_mask():
         out = model(x, clip)
         raw = model.backbone(x)
     assert raw.min() >= 0  # pooled after the final ReLU
-    assert torch.equal(out["mask"], raw)
-    assert torch.equal(out["masked"], clip * raw)
+    assert torch.equal(out.mask, raw)
+    assert torch.equal(out.masked, clip * raw)
 
 
 @pytest.mark.parametrize("variant, has_mask", [("cafe", True), ("no_sigmoid", True),
@@ -52,10 +52,11 @@ def test_variant_shapes(variant, has_mask):
     model = CAFEModel(ModelConfig(variant=variant, clip_dim=64)).eval()
     with torch.no_grad():
         out = model(images(), torch.randn(4, 64))
-    assert out["logits"].shape == (4, 7)
-    assert (out["masked"] is not None) == has_mask and (out["mask"] is not None) == has_mask
+    assert isinstance(out, ModelOutput) and isinstance(out, tuple)  # a tuple: what DDP and tracing walk through
+    assert out.logits.shape == (4, 7)
+    assert (out.masked is not None) == has_mask and (out.mask is not None) == has_mask
     if has_mask:
-        assert out["masked"].shape == out["mask"].shape == (4, 64)
+        assert out.masked.shape == out.mask.shape == (4, 64)
     expected_fc = {"cafe": 64, "no_sigmoid": 64, "no_mask": 512, "clip_finetune": 64 + 512}
     assert model.fc.in_features == expected_fc[variant] and model.fc.bias is not None
 
@@ -64,7 +65,7 @@ def test_no_mask_ignores_clip():
     model = CAFEModel(ModelConfig(variant="no_mask")).eval()
     x = images()
     with torch.no_grad():
-        assert torch.equal(model(x)["logits"], model(x, torch.randn(4, 512))["logits"])
+        assert torch.equal(model(x).logits, model(x, torch.randn(4, 512)).logits)
 
 
 def test_reduce_width_by_hand():
@@ -83,8 +84,8 @@ def test_resnet50_mask_is_mean_of_consecutive_channels():
         raw = model.backbone(x)
         out = model(x, torch.ones(2, 512))
     assert raw.shape == (2, 2048)
-    assert torch.allclose(out["mask"][:, 0], raw[:, :4].mean(dim=1))
-    assert torch.allclose(out["mask"][:, 511], raw[:, 2044:].mean(dim=1))
+    assert torch.allclose(out.mask[:, 0], raw[:, :4].mean(dim=1))
+    assert torch.allclose(out.mask[:, 511], raw[:, 2044:].mean(dim=1))
 
 
 @pytest.mark.parametrize("backbone", ["resnet18", "mobilenet_v3_small", "mobilenet_v2"])
@@ -93,8 +94,8 @@ def test_backbone_mask_takes_the_clip_width(backbone):
         model = CAFEModel(ModelConfig(backbone=backbone, clip_dim=clip_dim)).eval()
         with torch.no_grad():
             out = model(images(2), torch.randn(2, clip_dim))
-        assert out["mask"].shape == out["masked"].shape == (2, clip_dim)
-        assert out["logits"].shape == (2, 7)
+        assert out.mask.shape == out.masked.shape == (2, clip_dim)
+        assert out.logits.shape == (2, 7)
 
 
 def test_clip_width_mismatch_is_a_user_error(resnet18_cafe):
@@ -121,7 +122,7 @@ def test_training_step_updates_backbone_and_fc_not_clip():
     conv_before = model.backbone.conv1.weight.detach().clone()
     fc_before = model.fc.weight.detach().clone()
     out = model(images(), clip)
-    parts = losses.total_loss(out["logits"], torch.tensor([0, 1, 2, 6]), out["masked"])
+    parts = losses.total_loss(out.logits, torch.tensor([0, 1, 2, 6]), out.masked)
     parts.total.backward()
     assert model.backbone.conv1.weight.grad.abs().sum() > 0
     assert model.fc.weight.grad.abs().sum() > 0

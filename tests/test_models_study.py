@@ -15,7 +15,7 @@ from cafe_cache.metrics import means
 from cafe_cache.models_study import check_models, model_plans, model_slug, write_models_table
 from cafe_cache.reproduce import ReproduceJob
 
-from .conftest import configure_raf_and_mma, write_run_config
+from .conftest import configure_raf_and_mma, write_eval_results, write_run_config
 from .test_reproduce import cafe, step_lines
 
 TIMM = "timm:test_vit.r160_in1k"  # timm's tiny ViT: a real timm extractor, fast
@@ -59,9 +59,7 @@ def test_models_need_table_1_only_and_set_the_model_themselves(tmp_path):
 
 def write_run(run: Path, acc: dict[str, float], label: str, random: bool) -> None:
     for which in ("last", "best"):
-        (run / f"eval-{which}").mkdir(parents=True, exist_ok=True)
-        (run / f"eval-{which}" / "results.json").write_text(json.dumps(
-            {"random_weights": random, "targets": {t: {"accuracy": a} for t, a in acc.items()}}))
+        write_eval_results(run, acc, which=which, random=random)
     write_run_config(run, {"online_clip": True}, backbone_init={"source": "/w/resnet18_msceleb.pth"},
                      mask_precision="fp32", clip={"random_weights": random, "label": label})
 

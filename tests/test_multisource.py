@@ -4,6 +4,7 @@ accuracies, the refusal of mixed fingerprints, and one source taking exactly the
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,7 @@ from cafe_cache import synth
 from cafe_cache.distributed import Ranks
 from cafe_cache.errors import CafeError
 from cafe_cache.extract.reader import FeatureCache
+from cafe_cache.history import EpochLog, history_to_json
 from cafe_cache.run.config import TrainConfig
 from cafe_cache.run.data import PairedSamples
 from cafe_cache.train.loop import train
@@ -158,7 +160,7 @@ def test_per_source_test_accuracies_and_config(caches, tmp_path):
     lines = []
     history = train(config(caches, epochs=2, balance="domains"), run, log=lines.append)
     metrics = json.loads((run / "metrics.json").read_text())
-    assert metrics == history and len(metrics) == 2
+    assert metrics == history_to_json(history) and len(metrics) == 2
     for entry in metrics:
         accs = entry["source_test_accs"]
         assert set(accs) == {A, B}
@@ -208,15 +210,14 @@ def test_a_balanced_multi_source_run_resumes_to_the_same_weights(caches, tmp_pat
     history = train(cfg, parts, resume=True, log=lambda s: None)
     a, b = load_file(str(whole / "last.safetensors")), load_file(str(parts / "last.safetensors"))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)  # the draws of epoch 2 were repeated
-    assert json.loads((whole / "metrics.json").read_text())[-1]["loss"] == history[-1]["loss"]
+    assert json.loads((whole / "metrics.json").read_text())[-1]["loss"] == history[-1].loss
 
 
 def test_training_curves_show_each_source(tmp_path):
-    from cafe_cache.figures import _per_source, plot_training_curves
+    from cafe_cache.figures import _per_source, _series, plot_training_curves
 
-    history = [{"epoch": e, "loss": 2.0 - e / 10, "train_acc": 30.0 + e, "source_test_acc": 25.0 + e,
-                "source_test_accs": {A: 20.0 + e, B: 30.0 + e}, "lr": 1e-3} for e in (1, 2)]
-    names, flat = _per_source(history)
-    assert names == [A, B] and flat[1][f"test:{B}"] == 32.0 and "test:" + A not in history[0]  # a copy
-    assert _per_source([{**h, "source_test_accs": {A: 1.0}} for h in history])[0] == []  # one source: no extra lines
+    history = [EpochLog(e, 2.0 - e / 10, 1.0, None, None, 30.0 + e, 25.0 + e, 1e-3, 1.0, 10.0,
+                        {A: 20.0 + e, B: 30.0 + e}) for e in (1, 2)]
+    assert _per_source(history) == [A, B] and _series(history, f"test:{B}") == ([1.0, 2.0], [31.0, 32.0])
+    assert _per_source([replace(h, source_test_accs={A: 1.0}) for h in history]) == []  # one source: no extra lines
     assert plot_training_curves(history, tmp_path / "curves.png").stat().st_size > 5_000

@@ -98,7 +98,7 @@ def test_predictor_sees_faces_as_training_did(run_dir):
     clip_input = normalize(load_uint8(crop, 32, "official")[None], IMAGENET_MEAN, IMAGENET_STD)
     mask_input = v2.functional.normalize(to_tensor(crop, 40), IMAGENET_MEAN, IMAGENET_STD)[None]
     with torch.no_grad():
-        expected = torch.softmax(model(mask_input, clip.encode(clip_input))["logits"], 1).numpy()
+        expected = torch.softmax(model(mask_input, clip.encode(clip_input)).logits, 1).numpy()
     np.testing.assert_allclose(predictor.predict_faces([crop]), expected, atol=1e-6)
     assert (predictor.clip_size, predictor.mask_size) == (32, 40)
 

@@ -27,7 +27,7 @@ from cafe_cache.predict.infer import clamp_box, random_warning
 from cafe_cache.progress import PlainProgress, SpeedHint, status_line
 from cli.main import app
 
-from .conftest import TINY_CLIP, fingerprint, write_folder_dataset
+from .conftest import TINY_CLIP, fingerprint, target_metrics, write_folder_dataset
 from .test_datasets import ferplus_folder, votes
 
 REPO = Path(__file__).resolve().parents[1]
@@ -253,7 +253,7 @@ def test_paper_mean_label_only_for_the_papers_five_sets():
     from cafe_cache.metrics import means_line
 
     def result(acc):
-        return {"accuracy": acc, "uar": acc, "n": 10, "per_class": {}}
+        return target_metrics(acc)
 
     mine = means_line({"ck": result(80.0), "jaffe": result(60.0)}, "ck")
     assert mine[0].startswith("Mean (all 2 test sets")

@@ -72,9 +72,9 @@ def test_a_registered_variant_builds_and_trains_with_no_other_change(own_registr
     model = CAFEModel(ModelConfig(clip_dim=32, variant="clip_probe"))
     assert model.fc.in_features == 32
     clip = torch.randn(2, 32)
-    assert torch.allclose(model(torch.rand(2, 3, 32, 32), clip)["logits"], model.fc(clip))  # the backbone unused
+    assert torch.allclose(model(torch.rand(2, 3, 32, 32), clip).logits, model.fc(clip))  # the backbone unused
     history = train(one_epoch(cache_dir, variant="clip_probe"), tmp_path / "run", log=lambda s: None)
-    assert history[0]["sep"] is None and history[0]["div"] is None and history[0]["loss"] == history[0]["ce"]
+    assert history[0].sep is None and history[0].div is None and history[0].loss == history[0].ce
     rebuilt, config = load_model(tmp_path / "run")
     assert config.variant == "clip_probe" and rebuilt.fc.in_features == 32
 
@@ -83,8 +83,8 @@ def test_a_variant_with_a_mask_and_the_backbone_feature_in_its_fc(own_registries
     register_variant(Variant("masked_and_backbone", ("masked", "backbone"), sigmoid))
     model = CAFEModel(ModelConfig(clip_dim=64, variant="masked_and_backbone")).eval()
     out = model(torch.rand(2, 3, 32, 32), torch.randn(2, 64))
-    assert model.fc.in_features == 64 + 512 and out["logits"].shape == (2, 7)
-    assert out["mask"].min() > 0 and out["mask"].max() < 1  # the sigmoid mask was applied
+    assert model.fc.in_features == 64 + 512 and out.logits.shape == (2, 7)
+    assert out.mask.min() > 0 and out.mask.max() < 1  # the sigmoid mask was applied
 
 
 # --------------------------------------------------------------------------- loss terms

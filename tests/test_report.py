@@ -16,7 +16,7 @@ from cafe_cache.errors import CafeError
 from cafe_cache.report import cross_domain_matrix, plot_runs_cross_domain, spread_over_classes
 from cli.main import app
 
-from .conftest import TINY_CLIP, write_run_config
+from .conftest import TINY_CLIP, write_eval_results, write_run_config
 
 TARGETS = ("synth-line", "synth-color")
 # pixel sizes at the default 100 dpi (figure inches x 100)
@@ -91,10 +91,8 @@ def test_plot_folder_of_runs_adds_the_cross_domain_matrix(run, tmp_path):
 
 
 def fake_run(folder: Path, source: str, accuracy: dict[str, float], random: bool = False) -> Path:
-    (folder / "eval-last").mkdir(parents=True)
+    write_eval_results(folder, accuracy, source=source)
     write_run_config(folder, {"source": source}, clip={"random_weights": random})
-    targets = {t: {"accuracy": a} for t, a in accuracy.items()}
-    (folder / "eval-last" / "results.json").write_text(json.dumps({"source": source, "targets": targets}))
     return folder
 
 

@@ -12,7 +12,7 @@ import pytest
 from cafe_cache.errors import CafeError
 from cafe_cache.reproduce import ReproduceJob, available_datasets, default_train, plan
 
-from .conftest import configure_raf_and_mma, write_run_config
+from .conftest import configure_raf_and_mma, write_eval_results, write_run_config
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -179,9 +179,7 @@ def test_table_titles_name_every_setting_that_is_not_the_official_one(tmp_path):
     from cafe_cache.reproduce import Experiment, write_tables
     run = tmp_path / "table1" / "rafdb"
     for which, acc in (("last", 70.0), ("best", 72.0)):
-        (run / f"eval-{which}").mkdir(parents=True)
-        (run / f"eval-{which}" / "results.json").write_text(json.dumps(
-            {"random_weights": False, "targets": {"rafdb": {"accuracy": acc}, "mma": {"accuracy": acc - 20}}}))
+        write_eval_results(run, {"rafdb": acc, "mma": acc - 20}, which=which)
     config = {"backbone_init": {"source": "imagenet"}, "mask_precision": "bf16", "clip": {"random_weights": False}}
     write_run_config(run, {"online_clip": False}, **config)
     exps = [Experiment("1", "CAFE", "rafdb", run)]

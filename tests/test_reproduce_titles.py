@@ -11,8 +11,12 @@ from cafe_cache.reproduce import Experiment, Settings, write_tables
 from cafe_cache.run.config import TrainConfig
 from cli.reproduce import parse_extract_args, parse_train_args
 
-from .conftest import make_cache, set_cache_attrs, write_folder_dataset, write_run_config
-from .test_reproduce import cafe, two_datasets  # noqa: F401 (a fixture)
+from .conftest import make_cache, set_cache_attrs, write_eval_results, write_folder_dataset, write_run_config
+from .test_reproduce import (  # noqa: F401 (a fixture)
+    REPO,  # noqa: F401 (a fixture)
+    cafe,
+    two_datasets,
+)
 
 
 def limited_run(tmp_path: Path, limit: int | None) -> Experiment:
@@ -23,9 +27,7 @@ def limited_run(tmp_path: Path, limit: int | None) -> Experiment:
     if limit is not None:  # what `cafe extract --limit N` records
         set_cache_attrs(cache_dir / "rafdb.h5", subset=json.dumps({"limit": limit}))
     run = tmp_path / "runs" / "table1" / "rafdb"
-    (run / "eval-last").mkdir(parents=True)
-    (run / "eval-last" / "results.json").write_text(json.dumps(
-        {"random_weights": False, "targets": {"rafdb": {"accuracy": 70.0}}}))
+    write_eval_results(run, {"rafdb": 70.0})
     write_run_config(run, {"online_clip": True, "epochs": 1, "image_size": 32, "limit": 70},
                      backbone_init={"source": "/w/resnet18_msceleb.pth"}, mask_precision="fp32",
                      clip={"random_weights": False, "fingerprint": json.dumps({"views": ["clean"]})},

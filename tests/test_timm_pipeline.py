@@ -99,7 +99,7 @@ def test_predict_on_a_cached_image_equals_the_cached_features_path(trained):
     got = predictor.logits(face_tensor(crops, predictor.clip_size), face_tensor(crops, 32)).numpy()
     model, _ = load_model(base / "run")
     with torch.no_grad():
-        want = model.eval()(face_tensor(crops, 32), torch.from_numpy(data.features[:2, 0]))["logits"].numpy()
+        want = model.eval()(face_tensor(crops, 32), torch.from_numpy(data.features[:2, 0])).logits.numpy()
     np.testing.assert_allclose(got, want, atol=2e-2 * np.abs(want).max())  # the cache holds float16 features
 
 

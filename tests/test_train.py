@@ -15,16 +15,18 @@ from cafe_cache import synth
 from cafe_cache.errors import CafeError
 from cafe_cache.extract.online import clip_for, online_features
 from cafe_cache.extract.reader import FeatureCache
+from cafe_cache.history import EpochLog, read_history
 from cafe_cache.metrics import confusion_matrix, metrics, summary
 from cafe_cache.model.config import ModelConfig
 from cafe_cache.model.losses import total_loss
-from cafe_cache.run.checkpoint import load_model
+from cafe_cache.results import Summary
+from cafe_cache.run.checkpoint import load_model, load_resume
 from cafe_cache.run.config import TrainConfig
 from cafe_cache.run.data import Augment, PairedSamples, reader_for
 from cafe_cache.train import loop
 from cafe_cache.train.loop import train
 
-from .conftest import make_cache
+from .conftest import make_cache, target_metrics
 
 
 @pytest.fixture(scope="module")
@@ -55,11 +57,12 @@ def trained(caches, tmp_path_factory) -> tuple[Path, list]:
 def test_loss_falls_and_source_accuracy_beats_chance(trained):
     run, history = trained
     assert len(history) == 8
-    assert history[-1]["loss"] < history[0]["loss"] - 0.05
-    assert history[-1]["ce"] < history[0]["ce"]
-    assert max(h["source_test_acc"] for h in history) > 2 * 100 / 7 + 1  # chance is 14.3%: at least 9 of 28
-    assert history[1]["lr"] == pytest.approx(1e-3 * 0.9)  # ExponentialLR steps once per epoch
-    assert json.loads((run / "metrics.json").read_text()) == history
+    assert history[-1].loss < history[0].loss - 0.05
+    assert history[-1].ce < history[0].ce
+    assert max(h.source_test_acc for h in history) > 2 * 100 / 7 + 1  # chance is 14.3%: at least 9 of 28
+    assert history[1].lr == pytest.approx(1e-3 * 0.9)  # ExponentialLR steps once per epoch
+    assert read_history(run / "metrics.json") == history and all(isinstance(h, EpochLog) for h in history)
+    assert load_resume(run)["history"] == history  # the resume state holds the same epochs
 
 
 def test_checkpoint_round_trip_and_config(trained, caches):
@@ -73,13 +76,13 @@ def test_checkpoint_round_trip_and_config(trained, caches):
     written = json.loads((run / "config.json").read_text())  # the shape config.json always had
     assert written["model"] == cfg.model.to_dict() and written["train"] == config(caches).to_dict()
     best, _ = load_model(run / "best.safetensors")
-    best_epoch = max(history, key=lambda h: h["source_test_acc"])
+    best_epoch = max(history, key=lambda h: h.source_test_acc)
     # the best checkpoint reproduces the best epoch's source test accuracy
     cache = FeatureCache(caches / "synth-line.h5")
     ds = PairedSamples(cache.load("test"), reader_for(cache), cache.fingerprint.views, 32)
     from cafe_cache.run.predictions import predict_split
     pred = predict_split(best, ds, workers=0)
-    assert 100 * (pred.y_true == pred.y_pred).mean() == pytest.approx(best_epoch["source_test_acc"])
+    assert 100 * (pred.y_true == pred.y_pred).mean() == pytest.approx(best_epoch.source_test_acc)
 
 
 @pytest.mark.slow
@@ -98,7 +101,7 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(caches, tmp_path)
     assert len(history) == 3
     a, b = load_file(str(whole / "last.safetensors")), load_file(str(parts / "last.safetensors"))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
-    assert json.loads((whole / "metrics.json").read_text())[-1]["loss"] == history[-1]["loss"]
+    assert json.loads((whole / "metrics.json").read_text())[-1]["loss"] == history[-1].loss
 
 
 def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(caches, tmp_path, monkeypatch):
@@ -131,8 +134,8 @@ def test_online_clip_and_cache_give_the_same_loss_on_the_same_batch(caches):
     torch.manual_seed(0)
     model = CAFEModel(ModelConfig(clip_dim=32)).eval()
     drop = torch.ones(32)
-    a = total_loss(model(images, cached)["logits"], labels, model(images, cached)["masked"], drop).total
-    b = total_loss(model(images, online)["logits"], labels, model(images, online)["masked"], drop).total
+    a = total_loss(model(images, cached).logits, labels, model(images, cached).masked, drop).total
+    b = total_loss(model(images, online).logits, labels, model(images, online).masked, drop).total
     assert a.item() == pytest.approx(b.item(), rel=1e-5)
 
 
@@ -160,12 +163,12 @@ def test_metrics_against_a_hand_made_confusion_matrix():
     cm = confusion_matrix(y_true, y_pred)
     assert cm[0].tolist() == [2, 1, 0, 0, 0, 0, 0] and cm[3, 6] == 1 and cm.sum() == 10
     m = metrics(y_true, y_pred)
-    assert m["accuracy"] == pytest.approx(70.0)
+    assert m.accuracy == pytest.approx(70.0) and m.n == 10 and m.confusion == cm.tolist()
     # classes present: 0 (2/3), 1 (1/2), 3 (3/4), 6 (1/1)
-    assert m["uar"] == pytest.approx(100 * (2 / 3 + 1 / 2 + 3 / 4 + 1) / 4)
-    assert m["per_class"]["Fear"] == pytest.approx(50.0) and m["per_class"]["Anger"] is None
-    s = summary({"a": {"accuracy": 80.0}, "b": {"accuracy": 40.0}, "c": {"accuracy": 60.0}}, "a")
-    assert s == {"paper_mean": pytest.approx(60.0), "unseen_mean": pytest.approx(50.0), "source": 80.0}
+    assert m.uar == pytest.approx(100 * (2 / 3 + 1 / 2 + 3 / 4 + 1) / 4)
+    assert m.per_class["Fear"] == pytest.approx(50.0) and m.per_class["Anger"] is None
+    s = summary({"a": target_metrics(80.0), "b": target_metrics(40.0), "c": target_metrics(60.0)}, "a")
+    assert s == Summary(pytest.approx(60.0), pytest.approx(50.0), 80.0)
 
 
 def test_cli_train_then_eval_labels_random_weights(caches, tmp_path):
@@ -209,9 +212,9 @@ def test_bgr_targets_swap_channels_for_clip_and_mask_branch(trained, caches):
     from cafe_cache.evaluate.targets import evaluate_caches, target_caches
     model, _ = load_model(trained[0])
     cs = target_caches(caches, ["synth-color"])
-    rgb = evaluate_caches(model, cs, image_size=32, workers=0)["synth-color"]
-    bgr = evaluate_caches(model, cs, image_size=32, workers=0, bgr_targets=("synth-color",))["synth-color"]
-    assert bgr["bgr"] and not rgb["bgr"] and bgr["n"] == rgb["n"]
+    rgb = evaluate_caches(model, cs, image_size=32, workers=0)
+    bgr = evaluate_caches(model, cs, image_size=32, workers=0, bgr_targets=("synth-color",)).targets["synth-color"]
+    assert bgr.bgr and not rgb.targets["synth-color"].bgr and bgr.n == rgb.targets["synth-color"].n
     cache = cs["synth-color"]
     ds = PairedSamples(cache.load("test"), reader_for(cache), cache.fingerprint.views, 32, bgr=True)
     plain = PairedSamples(cache.load("test"), reader_for(cache), cache.fingerprint.views, 32)
@@ -220,7 +223,7 @@ def test_bgr_targets_swap_channels_for_clip_and_mask_branch(trained, caches):
     from cafe_cache.extract.preprocess import IMAGENET_MEAN, IMAGENET_STD
     mean, std = torch.tensor(IMAGENET_MEAN)[:, None, None], torch.tensor(IMAGENET_STD)[:, None, None]
     torch.testing.assert_close((x * std + mean), (x0 * std + mean).flip(0))
-    assert rgb["mean_masks"] is not None and rgb["mean_masks"].shape == (7, 32)
+    assert rgb.mean_masks["synth-color"].shape == (7, 32)
 
 
 @pytest.mark.slow
@@ -231,7 +234,7 @@ def test_bf16_mixed_precision_trains_in_channels_last(caches, tmp_path):
     with pytest.raises(CafeError, match="--precision 'fp8'"):
         resolve_train_precision("fp8", torch.device("cpu"))
     history = train(config(caches, epochs=2, precision="bf16"), tmp_path, log=lambda s: None)
-    assert all(np.isfinite(h["loss"]) for h in history) and history[1]["loss"] < history[0]["loss"]
+    assert all(np.isfinite(h.loss) for h in history) and history[1].loss < history[0].loss
     state = load_file(str(tmp_path / "last.safetensors"))
     assert state["fc.weight"].dtype == torch.float32
     model, _ = load_model(tmp_path)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -23,10 +23,11 @@ from ..extract.paths import find_caches
 from ..extract.reader import FeatureCache
 from ..files import write_atomic, write_text
 from ..messages import warning
-from ..metrics import jsonable, markdown_table, metrics, summary
+from ..metrics import markdown_table, metrics, summary
 from ..model.cafe import CAFEModel
 from ..options import EVAL_BATCH_SIZE, check_cache_name
 from ..progress import named_bars
+from ..results import EvalResult, TargetMetrics
 from ..run.checkpoint import load_model, write_json
 from ..run.data import PairedSamples, reader_for
 from ..run.folder import RunConfig, RunFolder
@@ -66,14 +67,23 @@ def check_same_weights(expected: Fingerprint, caches: dict[str, FeatureCache]) -
                             f"{expected.preprocess}; re-extract it to compare like with like.")
 
 
+@dataclass
+class CacheEvaluation:
+    """:func:`evaluate_caches`: the metrics of each target and, for the variants with a mask, its mean mask per
+    class (classes, D), what the figures show."""
+
+    targets: dict[str, TargetMetrics]
+    mean_masks: dict[str, np.ndarray]
+
+
 def evaluate_caches(model: CAFEModel, caches: dict[str, FeatureCache], *, image_size: int,
                     roots: dict[str, str] | None = None, bgr_targets: tuple[str, ...] = (),
                     clip_weights: str | None = None, batch_size: int = EVAL_BATCH_SIZE,
                     workers: int = 2, device="cpu", split: str = "test",
                     on_start: Callable[[str, int], None] | None = None,
-                    on_batch: Callable[[int], None] | None = None) -> dict[str, dict[str, Any]]:
-    """metrics() per target; ``mean_masks`` is added for figures. BGR targets run CLIP online on BGR input."""
-    results = {}
+                    on_batch: Callable[[int], None] | None = None) -> CacheEvaluation:
+    """metrics() per target and the mean masks for the figures. BGR targets run CLIP online on BGR input."""
+    results = CacheEvaluation({}, {})
     for name, cache in caches.items():
         data = cache.load(split)
         bgr = name in bgr_targets or cache.dataset in bgr_targets
@@ -84,9 +94,10 @@ def evaluate_caches(model: CAFEModel, caches: dict[str, FeatureCache], *, image_
             on_start(name, len(ds))
         pred = predict_split(model, ds, batch_size=batch_size, workers=workers, device=device, clip=clip,
                              on_batch=on_batch)
-        results[name] = metrics(pred.y_true, pred.y_pred) | {"bgr": bgr, "mean_masks": pred.mean_masks,
-                                                             "unreadable": data.unreadable,
-                                                             "left_out": data.left_out(f"{name} {split}", cache.path)}
+        results.targets[name] = replace(metrics(pred.y_true, pred.y_pred), bgr=bgr, unreadable=data.unreadable,
+                                        left_out=data.left_out(f"{name} {split}", cache.path))
+        if pred.mean_masks is not None:
+            results.mean_masks[name] = pred.mean_masks
     return results
 
 
@@ -94,9 +105,7 @@ def evaluate_caches(model: CAFEModel, caches: dict[str, FeatureCache], *, image_
 class RunEvaluation:
     """What :func:`evaluate_run` wrote into ``RUN/eval-<which>/``."""
 
-    results: dict[str, dict[str, Any]]  # metrics() per target, with "bgr" and "mean_masks"
-    source: str
-    title: str
+    result: EvalResult  # what results.json holds
     folder: Path
     files: tuple[Path, ...] = ()  # the results files written (JSON, Markdown)
 
@@ -147,7 +156,7 @@ def check_bgr_targets(bgr_targets: tuple[str, ...], caches: dict[str, FeatureCac
                         f"({', '.join(caches)}); name caches that are evaluated (see --targets).")
 
 
-def write_results(folder: RunFolder, which: str, config: RunConfig, results: dict[str, dict[str, Any]],
+def write_results(folder: RunFolder, which: str, config: RunConfig, results: CacheEvaluation,
                   targets: list[str] | None = None) -> RunEvaluation:
     """``eval-<which>/``: results.json, results.md (``targets``: results-A+B.*, the full ones untouched)
     and (for the variants with a mask, full evaluations) mean_masks.npz."""
@@ -157,12 +166,10 @@ def write_results(folder: RunFolder, which: str, config: RunConfig, results: dic
         title = "RANDOM CLIP WEIGHTS, not a real result: " + title
     out = folder.eval_dir(which)  # made by the first write (a failure there is one line naming the file)
     files = (folder.results_json(which, targets), folder.results_md(which, targets))
-    write_json(files[0], {
-        "title": title, "source": source, "which": which, "random_weights": config.random,
-        "clip": config.clip.label, "targets": jsonable(results), "summary": summary(results, source),
-        "bgr_targets": [k for k, v in results.items() if v.get("bgr")]})
-    write_text(files[1], markdown_table(results, source, title))
-    masks = {k: v["mean_masks"] for k, v in results.items() if v["mean_masks"] is not None}
-    if masks and not targets:
-        write_atomic(folder.mean_masks(which), lambda p: _savez(p, masks))
-    return RunEvaluation(results, source, title, out, files)
+    result = EvalResult(title, source, which, config.random, config.clip.label, results.targets,
+                        summary(results.targets, source))
+    write_json(files[0], result.to_dict())
+    write_text(files[1], markdown_table(results.targets, source, title))
+    if results.mean_masks and not targets:
+        write_atomic(folder.mean_masks(which), lambda p: _savez(p, results.mean_masks))
+    return RunEvaluation(result, out, files)

@@ -9,12 +9,24 @@ The separation and diverse losses are computed by the training loop from ``maske
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 from torch import Tensor, nn
 
 from ..errors import CafeError
 from .backbones import LoadReport, backbone_spec, build_backbone, load_backbone_weights, reduce_width
 from .config import ModelConfig
+
+
+class ModelOutput(NamedTuple):
+    """What :meth:`CAFEModel.forward` returns. A NamedTuple, so DDP and tracing see a tuple of tensors
+    (``cafe export`` wraps the model to return ``logits`` alone); ``masked`` and ``mask`` are None for the
+    variants without a mask."""
+
+    logits: Tensor  # (B, classes)
+    masked: Tensor | None = None  # F~ = F * mask (B, D), what the separation and diverse losses use
+    mask: Tensor | None = None  # (B, D): the mask actually applied
 
 
 class CAFEModel(nn.Module):
@@ -30,8 +42,8 @@ class CAFEModel(nn.Module):
         """Initialise the backbone: a weights file, ``"imagenet"`` or ``"none"``."""
         return load_backbone_weights(self.backbone, source, arch=self.config.backbone)
 
-    def forward(self, images: Tensor, clip_features: Tensor | None = None) -> dict[str, Tensor | None]:
-        """Returns ``logits`` (B, classes), ``masked`` F~ (B, D) and ``mask`` (B, D).
+    def forward(self, images: Tensor, clip_features: Tensor | None = None) -> ModelOutput:
+        """A :class:`ModelOutput`: ``logits`` (B, classes), ``masked`` F~ (B, D) and ``mask`` (B, D).
 
         ``mask`` is the mask actually applied: sigmoid(M) for ``cafe``, raw M for
         ``no_sigmoid``; ``masked`` and ``mask`` are None for the variants without a mask.
@@ -45,7 +57,7 @@ class CAFEModel(nn.Module):
         parts = {"masked": masked, "clip": clip, "backbone": features}
         fc_input = [parts[p] for p in self.variant.fc_input]
         logits = self.fc(fc_input[0] if len(fc_input) == 1 else torch.cat(fc_input, dim=1))
-        return {"logits": logits, "masked": masked, "mask": mask}
+        return ModelOutput(logits, masked, mask)
 
     def _check_clip(self, clip_features: Tensor | None, features: Tensor) -> Tensor:
         if clip_features is None:

@@ -124,7 +124,7 @@ class InferenceGraph(nn.Module):
 
     def forward(self, clip_image: Tensor, mask_image: Tensor) -> Tensor:
         clip_features = self.clip_visual(clip_image).float()  # raw features, as the extractor's encode()
-        return self.model(mask_image, clip_features)["logits"]
+        return self.model(mask_image, clip_features).logits
 
 
 class FacePredictor:

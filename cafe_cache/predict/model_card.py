@@ -8,6 +8,7 @@ from ..classes import CLASSES
 from ..extract.extractor import display_name
 from ..metrics import means
 from ..paper import CAFE_CROSS_DOMAIN, DATASET_NAMES
+from ..results import EvalResult
 from ..run.folder import RunConfig
 
 CITATION = "\n".join([
@@ -21,7 +22,7 @@ CITATION = "\n".join([
 ])
 
 
-def model_card(data: dict[str, Any], config: RunConfig, results: dict[str, Any] | None, repo: str) -> str:
+def model_card(data: dict[str, Any], config: RunConfig, results: EvalResult | None, repo: str) -> str:
     """The card of a package: ``data`` its config.json, ``config`` the run's, ``results`` its eval results.json."""
     source = config.source
     random = data["random_weights"]["clip"] or data["random_weights"]["backbone"]
@@ -71,25 +72,25 @@ def _how_to_use(repo: str) -> list[str]:
     ]
 
 
-def _results(results: dict[str, Any] | None, source: str, which: str) -> list[str]:
+def _results(results: EvalResult | None, source: str, which: str) -> list[str]:
     """Accuracy per evaluated test set, with CAFE's Table 1 number for the same source and target beside it."""
     if not results:
         return ["## Cross-domain results", "", f"The run's `{which}` weights were not evaluated (`cafe eval "
                 f"--which {which}` writes the results `cafe package` puts here), so there are no numbers.", ""]
     paper = CAFE_CROSS_DOMAIN.get(source, {})
     rows = ["| test set | n | accuracy (%) | UAR (%) | paper, CAFE Table 1 (%) |", "|---|---:|---:|---:|---:|"]
-    for name, m in results["targets"].items():
+    for name, m in results.targets.items():
         tag = " (source)" if name == source else ""
         ref = f"{paper[name]:.2f}" if name in paper else "–"
         name_cell = f"{DATASET_NAMES.get(name, name)}{tag}"
-        rows.append(f"| {name_cell} | {m['n']} | {m['accuracy']:.2f} | {m['uar']:.2f} | {ref} |")
-    accs = {k: v["accuracy"] for k, v in results["targets"].items()}
+        rows.append(f"| {name_cell} | {m.n} | {m.accuracy:.2f} | {m.uar:.2f} | {ref} |")
+    accs = results.accuracies
     paper_mean, unseen_mean = means(accs, source)
     notes = [] if paper_mean is None else [
         f"- mean over the {len(accs)} test sets (source included, as Table 1's Mean): {paper_mean:.2f}"]
     if unseen_mean is not None:
         notes.append(f"- mean over the unseen test sets: {unseen_mean:.2f}")
-    return ["## Cross-domain results", "", f"{results.get('title', '')}", "", *rows, "", *notes, ""]
+    return ["## Cross-domain results", "", results.title, "", *rows, "", *notes, ""]
 
 
 def _training(data: dict[str, Any], config: RunConfig) -> list[str]:

@@ -26,6 +26,7 @@ from ..errors import CafeError
 from ..extract.fingerprint import Fingerprint
 from ..model.cafe import CAFEModel
 from ..model.variants import CAFE
+from ..results import EvalResult, read_eval_result_if_any
 from ..run.checkpoint import load_model, load_weights, sha256, write_json
 from ..run.folder import RunConfig, RunFolder
 from ..run.official import PaperSettings
@@ -93,18 +94,12 @@ def package_run(run: str | Path, out: str | Path, which: str | None = None, repo
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return PackageReport(out, which, digest, data["warning"], tuple((results or {}).get("targets", {})))
+    return PackageReport(out, which, digest, data["warning"], tuple(results.targets if results else ()))
 
 
-def _eval_results(folder: RunFolder, which: str) -> dict[str, Any] | None:
+def _eval_results(folder: RunFolder, which: str) -> EvalResult | None:
     """``RUN/eval-<which>/results.json`` of ``cafe eval``, None when the run was not evaluated."""
-    path = folder.results_json(which)
-    if not path.is_file():
-        return None
-    try:
-        return json.loads(path.read_text())
-    except (ValueError, UnicodeDecodeError) as e:
-        raise CafeError(f"{path} is not valid JSON ({e}); rerun `cafe eval --checkpoint {folder.path}`.") from None
+    return read_eval_result_if_any(folder.results_json(which))
 
 
 def deviations(config: RunConfig, which: str) -> list[str]:

@@ -28,6 +28,7 @@ from safetensors.torch import load_file, save
 
 from ..errors import CafeError
 from ..files import write_bytes, write_text
+from ..history import history_from_json, history_to_json
 from ..model.cafe import CAFEModel
 from .folder import CHECKSUMS, RESUME, RunConfig, RunFolder
 
@@ -115,14 +116,15 @@ def write_json(path: Path, data: Any, kept: str = "") -> None:
 def save_resume(run: Path, state: dict[str, Any], kept: str = "") -> None:
     """``resume.pt``: one file holding everything a resume needs, the weights included (``model``) and
     the epoch it belongs to, so no kill between two writes can pair weights and optimiser of different
-    epochs."""
+    epochs. ``state["history"]`` is a list of :class:`~cafe_cache.history.EpochLog`, stored as plain dicts."""
     buffer = io.BytesIO()
-    torch.save(state, buffer)
+    torch.save(state | {"history": history_to_json(state["history"])}, buffer)
     _save_checked(run, RESUME, buffer.getvalue(), kept)
 
 
 def load_resume(run: Path) -> dict[str, Any] | None:
-    """The optimiser, scheduler and history saved after the last finished epoch (None: nothing to resume)."""
+    """The optimiser, scheduler and history (a list of :class:`~cafe_cache.history.EpochLog`) saved after
+    the last finished epoch (None: nothing to resume)."""
     f = RunFolder(run).resume
     if not f.is_file():
         return None
@@ -138,7 +140,7 @@ def load_resume(run: Path) -> dict[str, Any] | None:
     if "epoch" in state and state["epoch"] != len(state["history"]):
         raise CafeError(f"{f} is damaged: it names epoch {state['epoch']} but holds the history of "
                         f"{len(state['history'])}. Train into another --out.")
-    return state
+    return state | {"history": history_from_json(state["history"], f)}
 
 
 def restore_weights(run: Path, state: dict[str, Any], model: CAFEModel) -> None:

@@ -38,9 +38,9 @@ def predict_split(model: CAFEModel, dataset: PairedSamples, *, batch_size: int =
         feats = online_features(clip, images) if clip else feats.to(device)
         out = model(images, feats)
         ys.append(labels.numpy())
-        ps.append(out["logits"].argmax(1).cpu().numpy())
-        if out["mask"] is not None:
-            m = out["mask"].float().cpu().numpy()
+        ps.append(out.logits.argmax(1).cpu().numpy())
+        if out.mask is not None:
+            m = out.mask.float().cpu().numpy()
             mask_sum = np.zeros((NUM_CLASSES, m.shape[1])) if mask_sum is None else mask_sum
             np.add.at(mask_sum, labels.numpy(), m)
             np.add.at(counts, labels.numpy(), 1)

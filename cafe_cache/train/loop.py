@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -35,6 +35,7 @@ from ..extract.extractor import FeatureExtractor
 from ..extract.fingerprint import Fingerprint
 from ..extract.online import online_features
 from ..extract.reader import FeatureCache
+from ..history import EpochLog, history_to_json
 from ..model.backbones import LoadReport
 from ..model.cafe import CAFEModel
 from ..model.config import ModelConfig
@@ -46,21 +47,6 @@ from ..run.folder import BackboneInit, ClipInfo, RunConfig, RunFolder
 from ..run.predictions import predict_split
 from ..version import __version__
 from .sources import SourceData, load_sources, make_sampler
-
-
-@dataclass
-class EpochLog:
-    epoch: int
-    loss: float
-    ce: float
-    sep: float | None
-    div: float | None
-    train_acc: float
-    source_test_acc: float  # the mean over the sources' test splits (one source: its own); picks ``best``
-    lr: float
-    seconds: float
-    images_per_s: float
-    source_test_accs: dict[str, float] = field(default_factory=dict)  # each source's own test accuracy
 
 
 class NonFiniteLoss(CafeError):
@@ -101,7 +87,7 @@ class Session:
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LRScheduler
     # the epochs done
-    history: list[dict[str, Any]] = field(default_factory=list)
+    history: list[EpochLog] = field(default_factory=list)
     best: float = -1.0
 
 
@@ -119,7 +105,7 @@ class EpochSums:
 
 def train(cfg: TrainConfig, run: Path, *, resume: bool = False, log: Callable[[str], None] = print,
           on_step: Callable[[int, int], None] | None = None, ranks: Ranks = SINGLE,
-          on_epoch: Callable[[int, int], None] | None = None) -> list[dict[str, Any]]:
+          on_epoch: Callable[[int, int], None] | None = None) -> list[EpochLog]:
     """Train into the run folder ``run``; returns the per-epoch history. With several ranks, call it in
     every process (inside :func:`cafe_cache.distributed.process_group`).
 
@@ -221,9 +207,9 @@ def train_one_epoch(s: Session, epoch: int, *, on_epoch: Callable[[int, int], No
         drop = channel_drop_mask(s.clip_dim, generator=drops, device=s.device) if draw_drops else None
         with autocast(s.precision, s.device):
             out = s.model(images, feats)
-            losses = total_loss(out["logits"].float(), labels, out["masked"], drop, terms=s.terms)
+            losses = total_loss(out.logits.float(), labels, out.masked, drop, terms=s.terms)
         # one host sync per step: the losses and the correct count, summed over ranks, come back together
-        hits = (out["logits"].argmax(1) == labels).sum()
+        hits = (out.logits.argmax(1) == labels).sum()
         synced = s.ranks.sum(torch.cat([losses.detached(), hits.float()[None]])).tolist()
         values = losses.read([v / s.ranks.world for v in synced[:-1]])  # each rank's loss is its batch's mean
         if not math.isfinite(values.total):
@@ -260,7 +246,7 @@ def end_epoch(s: Session, epoch: int, e: EpochSums, log: Callable[[str], None]) 
     terms = {name: v / e.seen for name, v in e.terms.items()}  # the terms off for this run are None below
     entry = EpochLog(epoch + 1, e.loss / e.seen, terms["ce"], terms.get("sep"), terms.get("div"),
                      100.0 * e.correct / e.seen, test_acc, e.lr, e.seconds, e.seen / e.seconds, accs)
-    s.history.append(asdict(entry))
+    s.history.append(entry)
 
     # -- checkpoints (rank 0): weights first, then the resume state that points at them ------------
     improved = test_acc > s.best
@@ -275,7 +261,7 @@ def end_epoch(s: Session, epoch: int, e: EpochSums, log: Callable[[str], None]) 
         save_resume(s.run, {"model": weights_state(unwrap(s.model)), "epoch": epoch + 1,
                             "optimizer": s.optimizer.state_dict(), "scheduler": s.scheduler.state_dict(),
                             "history": s.history, "best": s.best}, kept)
-        write_json(RunFolder(s.run).metrics, s.history, kept)
+        write_json(RunFolder(s.run).metrics, history_to_json(s.history), kept)
     parts = ", ".join(f"{name} {v:.4f}" for name, v in terms.items())
     log(f"epoch {epoch + 1}/{s.cfg.epochs}  loss {entry.loss:.4f} ({parts})  train {entry.train_acc:.1f}%  "
         f"{test_line(accs)}  lr {e.lr:.2e}  {entry.images_per_s:.1f} img/s")

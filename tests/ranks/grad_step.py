@@ -33,7 +33,7 @@ with process_group(torch.device("cpu"), ranks):
         images, feats = torch.randn(batch, 3, 32, 32, generator=data), torch.randn(batch, 32, generator=data)
         labels, drop = torch.arange(batch) % 7, channel_drop_mask(32, generator=data)
         out_ = model(images[mine], feats[mine])
-        loss = total_loss(out_["logits"], labels[mine], out_["masked"], drop).total
+        loss = total_loss(out_.logits, labels[mine], out_.masked, drop).total
         optimizer.zero_grad()
         loss.backward()
         if first is None:
