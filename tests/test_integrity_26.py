@@ -105,7 +105,7 @@ def test_a_kill_between_the_weights_and_the_resume_state_resumes_to_the_uninterr
     real = loop.save_resume
 
     def killed_at_epoch_2(run, state, *args, **kwargs):
-        if len(state["history"]) == 2:
+        if len(state.history) == 2:
             raise KeyboardInterrupt  # the process dies here: last.safetensors already holds epoch 2
         return real(run, state, *args, **kwargs)
 
@@ -122,7 +122,32 @@ def test_a_kill_between_the_weights_and_the_resume_state_resumes_to_the_uninterr
     train(config(env["cache_dir"], epochs=3), whole, log=lambda s: None)
     a, b = load_file(str(whole / "last.safetensors")), load_file(str(parts / "last.safetensors"))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
-    assert kept["epoch"] == 1 and len(kept["history"]) == 1
+    assert kept.epoch == 1 and len(kept.history) == 1
+
+
+def test_resume_state_reads_typed_and_that_of_older_versions_too(tmp_path):
+    """resume.pt round-trips as a ResumeState; one written before the weights moved into it (no ``model``,
+    no ``epoch``) reads with model None, so the resume takes last.safetensors; a mismatched epoch is one line."""
+    from cafe_cache.history import EpochLog
+    from cafe_cache.run.checkpoint import ResumeState, save_resume
+
+    epochs = [EpochLog(epoch=i + 1, loss=1.0 / (i + 1), ce=0.5, sep=0.3, div=0.2, train_acc=50.0, source_test_acc=40.0,
+                       lr=2e-4, images_per_s=10.0, seconds=1.0) for i in range(2)]
+    state = ResumeState(optimizer={"state": {}, "param_groups": []}, scheduler={"last_epoch": 2}, history=epochs,
+                        best=40.0, model={"fc.weight": torch.ones(2, 2)}, epoch=2)
+    save_resume(tmp_path, state)
+    back = load_resume(tmp_path)
+    assert back.history == epochs and back.epoch == 2 and torch.equal(back.model["fc.weight"], torch.ones(2, 2))
+    old = tmp_path / "old"
+    old.mkdir()
+    torch.save({"optimizer": {}, "scheduler": {}, "history": [e.to_dict() for e in epochs], "best": 40.0},
+               old / "resume.pt")
+    back = load_resume(old)
+    assert back.model is None and back.epoch is None and back.history == epochs
+    torch.save({"optimizer": {}, "scheduler": {}, "history": [e.to_dict() for e in epochs], "best": 40.0,
+                "model": {}, "epoch": 3}, old / "resume.pt")
+    with pytest.raises(CafeError, match="names epoch 3 but holds the history of 2"):
+        load_resume(old)
 
 
 def test_a_second_train_into_the_same_out_is_refused(env, run_copy, monkeypatch, capsys):
@@ -304,7 +329,7 @@ def test_a_full_run_folder_at_a_checkpoint_is_one_line_and_keeps_the_last_epoch(
     assert not list(run_copy.glob("*.tmp")) and not (run_copy / RUN_LOCK).exists()
     assert {p.name: p.read_bytes() for p in run_copy.iterdir() if p.suffix in (".safetensors", ".pt")} == before
     load_model(run_copy)  # still matches its recorded sha256
-    assert load_resume(run_copy)["epoch"] == 2
+    assert load_resume(run_copy).epoch == 2
 
 
 def test_an_unwritable_out_is_refused_before_training(env, tmp_path, monkeypatch, capsys):
@@ -415,7 +440,7 @@ def test_train_on_sigterm_stops_cleanly_and_resumes(env, tmp_path, monkeypatch, 
     out = tmp_path / "run"
     code, _, err = cafe(monkeypatch, capsys, *train_args(env["cache_dir"], out, "--epochs", "2"))  # the last wins
     assert code == 143 and "stopped by SIGTERM" in err and "Traceback" not in err, err
-    assert load_resume(out)["epoch"] == 1 and not list(out.glob("*.tmp")) and not (out / RUN_LOCK).exists()
+    assert load_resume(out).epoch == 1 and not list(out.glob("*.tmp")) and not (out / RUN_LOCK).exists()
     monkeypatch.setattr(loop, "train_one_epoch", real)
     code, _, err = cafe(monkeypatch, capsys, "train", "--resume", "--out", str(out), "--no-eval", "--no-plots")
     assert code == 0 and "resuming after epoch 1 of 2" in err, err

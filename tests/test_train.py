@@ -62,7 +62,7 @@ def test_loss_falls_and_source_accuracy_beats_chance(trained):
     assert max(h.source_test_acc for h in history) > 2 * 100 / 7 + 1  # chance is 14.3%: at least 9 of 28
     assert history[1].lr == pytest.approx(1e-3 * 0.9)  # ExponentialLR steps once per epoch
     assert read_history(run / "metrics.json") == history and all(isinstance(h, EpochLog) for h in history)
-    assert load_resume(run)["history"] == history  # the resume state holds the same epochs
+    assert load_resume(run).history == history  # the resume state holds the same epochs
 
 
 def test_checkpoint_round_trip_and_config(trained, caches):

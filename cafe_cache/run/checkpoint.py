@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,7 @@ from safetensors.torch import load_file, save
 
 from ..errors import CafeError
 from ..files import write_bytes, write_text
-from ..history import history_from_json, history_to_json
+from ..history import EpochLog, history_from_json, history_to_json
 from ..model.cafe import CAFEModel
 from .folder import CHECKSUMS, RESUME, RunConfig, RunFolder
 
@@ -113,18 +114,50 @@ def write_json(path: Path, data: Any, kept: str = "") -> None:
     write_text(path, json.dumps(data, indent=2, sort_keys=True), kept)
 
 
-def save_resume(run: Path, state: dict[str, Any], kept: str = "") -> None:
+@dataclass
+class ResumeState:
+    """``resume.pt``, typed: what the last finished epoch leaves for a resume. ``optimizer``, ``scheduler``
+    and ``model`` are torch ``state_dict``s; ``model`` and ``epoch`` are None in the resume state of cafe
+    versions that kept the weights in ``last.safetensors`` only."""
+
+    optimizer: dict[str, Any]
+    scheduler: dict[str, Any]
+    history: list[EpochLog]
+    best: float
+    model: dict[str, torch.Tensor] | None = None
+    epoch: int | None = None
+
+    def to_torch(self) -> dict[str, Any]:
+        """Plain containers for ``torch.save`` (read back with ``weights_only=True``)."""
+        out = {"optimizer": self.optimizer, "scheduler": self.scheduler, "history": history_to_json(self.history),
+               "best": self.best}
+        return out | ({"model": self.model, "epoch": self.epoch} if self.model is not None else {})
+
+    @classmethod
+    def from_torch(cls, state: Any, f: Path) -> ResumeState:
+        """From what ``torch.load`` gave for ``f``, checked: one line naming the file when it is not ours."""
+        if not isinstance(state, dict) or any(k not in state for k in RESUME_KEYS):
+            raise CafeError(f"{f} is not cafe resume state (it needs {', '.join(RESUME_KEYS)}).")
+        if "epoch" in state and state["epoch"] != len(state["history"]):
+            raise CafeError(f"{f} is damaged: it names epoch {state['epoch']} but holds the history of "
+                            f"{len(state['history'])}. Train into another --out.")
+        return cls(optimizer=state["optimizer"], scheduler=state["scheduler"],
+                   history=history_from_json(state["history"], f), best=state["best"],
+                   model=state.get("model"), epoch=state.get("epoch"))
+
+
+def save_resume(run: Path, state: ResumeState, kept: str = "") -> None:
     """``resume.pt``: one file holding everything a resume needs, the weights included (``model``) and
     the epoch it belongs to, so no kill between two writes can pair weights and optimiser of different
-    epochs. ``state["history"]`` is a list of :class:`~cafe_cache.history.EpochLog`, stored as plain dicts."""
+    epochs."""
     buffer = io.BytesIO()
-    torch.save(state | {"history": history_to_json(state["history"])}, buffer)
+    torch.save(state.to_torch(), buffer)
     _save_checked(run, RESUME, buffer.getvalue(), kept)
 
 
-def load_resume(run: Path) -> dict[str, Any] | None:
-    """The optimiser, scheduler and history (a list of :class:`~cafe_cache.history.EpochLog`) saved after
-    the last finished epoch (None: nothing to resume)."""
+def load_resume(run: Path) -> ResumeState | None:
+    """The optimiser, scheduler, history and weights saved after the last finished epoch (None: nothing to
+    resume)."""
     f = RunFolder(run).resume
     if not f.is_file():
         return None
@@ -135,25 +168,20 @@ def load_resume(run: Path) -> dict[str, Any] | None:
         raise CafeError(f"{f} cannot be read as cafe resume state ({type(e).__name__}: "
                         f"{' '.join(str(e).split())[:200]}). Train into another --out, or delete it to restart "
                         "this run from epoch 1.") from None
-    if not isinstance(state, dict) or any(k not in state for k in RESUME_KEYS):
-        raise CafeError(f"{f} is not cafe resume state (it needs {', '.join(RESUME_KEYS)}).")
-    if "epoch" in state and state["epoch"] != len(state["history"]):
-        raise CafeError(f"{f} is damaged: it names epoch {state['epoch']} but holds the history of "
-                        f"{len(state['history'])}. Train into another --out.")
-    return state | {"history": history_from_json(state["history"], f)}
+    return ResumeState.from_torch(state, f)
 
 
-def restore_weights(run: Path, state: dict[str, Any], model: CAFEModel) -> None:
+def restore_weights(run: Path, state: ResumeState, model: CAFEModel) -> None:
     """The weights of the resume state's own epoch into ``model``: those saved inside it, or, for resume
     state of cafe versions that did not save them, ``last.safetensors``."""
-    if "model" not in state:
+    if state.model is None:
         load_weights(run, "last", model)
         return
     last = RunFolder(run).weights("last")
     if last.is_file():
         verify(run, last.name)  # not read here, but a damaged file is refused now rather than left for eval
     try:
-        model.load_state_dict(state["model"])
+        model.load_state_dict(state.model)
     except (RuntimeError, TypeError, AttributeError) as e:
         first = " ".join(str(e).split())[:300]
         raise CafeError(f"{RunFolder(run).resume}: its weights do not fit the model described in "

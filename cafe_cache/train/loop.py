@@ -40,7 +40,15 @@ from ..model.backbones import LoadReport
 from ..model.cafe import CAFEModel
 from ..model.config import ModelConfig
 from ..model.losses import WeightedTerm, channel_drop_mask, total_loss, weighted_terms
-from ..run.checkpoint import load_resume, restore_weights, save_resume, save_weights, weights_state, write_json
+from ..run.checkpoint import (
+    ResumeState,
+    load_resume,
+    restore_weights,
+    save_resume,
+    save_weights,
+    weights_state,
+    write_json,
+)
 from ..run.config import TrainConfig, resumed
 from ..run.data import PairedSamples
 from ..run.folder import BackboneInit, ClipInfo, RunConfig, RunFolder
@@ -159,17 +167,17 @@ def setup(cfg: TrainConfig, run: Path, *, resume: bool, log: Callable[[str], Non
     return session
 
 
-def restore_progress(s: Session, state: dict[str, Any], log: Callable[[str], None]) -> None:
+def restore_progress(s: Session, state: ResumeState, log: Callable[[str], None]) -> None:
     """The optimiser, the schedule, the history and the best accuracy after the last finished epoch."""
-    s.optimizer.load_state_dict(state["optimizer"])
-    s.scheduler.load_state_dict(state["scheduler"])
-    s.history, s.best = state["history"], state["best"]
+    s.optimizer.load_state_dict(state.optimizer)
+    s.scheduler.load_state_dict(state.scheduler)
+    s.history, s.best = state.history, state.best
     done = len(s.history)
     log(f"resuming after epoch {done} of {s.cfg.epochs} (best source test accuracy {s.best:.2f})"
         if done < s.cfg.epochs else f"all {done} epochs are done already; nothing to train")
 
 
-def check_resumable(run: Path, cfg: TrainConfig, cache: FeatureCache, state: dict[str, Any]) -> None:
+def check_resumable(run: Path, cfg: TrainConfig, cache: FeatureCache, state: ResumeState) -> None:
     """Refuse a resume that would not continue the same run: a source cache made otherwise than the one the
     run trained on (other CLIP, activation, preprocessing, views ...), or fewer epochs than already done."""
     saved = RunFolder(run).read_config()
@@ -178,7 +186,7 @@ def check_resumable(run: Path, cfg: TrainConfig, cache: FeatureCache, state: dic
         if diff:
             raise CafeError(f"{cache.path} is not the cache this run trained on ({'; '.join(diff)}: the run's). "
                             "Put the run's cache back in --cache-dir, or train a new run into another --out.")
-    done = len(state["history"])
+    done = len(state.history)
     if done > cfg.epochs:
         raise CafeError(f"--epochs {cfg.epochs}: {run} already finished {done} epochs; pass --epochs {done} or more "
                         "to train on, or evaluate it with `cafe eval`.")
@@ -258,9 +266,9 @@ def end_epoch(s: Session, epoch: int, e: EpochSums, log: Callable[[str], None]) 
         if improved:
             save_weights(s.run, "best", unwrap(s.model), kept)
         # one file: the weights of this epoch with its optimiser, so a resume never pairs two epochs
-        save_resume(s.run, {"model": weights_state(unwrap(s.model)), "epoch": epoch + 1,
-                            "optimizer": s.optimizer.state_dict(), "scheduler": s.scheduler.state_dict(),
-                            "history": s.history, "best": s.best}, kept)
+        save_resume(s.run, ResumeState(optimizer=s.optimizer.state_dict(), scheduler=s.scheduler.state_dict(),
+                                       history=s.history, best=s.best, model=weights_state(unwrap(s.model)),
+                                       epoch=epoch + 1), kept)
         write_json(RunFolder(s.run).metrics, history_to_json(s.history), kept)
     parts = ", ".join(f"{name} {v:.4f}" for name, v in terms.items())
     log(f"epoch {epoch + 1}/{s.cfg.epochs}  loss {entry.loss:.4f} ({parts})  train {entry.train_acc:.1f}%  "
