@@ -21,6 +21,7 @@ from . import paper
 from .errors import CafeError
 from .extract.paths import find_caches
 from .extract.reader import FeatureCache
+from .model.variants import CAFE, NO_MASK
 from .options import DEFAULT_WHICH
 from .reproduce import (
     MSCELEB_HINT,
@@ -38,7 +39,7 @@ from .run.folder import RunFolder
 from .steps import Say, Views
 
 MIN_DATASETS = 3  # with two, "all the others" is one dataset: that is Table 1
-METHODS = (("CAFE", "cafe", None), ("baseline (no mask)", "no_mask", "no_mask"))  # (row, folder, variant)
+METHODS = (("CAFE", CAFE.name, None), ("baseline (no mask)", NO_MASK.name, NO_MASK.name))  # (row, folder, variant)
 
 
 @dataclass

@@ -30,6 +30,7 @@ from .extract.subset import describe
 from .files import write_text
 from .messages import stop, warning
 from .metrics import means
+from .model.variants import CLIP_FINETUNE, NO_MASK, NO_SIGMOID
 from .options import DEFAULT_WHICH, PROTOCOLS, TABLES, TRAIN_PRECISIONS, VIEWS, WHICH
 from .results import EvalResult, accuracies, read_eval_result_if_any, read_zero_shot_tables
 from .run.config import TrainConfig
@@ -172,14 +173,15 @@ def plan(datasets: list[str], runs: Path, tables: tuple[str, ...] = TABLES, swee
     abl = "rafdb" if "rafdb" in datasets else datasets[0]
     full = Experiment("2", "mask + separation + diverse", abl, runs / "table1" / abl)
     if "2" in tables:
-        exps += [Experiment("2", "baseline (no mask)", abl, runs / "table2" / "no_mask", variant="no_mask"),
+        exps += [Experiment("2", "baseline (no mask)", abl, runs / "table2" / NO_MASK.name, variant=NO_MASK.name),
                  Experiment("2", "mask", abl, runs / "table2" / "mask", w_sep=0.0, w_div=0.0),
                  Experiment("2", "mask + separation", abl, runs / "table2" / "mask_sep", w_div=0.0),
                  full]
     if "4" in tables:
-        exps.append(Experiment("4", "CLIP+Finetune", abl, runs / "table4" / "clip_finetune", variant="clip_finetune"))
+        exps.append(Experiment("4", "CLIP+Finetune", abl, runs / "table4" / CLIP_FINETUNE.name,
+                               variant=CLIP_FINETUNE.name))
     if "5" in tables:
-        exps.append(Experiment("5", "No sigmoid", abl, runs / "table5" / "no_sigmoid", variant="no_sigmoid"))
+        exps.append(Experiment("5", "No sigmoid", abl, runs / "table5" / NO_SIGMOID.name, variant=NO_SIGMOID.name))
     if sweep:
         exps += [Experiment("sweep", f"w_sep={w:g}, w_div=5", abl, runs / "sweep" / f"sep{w:g}", w_sep=w)
                  for w in SWEEP_SEP]
