@@ -93,7 +93,7 @@ def test_training_on_stored_images_gives_the_same_loss(source_sized, tmp_path):
     for name in ("plain", "stored"):
         cfg = TrainConfig(source="toyset", cache_dir=str(tmp_path / name), backbone_weights="none", epochs=1,
                           batch_size=7, image_size=TINY_SIZE, workers=0, seed=3)
-        losses.append(train(cfg, tmp_path / f"run-{name}", log=lambda *_: None)[0]["loss"])
+        losses.append(train(cfg, tmp_path / f"run-{name}", log=lambda *_: None)[0].loss)
     assert losses[0] == losses[1]
 
 
@@ -119,7 +119,7 @@ def test_stored_images_train_without_the_dataset_folder(folder_dataset, tmp_path
     before = train(TrainConfig(cache_dir=str(tmp_path / "stored"), **cfg), tmp_path / "run-a", log=lambda *_: None)
     shutil.rmtree(folder_dataset)
     after = train(TrainConfig(cache_dir=str(tmp_path / "stored"), **cfg), tmp_path / "run-b", log=lambda *_: None)
-    assert after[0]["loss"] == before[0]["loss"]
+    assert after[0].loss == before[0].loss
     with pytest.raises(CafeError, match="pass --root"):
         train(TrainConfig(cache_dir=str(tmp_path / "plain"), **cfg), tmp_path / "run-c", log=lambda *_: None)
     from typer.testing import CliRunner
