@@ -32,9 +32,10 @@ from cafe_cache.errors import CafeError
 from cafe_cache.evaluate.targets import evaluate_run
 from cafe_cache.predict import recognizer as recognizer_module
 from cafe_cache.predict.hub import parse_hf
+from cafe_cache.predict.infer import Preprocess
 from cafe_cache.predict.model_card import model_card
 from cafe_cache.predict.onnx_export import PARITY_TOLERANCE
-from cafe_cache.predict.package import WEIGHTS_FILE
+from cafe_cache.predict.package_config import WEIGHTS_FILE, PackageConfig, PackagedClip
 from cafe_cache.results import EvalResult, Summary
 from cafe_cache.run.folder import RunConfig
 from cli.main import app
@@ -253,17 +254,25 @@ def test_package_layout_config_and_card(package, run_dir):
 def test_model_card_puts_the_papers_numbers_beside_ours(run_dir):
     config = RunConfig.from_json(json.loads((run_dir / "config.json").read_text()))
     config = replace(config, train=replace(config.train, source="rafdb"))
-    data = {"random_weights": {"clip": False, "backbone": False}, "warning": None, "deviations": [],
-            "clip": {"model": "ViT-B-32", "weights": "pretrained:openai", "weights_sha256": None,
-                     "activation": "quickgelu", "random_weights": False},
-            "weights": {"sha256": "0" * 64, "which": "last"}, "inputs": {"clip_image": 224, "mask_image": 224},
-            "preprocessing": {"face_crop": "100x100", "colour_order": "RGB"}}
+    clip = PackagedClip("ViT-B-32", "pretrained:openai", None, "quickgelu", False, None)
+    package = PackageConfig(clip=clip, preprocess=Preprocess(224, 224), weights_sha256="0" * 64, which="last",
+                            random_clip=False, random_backbone=False, warning=None, deviations=(), run=config)
     m = replace(target_metrics(50.0), uar=40.0)
-    card = model_card(data, config, EvalResult("t", "rafdb", "last", False, "", {"rafdb": m, "ferplus": m}, Summary()),
+    card = model_card(package, EvalResult("t", "rafdb", "last", False, "", {"rafdb": m, "ferplus": m}, Summary()),
                       "o/n")
     assert "| FERPlus | 10 | 50.00 | 40.00 | 73.16 |" in card
     assert "| RAF-DB (source) | 10 | 50.00 | 40.00 | 88.72 |" in card
     assert "RANDOM" not in card and "- none" in card
+
+
+def test_a_package_config_reads_back_as_written(package):
+    """One schema: config.json read as a PackageConfig and written again gives the same file."""
+    path = package[0] / "config.json"
+    data = json.loads(path.read_text())
+    typed = PackageConfig.from_json(data, path)
+    assert typed.to_json() == data
+    assert typed.random_clip and typed.which == "last" and typed.preprocess.mask_size == 40
+    assert typed.run.train.image_size == 40 and typed.clip.model == "cafe-tiny"
 
 
 def test_package_round_trips_through_an_offline_hf_cache(package, recognizer, pictures, tmp_path, monkeypatch):

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from ..classes import CLASSES
 from ..extract.extractor import display_name
 from ..metrics import means
 from ..paper import CAFE_CROSS_DOMAIN, DATASET_NAMES
 from ..results import EvalResult
-from ..run.folder import RunConfig
+from .package_config import PackageConfig
 
 CITATION = "\n".join([
     "@inproceedings{zhang2024generalizable,",
@@ -22,16 +20,17 @@ CITATION = "\n".join([
 ])
 
 
-def model_card(data: dict[str, Any], config: RunConfig, results: EvalResult | None, repo: str) -> str:
-    """The card of a package: ``data`` its config.json, ``config`` the run's, ``results`` its eval results.json."""
+def model_card(package: PackageConfig, results: EvalResult | None, repo: str) -> str:
+    """The card of a package: ``package`` its config.json, ``results`` its run's eval results.json."""
+    config = package.run
     source = config.source
-    random = data["random_weights"]["clip"] or data["random_weights"]["backbone"]
+    random = package.random
     title = f"CAFE facial expression recognition, trained on {DATASET_NAMES.get(source, source)}"
     parts = [_front_matter(source), f"# {title}" + (" (RANDOM WEIGHTS: not a real model)" if random else ""), ""]
-    if data["warning"]:
-        parts += [f"> **RANDOM WEIGHTS.** {data['warning'][0].upper()}{data['warning'][1:]}", ""]
-    parts += _what_it_is(data, config) + _how_to_use(repo) + _results(results, source, data["weights"]["which"])
-    parts += _training(data, config) + _license_and_citation(source)
+    if package.warning:
+        parts += [f"> **RANDOM WEIGHTS.** {package.warning[0].upper()}{package.warning[1:]}", ""]
+    parts += _what_it_is(package) + _how_to_use(repo) + _results(results, source, package.which)
+    parts += _training(package) + _license_and_citation(source)
     return "\n".join(parts) + "\n"
 
 
@@ -40,22 +39,22 @@ def _front_matter(source: str) -> str:
             f"tags:\n- facial-expression-recognition\n- cafe\n- clip\n- {source}\n---\n")
 
 
-def _what_it_is(data: dict[str, Any], config: RunConfig) -> list[str]:
-    clip = data["clip"]
-    weights = "RANDOM WEIGHTS" if clip["random_weights"] else clip["weights"]
-    sha = f", sha256 {clip['weights_sha256']}" if clip["weights_sha256"] else ""
+def _what_it_is(package: PackageConfig) -> list[str]:
+    clip, config, pre = package.clip, package.run, package.preprocess
+    weights = "RANDOM WEIGHTS" if clip.random_weights else clip.weights
+    sha = f", sha256 {clip.weights_sha256}" if clip.weights_sha256 else ""
     return [
         "## What it is", "",
         "CAFE (Zhang et al., ECCV 2024, *Generalizable Facial Expression Recognition*): a frozen image tower "
-        f"({display_name(clip['model'])}, weights {weights}{sha}, {clip['activation']}) gives general face features; a "
+        f"({display_name(clip.model)}, weights {weights}{sha}, {clip.activation}) gives general face features; a "
         f"{config.model.backbone} mask branch (variant `{config.variant}`) learns a sigmoid mask "
         "that selects the expression channels; an FC gives the 7 basic expressions: " + ", ".join(CLASSES) + ".", "",
-        f"`model.safetensors` holds the mask branch and FC (sha256 `{data['weights']['sha256']}`, the `"
-        f"{data['weights']['which']}` weights of the run). CLIP is not in it: `cafe_cache.load` rebuilds it from "
+        f"`model.safetensors` holds the mask branch and FC (sha256 `{package.weights_sha256}`, the `"
+        f"{package.which}` weights of the run). CLIP is not in it: `cafe_cache.load` rebuilds it from "
         "`config.json`'s `clip` entry (an open_clip pretrained tag downloads once into your Hugging Face cache).", "",
-        f"Input: a face crop (a detected face is aligned first: {data['preprocessing']['face_crop']}), resized to "
-        f"{data['inputs']['clip_image']} px for CLIP and {data['inputs']['mask_image']} px for the mask branch, "
-        f"{data['preprocessing']['colour_order']}, ImageNet mean/std.", "",
+        f"Input: a face crop (a detected face is aligned first: {pre.to_dict()['face_crop']}), resized to "
+        f"{pre.clip_size} px for CLIP and {pre.mask_size} px for the mask branch, "
+        f"{pre.colour_order}, ImageNet mean/std.", "",
     ]
 
 
@@ -93,7 +92,8 @@ def _results(results: EvalResult | None, source: str, which: str) -> list[str]:
     return ["## Cross-domain results", "", results.title, "", *rows, "", *notes, ""]
 
 
-def _training(data: dict[str, Any], config: RunConfig) -> list[str]:
+def _training(package: PackageConfig) -> list[str]:
+    config = package.run
     t = config.train
     lines = ["## Training", "",
              f"- source: {t.source} ({(config.samples or {}).get('train', '?')} training images), "
@@ -105,7 +105,7 @@ def _training(data: dict[str, Any], config: RunConfig) -> list[str]:
              f"{config.mask_precision or '?'}; CLIP input: {config.clip_input}",
              f"- cafe {config.cafe_version or '?'}", "",
              "## Deviations from the paper's official setting", ""]
-    lines += [f"- {d}" for d in data["deviations"]] or ["- none"]
+    lines += [f"- {d}" for d in package.deviations] or ["- none"]
     return lines + [""]
 
 

@@ -17,7 +17,6 @@ import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from safetensors.torch import save_file
 
@@ -33,9 +32,8 @@ from ..run.official import PaperSettings
 from ..version import __version__
 from .infer import Preprocess, random_warning
 from .model_card import model_card
+from .package_config import PACKAGE_FORMAT, WEIGHTS_FILE, PackageConfig, PackagedClip
 
-PACKAGE_FORMAT = "cafe-package-1"
-WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 CARD_FILE = "README.md"
 
@@ -81,9 +79,9 @@ def package_run(run: str | Path, out: str | Path, which: str | None = None, repo
         state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
         save_file(state, str(tmp / WEIGHTS_FILE), metadata={"format": "pt"})
         digest = sha256(tmp / WEIGHTS_FILE)
-        data = package_config(config, which, digest)
-        write_json(tmp / CONFIG_FILE, data)
-        (tmp / CARD_FILE).write_text(model_card(data, config, results, repo or "ORG/NAME"))
+        package = package_config(config, which, digest)
+        write_json(tmp / CONFIG_FILE, package.to_json())
+        (tmp / CARD_FILE).write_text(model_card(package, results, repo or "ORG/NAME"))
         if out.is_dir():
             out.rmdir()
         os.replace(tmp, out)
@@ -94,7 +92,7 @@ def package_run(run: str | Path, out: str | Path, which: str | None = None, repo
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return PackageReport(out, which, digest, data["warning"], tuple(results.targets if results else ()))
+    return PackageReport(out, which, digest, package.warning, tuple(results.targets if results else ()))
 
 
 def _eval_results(folder: RunFolder, which: str) -> EvalResult | None:
@@ -111,25 +109,15 @@ def deviations(config: RunConfig, which: str) -> list[str]:
     return settings.deviations() + extra
 
 
-def package_config(config: RunConfig, which: str, weights_sha256: str) -> dict[str, Any]:
-    """The package's config.json (see the module docstring)."""
+def package_config(config: RunConfig, which: str, weights_sha256: str) -> PackageConfig:
+    """The package's config.json (see :mod:`.package_config`)."""
     fp = Fingerprint.from_json(config.clip.fingerprint)
-    return {
-        "format": PACKAGE_FORMAT,
-        "library": "cafe-fer",
-        "cafe_version": __version__,
-        "classes": list(CLASSES),
-        "inputs": {"clip_image": fp.image_size, "mask_image": config.image_size},
-        "preprocessing": Preprocess(fp.image_size, config.image_size).to_dict(),
-        "clip": {"model": fp.model, "weights": fp.weights, "weights_sha256": fp.weights_sha256,
-                 "activation": fp.activation, "random_weights": fp.random_weights, "seed": fp.seed},
-        "weights": {"file": WEIGHTS_FILE, "sha256": weights_sha256, "which": which,
-                    "holds": "the CAFE mask branch and FC; CLIP is rebuilt from 'clip'"},
-        "random_weights": {"clip": config.clip.random_weights, "backbone": config.backbone_init.random_init},
-        "warning": random_warning(config.clip.random_weights, config.backbone_init.random_init),
-        "deviations": deviations(config, which),
-        "run": config.to_json(),
-    }
+    clip = PackagedClip(fp.model, fp.weights, fp.weights_sha256, fp.activation, fp.random_weights, fp.seed)
+    return PackageConfig(clip=clip, preprocess=Preprocess(fp.image_size, config.image_size),
+                         weights_sha256=weights_sha256, which=which, random_clip=config.clip.random_weights,
+                         random_backbone=config.backbone_init.random_init,
+                         warning=random_warning(config.clip.random_weights, config.backbone_init.random_init),
+                         deviations=tuple(deviations(config, which)), run=config)
 
 
 def read_package(folder: Path) -> tuple[CAFEModel, RunConfig]:
@@ -137,19 +125,22 @@ def read_package(folder: Path) -> tuple[CAFEModel, RunConfig]:
     config_path = Path(folder) / CONFIG_FILE
     try:
         data = json.loads(config_path.read_text())
-        expected, run = data["weights"]["sha256"], data["run"]
-        config = RunConfig.from_json(run)
-        model = CAFEModel(config.model)
-    except (OSError, ValueError, UnicodeDecodeError, KeyError, TypeError, CafeError) as e:
+    except (OSError, ValueError, UnicodeDecodeError) as e:
         raise CafeError(f"{config_path} is not the config.json `cafe package` writes ({type(e).__name__}: {e}); "
                         "download or write the package again.") from None
-    if data.get("classes") != list(CLASSES):
-        raise CafeError(f"{config_path} predicts classes {data.get('classes')}; this cafe expects {list(CLASSES)}.")
+    package = PackageConfig.from_json(data, config_path)
+    if package.classes != CLASSES:
+        raise CafeError(f"{config_path} predicts classes {list(package.classes)}; this cafe expects {list(CLASSES)}.")
+    try:
+        model = CAFEModel(package.run.model)
+    except CafeError as e:
+        raise CafeError(f"{config_path} is not the config.json `cafe package` writes ({e}); "
+                        "download or write the package again.") from None
     weights = Path(folder) / WEIGHTS_FILE
     if not weights.is_file():
         raise CafeError(f"{weights} is missing; the package is incomplete. Download or write it again.")
-    if sha256(weights) != expected:
+    if sha256(weights) != package.weights_sha256:
         raise CafeError(f"{weights} does not match the sha256 in {config_path}: the file is damaged or was "
                         "replaced. Download the package again (or rerun `cafe package`).")
     load_weights(Path(folder), Path(WEIGHTS_FILE).stem, model)
-    return model.eval(), config
+    return model.eval(), package.run
