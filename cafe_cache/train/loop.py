@@ -53,6 +53,7 @@ from ..run.config import TrainConfig, resumed
 from ..run.data import PairedSamples
 from ..run.folder import BackboneInit, ClipInfo, RunConfig, RunFolder
 from ..run.predictions import predict_split
+from ..signals import raise_if_terminated
 from ..version import __version__
 from .sources import SourceData, load_sources, make_sampler
 
@@ -233,6 +234,7 @@ def train_one_epoch(s: Session, epoch: int, *, on_epoch: Callable[[int, int], No
         seen += n
         if on_step:
             on_step(epoch, n)
+        raise_if_terminated()
     lr = s.optimizer.param_groups[0]["lr"]
     s.scheduler.step()  # ExponentialLR, once per epoch
     return EpochSums(total, sums, correct, seen, lr, time.perf_counter() - t0)
