@@ -26,6 +26,7 @@ from .metrics import plural
 from .options import DEFAULT_WHICH, WHICH
 from .progress import device_hint, epoch_bars
 from .report import make_run_figures
+from .run.config import TrainConfig
 from .run.folder import RunFolder, RunLock
 from .train.loop import plan_run, train
 
@@ -34,7 +35,7 @@ from .train.loop import plan_run, train
 class TrainRequest:
     """What ``cafe train`` was asked to do."""
 
-    options: dict[str, Any]  # TrainConfig's keys (``augment`` a dict) for a new run
+    config: TrainConfig | None  # a new run's settings; None: --resume (the run's saved ones), or --source missing
     given: dict[str, Any] = field(default_factory=dict)  # the options typed on the command line (resume checks)
     out: Path | None = None  # the run folder; a new run's default: runs/<source>-<time>
     resume: bool = False
@@ -60,7 +61,7 @@ def train_and_evaluate(request: TrainRequest, *, log: Callable[[str], None] = pr
     a progress display, ``show`` prints an evaluation's table."""
     which = eval_choices(request.eval_which)
     ranks = from_env()
-    cfg, out, resume = plan_run(request.options, request.given, out=request.out, resume=request.resume,
+    cfg, out, resume = plan_run(request.config, request.given, out=request.out, resume=request.resume,
                                 distributed=ranks.distributed, restarted=restarted())
     if request.evaluate and request.targets:  # a wrong --targets fails now, not after the whole training
         source = FeatureCache(cache_path(cfg.cache_dir, cfg.sources[0]))  # the sources share one fingerprint

@@ -118,7 +118,8 @@ def read_step(path: Path) -> ExtractJob | TrainRequest:
                                  "native": NativeFlags(**d["native"]), "clip": ClipSpec(**d["clip"]),
                                  "views": tuple(d["views"]), "splits": tuple(d["splits"]) if d["splits"] else None})
     d = data["train"]
-    return TrainRequest(**d | {"out": Path(d["out"]) if d["out"] else None})
+    return TrainRequest(**d | {"out": Path(d["out"]) if d["out"] else None,
+                               "config": TrainConfig.from_dict(d["config"]) if d["config"] else None})
 
 
 @contextmanager
@@ -156,8 +157,8 @@ class Runner:
         from .run.folder import RunFolder
 
         resume = RunFolder(out).resume.is_file()
-        request = TrainRequest(options=cfg.to_dict(), given={"cache_dir": cfg.cache_dir} if resume else {}, out=out,
-                               resume=resume, targets=targets, eval_which=EVAL_WHICH, plots=plots)
+        request = TrainRequest(config=None if resume else cfg, given={"cache_dir": cfg.cache_dir} if resume else {},
+                               out=out, resume=resume, targets=targets, eval_which=EVAL_WHICH, plots=plots)
         return self._run(train_command(request, None if resume else cfg), request,
                          lambda: _train(request, self.views), self.nproc)
 

@@ -91,6 +91,8 @@ def train(
     """
     from cafe_cache.pipeline import TrainRequest, train_and_evaluate  # torch: only when running
 
-    request = TrainRequest(training_options(ctx.params), given_options(ctx), out=out, resume=resume,
+    new = not resume and source is not None  # else the saved config (resume) or "--source is required"
+    config = TrainConfig.from_dict(training_options(ctx.params)) if new else None
+    request = TrainRequest(config, given_options(ctx), out=out, resume=resume,
                            targets=split_list(targets), evaluate=evaluate, eval_which=eval_which, plots=plots)
     train_and_evaluate(request, log=say, plain=say_plain, bars=progress, show=show_evaluation)

@@ -133,7 +133,7 @@ def test_a_step_under_torchrun_reads_its_typed_settings_back(tmp_path):
                                                   "--views clean --ckplus-peak 2"))
     extraction = job.extraction("rafdb", tmp_path / "cache")
     assert read_step(write_step(extraction, tmp_path / "e.json")) == extraction
-    request = TrainRequest(default_train().to_dict(), {}, out=tmp_path / "run", targets=["rafdb"], plots=False)
+    request = TrainRequest(default_train(), {}, out=tmp_path / "run", targets=["rafdb"], plots=False)
     assert read_step(write_step(request, tmp_path / "t.json")) == request
 
 

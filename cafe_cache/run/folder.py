@@ -39,8 +39,7 @@ METRICS = "metrics.json"
 CHECKSUMS = "checksums.json"
 FIGURES = "figures"
 RUN_LOCK = "run.lock"
-RESULTS_JSON = "results.json"
-RESULTS_MD = "results.md"
+RESULTS = "results"  # eval-<which>/results.json and results.md (results-A+B.* for cafe eval --targets A,B)
 MEAN_MASKS = "mean_masks.npz"
 
 
@@ -153,7 +152,7 @@ class RunLock:
 
 def results_stem(targets: list[str] | None) -> str:
     """``results`` for the full evaluation (None), ``results-rafdb+sfew`` for the set of targets named."""
-    return Path(RESULTS_JSON).stem + ("-" + "+".join(targets) if targets else "")
+    return RESULTS + ("-" + "+".join(targets) if targets else "")
 
 
 def find_runs(folder: Path) -> list[Path]:

@@ -278,9 +278,9 @@ def end_epoch(s: Session, epoch: int, e: EpochSums, log: Callable[[str], None]) 
     return entry
 
 
-def plan_run(options: dict[str, Any], given: dict[str, Any], *, out: Path | None, resume: bool,
+def plan_run(config: TrainConfig | None, given: dict[str, Any], *, out: Path | None, resume: bool,
              distributed: bool = False, restarted: bool = False) -> tuple[TrainConfig, Path, bool]:
-    """(config, run folder, resume?) of a ``cafe train``: a new run from ``options`` (TrainConfig's keys),
+    """(config, run folder, resume?) of a ``cafe train``: a new run of ``config``,
     or, with ``resume`` (or when torchrun relaunched the processes of a run), the saved run in ``out``
     with the options of ``given`` that may change (:func:`resumed`)."""
     if distributed and out is None:
@@ -292,9 +292,9 @@ def plan_run(options: dict[str, Any], given: dict[str, Any], *, out: Path | None
         if out is None:
             raise CafeError("--resume needs --out RUN, the run folder to continue.")
         return resumed(RunFolder(out).read_config().train, out, given), out, True
-    if options.get("source") is None:
+    if config is None:
         raise CafeError("--source NAME is required (a cache in --cache-dir; see `cafe cache list`).")
-    cfg = TrainConfig.from_dict(options)
+    cfg = config
     out = out or Path("runs") / f"{'+'.join(cfg.sources)}-{datetime.now():%Y%m%d-%H%M%S}"
     if RunFolder(out).has_run():
         raise CafeError(f"{out} already holds a run; pass --resume to continue it or another --out.")
